@@ -1,0 +1,288 @@
+"""Scripted baseline policies that can sit in any seat of their role.
+
+Every policy has one interface: ``act(obs, rng)`` for one seat (``obs`` is the seat's
+observation dict ``{"observation", "action_mask"}``; the return value is an action of the env's
+action space for that role) and ``act_batch(obs, mask, rng)`` for many seats at once (rows of
+the observation and mask matrices; returns one action row per seat). The same objects drive the
+scripted seats inside the env, stand in for agents in tests and notebooks, and back the
+never-trained RLModules of the training code.
+
+Action encodings (see :mod:`twin.env`): RP ``[mode, price_level]`` with mode 0 honest, 1 cheat,
+2 inflate, 3 skip; JC discrete 0 accept, 1 check, 2 wait, or ``[check_probability]``; mediator
+0 honest, 1 collude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+RP_MODES = ("honest", "cheat", "inflate", "skip")
+JC_ACTIONS = ("accept", "check", "wait")
+MED_ACTIONS = ("honest", "collude")
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a scripted policy needs to know about the action space."""
+
+    n_price_levels: int = 5
+    default_price_level: int = 2
+    jc_action: str = "discrete"  # or "probability"
+
+
+class Policy:
+    role: str = ""
+    name: str = ""
+
+    def __init__(self, ctx: PolicyContext, **params: float) -> None:
+        self.ctx = ctx
+        self.params = params
+
+    def act(self, obs: dict, rng: np.random.Generator | None = None):
+        """The action of one seat, in that role's env action space."""
+        rng = rng if rng is not None else np.random.default_rng()
+        row = self.act_batch(
+            np.asarray(obs["observation"])[None, :], np.asarray(obs["action_mask"])[None, :], rng
+        )[0]
+        if self.role == "rp" or (self.role == "jc" and self.ctx.jc_action == "probability"):
+            return row
+        return int(row[0])
+
+    def act_batch(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+# -- resource providers ---------------------------------------------------------------------
+class _RPMode(Policy):
+    role = "rp"
+    mode = 0
+
+    def _modes(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.full(n, self.mode, np.int64)
+
+    def act_batch(self, obs, mask, rng):
+        n = len(obs)
+        out = np.empty((n, 2), np.int64)
+        out[:, 0] = self._modes(n, rng)
+        lvl = int(self.params.get("price_level", -1))
+        out[:, 1] = self.ctx.default_price_level if lvl < 0 else lvl
+        return out
+
+
+class HonestRP(_RPMode):
+    """Always runs jobs honestly at the default price."""
+
+    name, mode = "honest", 0
+
+
+class AlwaysCheatRP(_RPMode):
+    """Always returns a fake result."""
+
+    name, mode = "always_cheat", 1
+
+
+class InflateRP(_RPMode):
+    """Runs honestly but always inflates its instruction count."""
+
+    name, mode = "always_inflate", 2
+
+
+class SkipRP(_RPMode):
+    """Takes jobs and never submits."""
+
+    name, mode = "always_skip", 3
+
+
+class CheatWithProbabilityRP(_RPMode):
+    """Cheats on each decision with probability ``cheat_probability`` (else honest)."""
+
+    name = "cheat_with_probability"
+
+    def _modes(self, n, rng):
+        q = float(self.params.get("cheat_probability", 0.5))
+        return (rng.random(n) < q).astype(np.int64)
+
+
+class RandomRP(Policy):
+    """Uniformly random valid action (used by the benchmark)."""
+
+    role, name = "rp", "random"
+
+    def act_batch(self, obs, mask, rng):
+        return _random_multidiscrete(mask, (len(RP_MODES), self.ctx.n_price_levels), rng)
+
+
+# -- job creators -----------------------------------------------------------------------------
+class _JC(Policy):
+    role = "jc"
+
+    def _p(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def act_batch(self, obs, mask, rng):
+        n = len(obs)
+        p = self._p(n, rng)
+        if self.ctx.jc_action == "probability":
+            return p[:, None].astype(np.float32)
+        check = rng.random(n) < p
+        return np.where(check, 1, 0).astype(np.int64)[:, None]
+
+
+class AlwaysAcceptJC(_JC):
+    """Accepts every result without checking (the shipped agents' behaviour)."""
+
+    name = "always_accept"
+
+    def _p(self, n, rng):
+        return np.zeros(n)
+
+
+class AlwaysCheckJC(_JC):
+    name = "always_check"
+
+    def _p(self, n, rng):
+        return np.ones(n)
+
+
+class CheckWithProbabilityJC(_JC):
+    """Checks each result with probability ``check_probability``, else accepts it at once."""
+
+    name = "check_with_probability"
+
+    def _p(self, n, rng):
+        return np.full(n, float(self.params.get("check_probability", 0.1)))
+
+
+class NeverJudgeJC(Policy):
+    """Never accepts nor checks: lets the judge timeout run."""
+
+    role, name = "jc", "never_judge"
+
+    def act_batch(self, obs, mask, rng):
+        if self.ctx.jc_action == "probability":
+            return np.full((len(obs), 1), np.nan, np.float32)
+        return np.full((len(obs), 1), 2, np.int64)
+
+
+class RandomJC(Policy):
+    role, name = "jc", "random"
+
+    def act_batch(self, obs, mask, rng):
+        if self.ctx.jc_action == "probability":
+            return rng.random((len(obs), 1)).astype(np.float32)
+        return _random_multidiscrete(mask, (len(JC_ACTIONS),), rng)
+
+
+# -- mediators --------------------------------------------------------------------------------
+class HonestMediator(Policy):
+    """Re-executes and votes on the comparison."""
+
+    role, name = "mediator", "honest_mediator"
+
+    def act_batch(self, obs, mask, rng):
+        return np.zeros((len(obs), 1), np.int64)
+
+
+class ColludingMediator(Policy):
+    """Honours its ring's collusion agreement whenever a ring member is a party."""
+
+    role, name = "mediator", "colluding_mediator"
+
+    def act_batch(self, obs, mask, rng):
+        return mask[:, 1:2].astype(np.int64)
+
+
+class RandomMediator(Policy):
+    role, name = "mediator", "random"
+
+    def act_batch(self, obs, mask, rng):
+        return _random_multidiscrete(mask, (len(MED_ACTIONS),), rng)
+
+
+def _random_multidiscrete(
+    mask: np.ndarray, nvec: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
+    """One uniformly random allowed choice per component (mask is the concatenation per component)."""
+    n = len(mask)
+    out = np.empty((n, len(nvec)), np.int64)
+    start = 0
+    for k, size in enumerate(nvec):
+        m = mask[:, start : start + size].astype(float)
+        m = m / m.sum(axis=1, keepdims=True)
+        u = rng.random(n)[:, None]
+        out[:, k] = (u > np.cumsum(m, axis=1)).sum(axis=1).clip(0, size - 1)
+        start += size
+    return out
+
+
+REGISTRY: dict[str, dict[str, tuple[type[Policy], tuple[str, ...]]]] = {
+    "rp": {
+        "honest": (HonestRP, ("price_level",)),
+        "always_cheat": (AlwaysCheatRP, ("price_level",)),
+        "always_inflate": (InflateRP, ("price_level",)),
+        "always_skip": (SkipRP, ("price_level",)),
+        "cheat_with_probability": (CheatWithProbabilityRP, ("cheat_probability", "price_level")),
+        "random": (RandomRP, ()),
+    },
+    "jc": {
+        "always_accept": (AlwaysAcceptJC, ()),
+        "always_check": (AlwaysCheckJC, ()),
+        "check_with_probability": (CheckWithProbabilityJC, ("check_probability",)),
+        "never_judge": (NeverJudgeJC, ()),
+        "random": (RandomJC, ()),
+    },
+    "mediator": {
+        "honest_mediator": (HonestMediator, ()),
+        "colluding_mediator": (ColludingMediator, ()),
+        "random": (RandomMediator, ()),
+    },
+}
+
+_PROBS = {"cheat_probability", "check_probability"}
+
+
+def check_policy(group: str, name: str, params: dict[str, float] | None = None) -> None:
+    """Raise ``ValueError`` naming the allowed names/parameters when ``name``/``params`` are bad."""
+    params = params or {}
+    if group not in REGISTRY:
+        raise ValueError(f"unknown group {group!r}; allowed: {sorted(REGISTRY)}")
+    if name not in REGISTRY[group]:
+        raise ValueError(
+            f"policy {name!r} is not a {group} policy; allowed: {sorted(REGISTRY[group])}"
+        )
+    allowed = REGISTRY[group][name][1]
+    for k, v in params.items():
+        if k not in allowed:
+            raise ValueError(f"policy {name!r} has no parameter {k!r}; allowed: {list(allowed)}")
+        if k in _PROBS and not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"params.{k} = {v} is out of range; allowed range: [0, 1]")
+
+
+def make_policy(group: str, name: str, params: dict[str, float] | None = None,
+                ctx: PolicyContext | None = None) -> Policy:  # fmt: skip
+    params = dict(params or {})
+    check_policy(group, name, params)
+    return REGISTRY[group][name][0](ctx or PolicyContext(), **params)
+
+
+PolicyFactory = Callable[..., Policy]
+__all__ = [
+    "JC_ACTIONS",
+    "MED_ACTIONS",
+    "Policy",
+    "PolicyContext",
+    "REGISTRY",
+    "RP_MODES",
+    "check_policy",
+    "make_policy",
+]
+
+
+def policy_from_config(group: str, gc, ctx: PolicyContext) -> Policy:
+    """The scripted policy of a population group's config (``twin.config.GroupConfig``)."""
+    allowed = REGISTRY[group][gc.policy][1] if gc.policy in REGISTRY.get(group, {}) else ()
+    params = {k: getattr(gc, k) for k in allowed}
+    return make_policy(group, gc.policy, params, ctx)

@@ -1,0 +1,415 @@
+"""Deals: the v1 agreement state machine and its money flows, to the wei.
+
+A :class:`Deal` holds the immutable terms (members, timeouts, pricing), the v1 ``Agreement``
+timestamps and the twin's own bookkeeping (how the result was produced, who checked, costs).
+:class:`DealFlows` performs every v1 call on a deal -- ``agree``, ``add_result``,
+``accept_result``, ``check_result``, the mediator's verdict and the four timeouts -- moving tokens
+in the :class:`~twin.ledger.Ledger` and appending the events of ``docs/protocol-flows.md`` to the
+:class:`~twin.events.EventLog`, in that exact order. A call that is not allowed (wrong state,
+timeout not reached, insufficient funds) raises :class:`CallRejected` before anything moves; a
+call that the protocol preset makes revert is recorded as a ``CallReverted`` event and, where the
+deployed contracts would strand funds, the deal's escrow is marked locked for good.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from twin.events import EventLog
+from twin.events import PaymentDirection as D
+from twin.events import PaymentReason as R
+from twin.ledger import InsufficientFunds, Ledger
+from twin.protocol import ProtocolRules
+
+
+class DealState(enum.IntEnum):
+    """v1 ``AgreementState`` (exact indices)."""
+
+    DealNegotiating = 0
+    DealAgreed = 1
+    ResultsSubmitted = 2
+    ResultsAccepted = 3
+    ResultsChecked = 4
+    MediationAccepted = 5
+    MediationRejected = 6
+    TimeoutAgree = 7
+    TimeoutSubmitResults = 8
+    TimeoutJudgeResults = 9
+    TimeoutMediateResults = 10
+
+
+TERMINAL_STATES = frozenset(
+    {
+        DealState.ResultsAccepted,
+        DealState.MediationAccepted,
+        DealState.MediationRejected,
+        DealState.TimeoutAgree,
+        DealState.TimeoutSubmitResults,
+        DealState.TimeoutJudgeResults,
+        DealState.TimeoutMediateResults,
+    }
+)
+
+
+class ExecMode(enum.IntEnum):
+    """How an RP produces (or does not produce) a deal's result."""
+
+    Pending = -1
+    Honest = 0
+    Cheat = 1
+    Inflate = 2
+    Skip = 3
+
+
+class CallRejected(RuntimeError):
+    """A call that the contracts would revert for an ordinary reason (state, time, funds)."""
+
+
+class Deal:
+    """One deal: terms, agreement timestamps and twin bookkeeping. Amounts in wei."""
+
+    __slots__ = (
+        "index", "jc", "rp", "solver", "mediators", "module", "units",
+        "instruction_price", "payment_collateral", "results_multiple", "mediation_fee",
+        "agree_timeout", "submit_timeout", "judge_timeout", "mediate_timeout",
+        "submit_collateral", "judge_collateral",
+        "job_offer", "resource_offer",
+        "state", "rp_agreed_at", "jc_agreed_at", "created_at", "agreed_at", "submitted_at",
+        "accepted_at", "checked_at", "mediation_accepted_at", "mediation_rejected_at",
+        "timeout_agree_at", "timeout_submit_at", "timeout_judge_at", "timeout_mediate_at",
+        "mode", "units_reported", "correct", "failed", "ready_at", "exec_cost", "decided_tick",
+        "mediator", "verdict_at", "collusive", "bribe", "mediation_cost", "stuck", "ended_at",
+        "cheated", "checked",
+    )  # fmt: skip
+
+    def __init__(self, index: int, jc: int, rp: int, solver: int, mediators: tuple[int, ...], module: int,
+                 units: int, instruction_price: int, payment_collateral: int, results_multiple: int,
+                 mediation_fee: int, timeouts: tuple[int, int, int, int], submit_collateral: int,
+                 judge_collateral: int, job_offer: int, resource_offer: int, created_at: int) -> None:  # fmt: skip
+        self.index = index
+        self.jc, self.rp, self.solver, self.mediators = jc, rp, solver, mediators
+        self.module, self.units = module, units
+        self.instruction_price = instruction_price
+        self.payment_collateral = payment_collateral
+        self.results_multiple = results_multiple
+        self.mediation_fee = mediation_fee
+        self.agree_timeout, self.submit_timeout, self.judge_timeout, self.mediate_timeout = timeouts
+        self.submit_collateral, self.judge_collateral = submit_collateral, judge_collateral
+        self.job_offer, self.resource_offer = job_offer, resource_offer
+        self.state = DealState.DealNegotiating
+        self.created_at = created_at
+        self.rp_agreed_at = self.jc_agreed_at = self.agreed_at = self.submitted_at = 0
+        self.accepted_at = self.checked_at = self.mediation_accepted_at = (
+            self.mediation_rejected_at
+        ) = 0
+        self.timeout_agree_at = self.timeout_submit_at = self.timeout_judge_at = (
+            self.timeout_mediate_at
+        ) = 0
+        self.mode = ExecMode.Pending
+        self.units_reported = 0
+        self.correct = False
+        self.failed = False
+        self.ready_at = -1
+        self.exec_cost = 0
+        self.decided_tick = -1
+        self.mediator = -1
+        self.verdict_at = -1
+        self.collusive = False
+        self.bribe = 0
+        self.mediation_cost = 0
+        self.stuck = False
+        self.ended_at = -1
+        self.cheated = False
+        self.checked = False
+
+    # -- derived amounts ---------------------------------------------------------------------
+    @property
+    def job_cost(self) -> int:
+        """C = instructionPrice * reported instruction count."""
+        return self.instruction_price * self.units_reported
+
+    @property
+    def payment(self) -> int:
+        """What the RP is paid: min(C, P)."""
+        return min(self.job_cost, self.payment_collateral)
+
+    @property
+    def results_collateral(self) -> int:
+        """R = m * C."""
+        return self.results_multiple * self.job_cost
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def agreement(self) -> dict[str, int]:
+        """The v1 ``Agreement`` struct (field order as on chain)."""
+        return {
+            "state": int(self.state), "resourceProviderAgreedAt": self.rp_agreed_at,
+            "jobCreatorAgreedAt": self.jc_agreed_at, "dealCreatedAt": self.created_at,
+            "dealAgreedAt": self.agreed_at, "resultsSubmittedAt": self.submitted_at,
+            "resultsAcceptedAt": self.accepted_at, "resultsCheckedAt": self.checked_at,
+            "mediationAcceptedAt": self.mediation_accepted_at, "mediationRejectedAt": self.mediation_rejected_at,
+            "timeoutAgreeAt": self.timeout_agree_at, "timeoutSubmitResultsAt": self.timeout_submit_at,
+            "timeoutJudgeResultsAt": self.timeout_judge_at, "timeoutMediateResultsAt": self.timeout_mediate_at,
+        }  # fmt: skip
+
+
+class DealFlows:
+    """Performs the v1 calls on deals: state checks, token movements and events.
+
+    ``slash_to`` is the account that receives slashed collateral (v1: the protocol owner).
+    """
+
+    def __init__(self, ledger: Ledger, log: EventLog, rules: ProtocolRules, slash_to: int) -> None:
+        self.ledger, self.log, self.rules, self.slash_to = ledger, log, rules, slash_to
+
+    # -- primitive movements (zero amounts move nothing and emit nothing) ---------------------
+    def _in(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
+        if amount:
+            self.ledger.pay_in(who, amount)
+            self.log.payment(t, d.index, who, amount, reason, D.PaidIn, who, who)
+
+    def _refund(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
+        if amount:
+            self.ledger.refund(who, amount)
+            self.log.payment(t, d.index, who, amount, reason, D.Refunded, who, who)
+
+    def _out(self, t: int, d: Deal, payee: int, amount: int, reason: int) -> None:
+        if amount:
+            self.ledger.pay_out(d.jc, payee, amount)
+            self.log.payment(t, d.index, payee, amount, reason, D.PaidOut, d.jc, payee)
+
+    def _slash(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
+        if amount:
+            self.ledger.pay_out(who, self.slash_to, amount)
+            self.log.payment(t, d.index, who, amount, reason, D.Slashed, who, self.slash_to)
+
+    def _set(self, t: int, d: Deal, state: DealState) -> None:
+        d.state = state
+        if state in TERMINAL_STATES:
+            d.ended_at = t
+        self.log.state_change(t, d.index, int(state))
+
+    @staticmethod
+    def _need(d: Deal, state: DealState, call: str) -> None:
+        if d.state != state:
+            raise CallRejected(f"{call}: deal {d.index} is {d.state.name}, needs {state.name}")
+
+    # -- calls ----------------------------------------------------------------------------------
+    def agree(self, t: int, d: Deal, party: int) -> None:
+        """``agree`` by the JC or the RP. Deposits: RP ``Ts``; JC ``P + Tj``."""
+        self._need(d, DealState.DealNegotiating, "agree")
+        if party == d.rp:
+            if d.rp_agreed_at:
+                raise CallRejected(f"agree: RP already agreed to deal {d.index}")
+            if not self.ledger.can_pay_in(party, d.submit_collateral):
+                raise CallRejected(f"agree: RP {party} cannot deposit Ts for deal {d.index}")
+        elif party == d.jc:
+            if d.jc_agreed_at:
+                raise CallRejected(f"agree: JC already agreed to deal {d.index}")
+            if not self.ledger.can_pay_in(party, d.payment_collateral + d.judge_collateral):
+                raise CallRejected(f"agree: JC {party} cannot deposit P + Tj for deal {d.index}")
+        else:
+            raise CallRejected(f"agree: account {party} is not a party of deal {d.index}")
+        if not d.rp_agreed_at and not d.jc_agreed_at:
+            d.created_at = t
+            self.log.state_change(t, d.index, int(DealState.DealNegotiating))
+        if party == d.rp:
+            d.rp_agreed_at = t
+            self._in(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+        else:
+            d.jc_agreed_at = t
+            self._in(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._in(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        if d.rp_agreed_at and d.jc_agreed_at:
+            d.agreed_at = t
+            self._set(t, d, DealState.DealAgreed)
+
+    def add_result(self, t: int, d: Deal) -> None:
+        """``addResult`` by the RP: deposits ``R = m*C``, gets ``Ts`` back."""
+        self._need(d, DealState.DealAgreed, "addResult")
+        if not self.ledger.can_pay_in(d.rp, d.results_collateral):
+            raise CallRejected(f"addResult: RP {d.rp} cannot deposit R for deal {d.index}")
+        d.submitted_at = t
+        self._in(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+        self._set(t, d, DealState.ResultsSubmitted)
+
+    def accept_result(self, t: int, d: Deal) -> None:
+        """``acceptResult`` by the JC: RP paid min(C,P); JC refunded the rest of P and Tj."""
+        self._need(d, DealState.ResultsSubmitted, "acceptResult")
+        d.accepted_at = t
+        pay = d.payment
+        self._out(t, d, d.rp, pay, R.JobPayment)
+        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._set(t, d, DealState.ResultsAccepted)
+
+    def check_result(self, t: int, d: Deal, mediator: int) -> None:
+        """``checkResult`` by the JC: Tj refunded, fee F deposited, ``mediator`` requested."""
+        self._need(d, DealState.ResultsSubmitted, "checkResult")
+        if self.ledger.wallet[d.jc] + d.judge_collateral < d.mediation_fee:
+            raise CallRejected(f"checkResult: JC {d.jc} cannot deposit F for deal {d.index}")
+        d.checked_at = t
+        d.checked = True
+        d.mediator = mediator
+        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        self._in(t, d, d.jc, d.mediation_fee, R.MediationFee)
+        self._set(t, d, DealState.ResultsChecked)
+        self.log.mediation_requested(t, d.index, mediator)
+
+    def mediation_accept(self, t: int, d: Deal) -> None:
+        self._need(d, DealState.ResultsChecked, "mediationAcceptResult")
+        d.mediation_accepted_at = t
+        pay = d.payment
+        self._out(t, d, d.rp, pay, R.JobPayment)
+        self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
+        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._set(t, d, DealState.MediationAccepted)
+
+    def mediation_reject(self, t: int, d: Deal) -> None:
+        self._need(d, DealState.ResultsChecked, "mediationRejectResult")
+        d.mediation_rejected_at = t
+        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+        self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
+        self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._set(t, d, DealState.MediationRejected)
+
+    # -- timeouts (pull-based; strict: callable only when now > start + window) -----------------
+    def timeout_deadline(self, d: Deal) -> int | None:
+        """Last second at which the current state's timeout is *not* yet callable (None: none)."""
+        s = d.state
+        if s == DealState.DealNegotiating:
+            return d.created_at + d.agree_timeout
+        if s == DealState.DealAgreed:
+            return d.agreed_at + d.submit_timeout
+        if s == DealState.ResultsSubmitted:
+            return d.submitted_at + d.judge_timeout
+        if s == DealState.ResultsChecked:
+            if self.rules.mediate_timeout_from_submission:
+                return d.submitted_at + d.judge_timeout
+            return d.checked_at + d.mediate_timeout
+        return None
+
+    def _check_window(self, t: int, d: Deal, call: str) -> None:
+        deadline = self.timeout_deadline(d)
+        if deadline is None or not t > deadline:
+            raise CallRejected(
+                f"{call}: deal {d.index} timeout not reached (now {t}, deadline {deadline})"
+            )
+
+    def timeout_agree(self, t: int, d: Deal, caller: int) -> bool:
+        self._need(d, DealState.DealNegotiating, "timeoutAgree")
+        self._check_window(t, d, "timeoutAgree")
+        if d.rp_agreed_at and d.jc_agreed_at:
+            raise CallRejected(f"timeoutAgree: deal {d.index} was agreed")
+        if self.rules.timeout_agree_refunds_ts and d.jc_agreed_at:
+            # deployed defect 2: the lone JC is refunded P + Ts (not P + Tj) from its pooled escrow
+            need = d.payment_collateral + d.submit_collateral
+            if self.ledger.escrow[d.jc] < need:
+                return self._revert(
+                    t, d, "timeoutAgree", caller, "escrow underflow refunding P + Ts"
+                )
+            d.timeout_agree_at = t
+            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._refund(t, d, d.jc, d.submit_collateral, R.TimeoutCollateral)
+            self._set(t, d, DealState.TimeoutAgree)
+            return True
+        d.timeout_agree_at = t
+        if d.rp_agreed_at:
+            self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+        if d.jc_agreed_at:
+            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        self._set(t, d, DealState.TimeoutAgree)
+        return True
+
+    def timeout_submit(self, t: int, d: Deal, caller: int) -> bool:
+        self._need(d, DealState.DealAgreed, "timeoutSubmitResult")
+        self._check_window(t, d, "timeoutSubmitResult")
+        if self.rules.submit_and_judge_timeouts_revert:
+            return self._revert(
+                t, d, "timeoutSubmitResult", caller, "calls a payments function that does not exist"
+            )
+        d.timeout_submit_at = t
+        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        self._slash(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+        self._set(t, d, DealState.TimeoutSubmitResults)
+        return True
+
+    def timeout_judge(self, t: int, d: Deal, caller: int) -> bool:
+        """Intended v1: a judge timeout is an acceptance, and the JC's Tj is slashed."""
+        self._need(d, DealState.ResultsSubmitted, "timeoutJudgeResult")
+        self._check_window(t, d, "timeoutJudgeResult")
+        if self.rules.submit_and_judge_timeouts_revert:
+            return self._revert(
+                t, d, "timeoutJudgeResult", caller, "calls a payments function that does not exist"
+            )
+        d.timeout_judge_at = t
+        pay = d.payment
+        self._out(t, d, d.rp, pay, R.JobPayment)
+        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._slash(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+        self._set(t, d, DealState.TimeoutJudgeResults)
+        return True
+
+    def timeout_mediate(self, t: int, d: Deal, caller: int) -> bool:
+        self._need(d, DealState.ResultsChecked, "timeoutMediateResult")
+        self._check_window(t, d, "timeoutMediateResult")
+        d.timeout_mediate_at = t
+        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+        self._refund(t, d, d.jc, d.mediation_fee, R.MediationFee)
+        self._set(t, d, DealState.TimeoutMediateResults)
+        return True
+
+    def _revert(self, t: int, d: Deal, call: str, caller: int, reason: str) -> bool:
+        """A call the preset's contracts revert: log it; the deal's escrow is locked for good."""
+        self.log.reverted(t, d.index, call, caller, reason)
+        if not d.stuck:
+            d.stuck = True
+            for who, amount in self.escrow_held(d).items():
+                self.ledger.lock(who, amount)
+        return False
+
+    @staticmethod
+    def escrow_held(d: Deal) -> dict[int, int]:
+        """Escrow that the deal holds per party in its current state (intended accounting)."""
+        s = d.state
+        held: dict[int, int] = {}
+
+        def add(who: int, amount: int) -> None:
+            if amount:
+                held[who] = held.get(who, 0) + amount
+
+        if s == DealState.DealNegotiating:
+            if d.rp_agreed_at:
+                add(d.rp, d.submit_collateral)
+            if d.jc_agreed_at:
+                add(d.jc, d.payment_collateral + d.judge_collateral)
+        elif s == DealState.DealAgreed:
+            add(d.rp, d.submit_collateral)
+            add(d.jc, d.payment_collateral + d.judge_collateral)
+        elif s == DealState.ResultsSubmitted:
+            add(d.rp, d.results_collateral)
+            add(d.jc, d.payment_collateral + d.judge_collateral)
+        elif s == DealState.ResultsChecked:
+            add(d.rp, d.results_collateral)
+            add(d.jc, d.payment_collateral + d.mediation_fee)
+        return held
+
+
+__all__ = [
+    "CallRejected",
+    "Deal",
+    "DealFlows",
+    "DealState",
+    "ExecMode",
+    "InsufficientFunds",
+    "TERMINAL_STATES",
+]

@@ -1,0 +1,229 @@
+"""PettingZoo ``ParallelEnv`` adapter over the market core.
+
+Agents
+    One agent per *exposed seat*: ``rp_<i>`` (resource providers), ``jc_<i>`` (job creators),
+    ``mediator_<i>``. ``env.expose=learning`` (default) exposes the learning seats (the first
+    ``round(learning_share * n)`` seats of each group, per ``policies.<group>.learning_share``);
+    the other seats are driven inside the env by their group's scripted policy
+    (:mod:`agents.baselines`). ``env.expose=all`` exposes every seat.
+
+Action spaces
+    - RP: ``MultiDiscrete([4, n_price_levels])``: execution mode for its waiting deals
+      (0 honest, 1 cheat = fake result, 2 inflate the instruction count, 3 skip = never submit)
+      and the price level of its resource offer (``pricing.price_levels`` x base price).
+    - JC: ``Discrete(3)``: 0 accept, 1 check (pays the mediation fee), 2 wait (the RP may call
+      the judge timeout); or with ``env.jc_action=probability`` ``Box(0, 1, (1,))``: the
+      probability of checking each waiting result now (else it is accepted).
+    - Mediator: ``Discrete(2)``: 0 vote on an honest re-execution, 1 collude (honour its ring's
+      agreement: accept a ring RP's wrong result, or reject a ring JC's counterparty's correct
+      one, for the ring's bribe).
+
+Observation spaces
+    ``Dict(observation=Box(-inf, inf, (d,), float32), action_mask=Box(0, 1, (k,), int8))``; the
+    features of each role are listed in :data:`twin.observe.FEATURES` (own balances and open
+    deals, the terms of the deal it decides on, public ledger aggregates per node, recent
+    mediation outcomes, an orderbook summary); the mask marks the allowed actions.
+
+Rewards
+    The change, over the step, of the agent's wealth (wallet plus escrow it can still reclaim)
+    minus the execution cost it bore (hardware cost of runs and re-runs), in tokens.
+
+Episodes
+    ``market.episode_ticks`` ticks of trading, then the market closes (no new offers) and keeps
+    stepping until every deal has settled; then every agent is truncated.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from agents.baselines import PolicyContext, policy_from_config
+from twin.config import TwinConfig
+from twin.configuration import to_config
+from twin.market import Actions, Market
+from twin.observe import FEATURES, observe
+
+GROUPS = ("rp", "jc", "mediator")
+
+
+class MarketEnv(ParallelEnv):
+    metadata = {"name": "lilypad_twin_v0", "render_modes": [], "is_parallelizable": True}
+
+    def __init__(self, config: TwinConfig, expose: str | None = None) -> None:
+        self.cfg = to_config(config)
+        c = self.cfg
+        self.expose = expose or c.env.expose
+        if self.expose not in ("learning", "all"):
+            raise ValueError(f"expose must be 'learning' or 'all', got {self.expose!r}")
+        self.n = {
+            "rp": c.market.n_resource_providers,
+            "jc": c.market.n_job_creators,
+            "mediator": c.market.n_mediators,
+        }
+        self.n_levels = len(c.pricing.price_levels)
+        self.ctx = PolicyContext(self.n_levels, c.pricing.default_price_level, c.env.jc_action)
+        self.learning_rows: dict[str, np.ndarray] = {}
+        self.exposed_rows: dict[str, np.ndarray] = {}
+        self.scripted_rows: dict[str, np.ndarray] = {}
+        self.scripted = {}
+        for g in GROUPS:
+            gc = getattr(c.policies, g)
+            k = int(round(gc.learning_share * self.n[g]))
+            rows = np.arange(self.n[g])
+            self.learning_rows[g] = rows[:k]
+            self.exposed_rows[g] = rows if self.expose == "all" else rows[:k]
+            self.scripted_rows[g] = np.setdiff1d(rows, self.exposed_rows[g])
+            self.scripted[g] = policy_from_config(g, gc, self.ctx)
+        self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
+        self.possible_agents = [a for g in GROUPS for a in self.names[g]]
+        self.agents: list[str] = []
+        self._group_of = {a: g for g in GROUPS for a in self.names[g]}
+        self.market: Market | None = None
+        self._acct = {g: None for g in GROUPS}
+
+    # -- spaces ---------------------------------------------------------------------------------
+    @functools.cache  # noqa: B019 - spaces must be the same object per agent
+    def observation_space(self, agent: str) -> spaces.Dict:
+        g = self._group_of[agent]
+        k = {"rp": 4 + self.n_levels, "jc": 3, "mediator": 2}[g]
+        return spaces.Dict({
+            "observation": spaces.Box(-np.inf, np.inf, (len(FEATURES[g]),), np.float32),
+            "action_mask": spaces.Box(0, 1, (k,), np.int8),
+        })  # fmt: skip
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> spaces.Space:
+        g = self._group_of[agent]
+        if g == "rp":
+            return spaces.MultiDiscrete([4, self.n_levels])
+        if g == "jc":
+            return (
+                spaces.Box(0.0, 1.0, (1,), np.float32)
+                if self.cfg.env.jc_action == "probability"
+                else spaces.Discrete(3)
+            )
+        return spaces.Discrete(2)
+
+    # -- API ------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.market = Market(self.cfg, seed=seed)
+        mk = self.market
+        self._acct = {"rp": mk.rp_acct, "jc": mk.jc_acct, "mediator": mk.med_acct}
+        self._exposed_acct = {g: self._acct[g][self.exposed_rows[g]] for g in GROUPS}
+        self._wealth = mk.wealth_tokens().copy()
+        self._cost = mk.cost_tokens.copy()
+        self.agents = list(self.possible_agents)
+        self._obs = observe(mk, self.n_levels)
+        return self._observations(), {a: {} for a in self.agents}
+
+    def step(self, actions: dict):
+        mk = self.market
+        if mk is None:
+            raise RuntimeError("call reset() before step()")
+        acts = self._to_market_actions(actions)
+        mk.step(acts)
+        self._obs = observe(mk, self.n_levels)
+        wealth, cost = mk.wealth_tokens(), mk.cost_tokens
+        reward = (wealth - self._wealth) - (cost - self._cost)
+        self._wealth = wealth.copy()
+        self._cost = cost.copy()
+        obs = self._observations()
+        rewards = {}
+        for g in GROUPS:
+            rewards.update(zip(self.names[g], reward[self._exposed_acct[g]].tolist(), strict=True))
+        done = mk.done
+        terms = dict.fromkeys(self.agents, False)
+        truncs = dict.fromkeys(self.agents, done)
+        infos = {a: {} for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terms, truncs, infos
+
+    def render(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.market = None
+
+    # -- translation ----------------------------------------------------------------------------
+    def _observations(self) -> dict:
+        o = self._obs
+        mats = {
+            "rp": (o.rp, o.rp_mask),
+            "jc": (o.jc, o.jc_mask),
+            "mediator": (o.mediator, o.mediator_mask),
+        }
+        out = {}
+        for g in GROUPS:
+            X, M = mats[g]
+            for name, r in zip(self.names[g], self.exposed_rows[g], strict=True):
+                out[name] = {"observation": X[r], "action_mask": M[r]}
+        return out
+
+    def _to_market_actions(self, actions: dict) -> Actions:
+        mk, o = self.market, self._obs
+        a = Actions.default(mk)
+        a.jc_check_prob[:] = np.nan
+        mats = {
+            "rp": (o.rp, o.rp_mask),
+            "jc": (o.jc, o.jc_mask),
+            "mediator": (o.mediator, o.mediator_mask),
+        }
+        for g in GROUPS:
+            rows = self.scripted_rows[g]
+            if len(rows):
+                X, M = mats[g]
+                self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))
+            names = self.names[g]
+            if names:
+                have = [
+                    (r, actions[n])
+                    for n, r in zip(names, self.exposed_rows[g], strict=True)
+                    if n in actions
+                ]
+                if have:
+                    rows = np.fromiter((r for r, _ in have), np.int64, len(have))
+                    vals = np.array([np.asarray(v).reshape(-1) for _, v in have])
+                    self._apply(a, g, rows, vals)
+        return a
+
+    def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
+        if g == "rp":
+            a.rp_mode[rows] = np.clip(vals[:, 0].astype(np.int64), 0, 3)
+            a.rp_price_level[rows] = np.clip(vals[:, 1].astype(np.int64), 0, self.n_levels - 1)
+        elif g == "jc":
+            if self.cfg.env.jc_action == "probability":
+                a.jc_check_prob[rows] = np.clip(vals[:, 0].astype(float), 0.0, 1.0)
+            else:
+                choice = vals[:, 0].astype(np.int64)
+                a.jc_check_prob[rows] = np.select([choice == 0, choice == 1], [0.0, 1.0], np.nan)
+        else:
+            a.med_collude[rows] = vals[:, 0].astype(np.int64) == 1
+
+    # -- introspection used by experiments ------------------------------------------------------
+    def seat_table(self) -> list[tuple[str, str, int, str, str]]:
+        """(agent name, group, account, seat kind, policy name) for every seat."""
+        out = []
+        acct = {
+            "rp": self.market.rp_acct,
+            "jc": self.market.jc_acct,
+            "mediator": self.market.med_acct,
+        }
+        for g in GROUPS:
+            learning = set(self.learning_rows[g].tolist())
+            for r in range(self.n[g]):
+                kind = "learning" if r in learning else "scripted"
+                out.append(
+                    (
+                        f"{g}_{r}",
+                        g,
+                        int(acct[g][r]),
+                        kind,
+                        "learner" if kind == "learning" else self.scripted[g].name,
+                    )
+                )
+        return out

@@ -1,0 +1,605 @@
+"""The market: every actor's state and the one tick schedule that advances it.
+
+Accounts are laid out as ``[owner, solvers..., job creators..., resource providers...,
+mediators...]``; ``jc_acct``, ``rp_acct`` and ``med_acct`` map a seat's row within its group to
+its account. Hot per-account state lives in numpy arrays (struct of arrays); deals are
+:class:`~twin.deals.Deal` records; money is in the :class:`~twin.ledger.Ledger`; every change is
+an event in the :class:`~twin.events.EventLog`.
+
+One tick (``tick_s`` simulated seconds) runs the phases of :data:`PHASES` in order:
+
+1. ``post_offers``: expire old job offers; RPs re-price their resource offer; JCs post new jobs.
+2. ``match``: each solver matches the offers that name it (capacity is reserved).
+3. ``agree``: both parties of a new match call ``agree`` (as the shipped agents do) if they can
+   fund their deposits; a lone agreement is settled later by ``timeoutAgree``.
+4. ``execute``: RPs decide how to produce the results of deals agreed before this tick.
+5. ``submit``: results that are ready are submitted (``addResult``); capacity is freed.
+6. ``judge``: JCs accept, check or wait on results submitted before this tick.
+7. ``mediate``: requested mediators decide (re-execute honestly, or collude) and votes that are
+   ready decide their deals.
+8. ``timeouts``: the party entitled to a timeout calls it as soon as it is callable.
+9. ``settle``: terminal deals leave the active set, capacity is released, counters updated.
+
+Decisions are taken on what the previous observation showed: a deal that needs a party's
+decision in tick ``k`` (agreed, submitted, checked) is decided at tick ``k + 1`` or later.
+After ``episode_ticks`` the market closes: no new offers, the schedule keeps running until every
+deal is terminal (bounded by the sum of the timeouts), so that each episode settles its money.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.collusion import CollusionRings
+from twin.config import TwinConfig
+from twin.deals import CallRejected, Deal, DealFlows, DealState, ExecMode
+from twin.events import EventLog, TransferReason
+from twin.execution import plan
+from twin.hardware import CATALOGUE, draw_fleet
+from twin.ids import account_address, content_id
+from twin.ledger import WEI_PER_TOKEN, Ledger, tokens_to_wei
+from twin.mediation import PROTOCOLS
+from twin.mediation.base import Vote
+from twin.modules import MODULES, JobClass
+from twin.orderbook import FIXED, MARKET, JobOffers, ResourceOffers, Trust
+from twin.protocol import preset
+from twin.solvers import SOLVERS
+
+PHASES: tuple[str, ...] = (
+    "post_offers",
+    "match",
+    "agree",
+    "execute",
+    "submit",
+    "judge",
+    "mediate",
+    "timeouts",
+    "settle",
+)
+
+ROLE_OWNER, ROLE_SOLVER, ROLE_JC, ROLE_RP, ROLE_MEDIATOR = 0, 1, 2, 3, 4
+ROLE_NAMES = ("owner", "solver", "jc", "rp", "mediator")
+GENESIS_TIME_S = 1_700_000_000  # unix seconds of tick 0
+MEDIATOR_HARDWARE = "datacenter_gpu"  # mediators re-run any job class on an A100 server
+
+
+@dataclass
+class Actions:
+    """One tick's decisions of every seat, by group row.
+
+    ``rp_mode``: :class:`~twin.deals.ExecMode` value for the RP's pending deals;
+    ``rp_price_level``: index into ``pricing.price_levels``; ``jc_check_prob``: probability of
+    checking each pending result now (NaN: wait; 0: accept); ``med_collude``: honour collusion
+    agreements on pending checks.
+    """
+
+    rp_mode: np.ndarray
+    rp_price_level: np.ndarray
+    jc_check_prob: np.ndarray
+    med_collude: np.ndarray
+
+    @classmethod
+    def default(cls, market: Market) -> Actions:
+        return cls(
+            np.zeros(market.n_rp, np.int64),
+            np.full(market.n_rp, market.cfg.pricing.default_price_level, np.int64),
+            np.zeros(market.n_jc),
+            np.zeros(market.n_med, bool),
+        )
+
+
+class Market:
+    """The whole simulated market. Build with a validated :class:`TwinConfig` and a seed."""
+
+    def __init__(self, cfg: TwinConfig, seed: int | None = None) -> None:
+        self.cfg = cfg
+        self.rng = np.random.default_rng(cfg.seed if seed is None else seed)
+        m, pr, to = cfg.market, cfg.pricing, cfg.timeouts
+        self.rules = preset(cfg.protocol.preset)
+        self.n_solver, self.n_jc, self.n_rp, self.n_med = (
+            len(m.solvers),
+            m.n_job_creators,
+            m.n_resource_providers,
+            m.n_mediators,
+        )
+        n = 1 + self.n_solver + self.n_jc + self.n_rp + self.n_med
+        self.n_accounts = n
+        self.owner = 0
+        self.solver_acct = np.arange(1, 1 + self.n_solver)
+        self.jc_acct = np.arange(self.solver_acct[-1] + 1, self.solver_acct[-1] + 1 + self.n_jc)
+        self.rp_acct = np.arange(self.jc_acct[-1] + 1, self.jc_acct[-1] + 1 + self.n_rp)
+        self.med_acct = np.arange(self.rp_acct[-1] + 1, n)
+        self.role = np.zeros(n, np.int8)
+        self.role[self.solver_acct], self.role[self.jc_acct] = ROLE_SOLVER, ROLE_JC
+        self.role[self.rp_acct], self.role[self.med_acct] = ROLE_RP, ROLE_MEDIATOR
+        self.row = np.zeros(n, np.int64)  # row of an account within its group
+        for g in (self.solver_acct, self.jc_acct, self.rp_acct, self.med_acct):
+            self.row[g] = np.arange(len(g))
+        self.salt = f"twin-{cfg.seed if seed is None else seed}"
+
+        # job classes and machines
+        self.module_names = tuple(MODULES)
+        self.job_classes: tuple[JobClass, ...] = tuple(MODULES.values())
+        shares = np.array([m.module_shares.get(k, 0.0) for k in self.module_names])
+        self.module_p = shares / shares.sum()
+        self.fleet = draw_fleet(self.n_rp, cfg.hardware.shares, self.rng, m.token_usd)
+        self._med_class = CATALOGUE[MEDIATOR_HARDWARE]
+        self._med_cost = self._med_class.cost_wei_per_s(m.token_usd)
+
+        # money
+        self.ledger = Ledger(n)
+        self.log = EventLog()
+        self.flows = DealFlows(self.ledger, self.log, self.rules, self.owner)
+        for accts, tokens in (
+            (self.jc_acct, m.jc_wallet_tokens),
+            (self.rp_acct, m.rp_wallet_tokens),
+            (self.med_acct, m.mediator_wallet_tokens),
+        ):
+            wei = tokens_to_wei(tokens)
+            for a in accts:
+                self.ledger.mint(int(a), wei)
+
+        self.genesis_wealth = self.ledger.wealth_tokens().copy()
+
+        # orderbook, solvers, trust, mediation, collusion
+        self.base_price = pr.instruction_price_wei
+        self.price_levels = np.array(pr.price_levels)
+        solver_of_rp = np.arange(self.n_rp) % self.n_solver
+        self.solver_of_jc = np.arange(self.n_jc) % self.n_solver
+        self.res = ResourceOffers(
+            self.fleet.cpu_milli,
+            self.fleet.gpu_count,
+            self.fleet.vram_mb,
+            self.fleet.ram_mb,
+            self.fleet.disk_mb,
+            solver_of_rp,
+            np.full(self.n_rp, self._level_price(pr.default_price_level)),
+        )
+        self.jobs = JobOffers()
+        self.solvers = [SOLVERS[name]() for name in m.solvers]
+        self.trust = Trust(
+            n,
+            self.med_acct,
+            m.trusted_mediators_per_party,
+            np.concatenate([self.jc_acct, self.rp_acct]),
+            self.rng,
+        )
+        self.mediation = PROTOCOLS["v1"]()
+        c = cfg.collusion
+        self.collusion = CollusionRings(n, c.n_rings, self.med_acct, c.mediators_per_ring, self.rp_acct, c.rps_per_ring,
+                                        self.jc_acct, c.jcs_per_ring, c.bribe_wei, self.rng)  # fmt: skip
+        self.mediator_reexecutes = cfg.execution.mediator_reexecutes
+        self.cheap_latency_s = 1
+
+        # deals and schedules
+        self.deals: list[Deal] = []
+        self.active: list[int] = []
+        self._holds: dict[
+            int, tuple[int, int, int, int, int]
+        ] = {}  # deal -> (rp row, cpu, gpu, ram, disk)
+        self.exec_queue: list[tuple[int, int]] = []  # (deal, tick it became pending)
+        self.judge_queue: list[tuple[int, int]] = []
+        self.mediate_queue: list[tuple[int, int, int]] = []  # (deal, mediator, tick)
+        self._votes: dict[int, list[Vote]] = {}
+        self._ready: list[tuple[int, int, int]] = []  # heap (time, seq, deal): results ready
+        self._due_votes: list[tuple[int, int, int, int]] = []  # heap (time, seq, deal, mediator)
+        self._timeouts: list[
+            tuple[int, int, int, int]
+        ] = []  # heap (first callable time, seq, deal, state)
+        self._seq = 0
+        self._deal_ids: dict[int, str] = {}
+        self._job_cids: dict[int, str] = {}
+
+        # per-account counters (struct of arrays)
+        self.cost_wei = [0] * n
+        self.cost_tokens = np.zeros(n)
+        self.open_deals = np.zeros(n, np.int64)
+        self.open_jobs = np.zeros(n, np.int64)
+        self.n_deals = np.zeros(n, np.int64)
+        self.n_cheats = np.zeros(n, np.int64)
+        self.n_caught = np.zeros(n, np.int64)
+        self.n_checks = np.zeros(n, np.int64)  # JC: checks requested
+        self.n_mediations = np.zeros(n, np.int64)  # mediator: votes cast
+        self.n_collusive = np.zeros(n, np.int64)  # mediator: collusive votes
+        # public reputation ledger per node (kept from the chain's outcomes)
+        self.rep_completed = np.zeros(n, np.int64)
+        self.rep_checked = np.zeros(n, np.int64)
+        self.rep_failed = np.zeros(n, np.int64)
+        # recent public aggregates: ring buffer of per-tick counts
+        w = cfg.env.recent_window_ticks
+        self.recent = np.zeros(
+            (w, 4), np.int64
+        )  # submitted, checked, rejected, accepted-by-mediator
+        self.hooks: list = []  # mechanism modules (issue: mechanism library) with optional hook methods
+
+        self.tick = 0
+        self.now = GENESIS_TIME_S
+        self.closing = False
+        self.close_cap_ticks = (
+            -(
+                -(to.agree_s + to.submit_results_s + to.judge_results_s + to.mediate_results_s)
+                // m.tick_s
+            )
+            + 3
+        )
+        self._acts: Actions | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _level_price(self, level: int) -> int:
+        return int(round(self.base_price * float(self.price_levels[level])))
+
+    def _arm_timeout(self, d: Deal) -> None:
+        if not self.cfg.timeouts.enabled:
+            return
+        deadline = self.flows.timeout_deadline(d)
+        if deadline is not None:
+            self._seq += 1
+            heapq.heappush(self._timeouts, (deadline + 1, self._seq, d.index, int(d.state)))
+
+    def _add_cost(self, account: int, wei: int) -> None:
+        if wei:
+            self.cost_wei[account] += wei
+            self.cost_tokens[account] += wei / WEI_PER_TOKEN
+
+    def _release(self, deal: int) -> None:
+        h = self._holds.pop(deal, None)
+        if h is not None:
+            self.res.release(h[0], h[1], h[2], h[3], h[4], self.now)
+
+    def mediator_machine(self, mediator: int, job: JobClass) -> tuple[float, int]:
+        hw = self._med_class
+        return (hw.gpu_speed if job.kind == "gpu" else hw.cpu_speed), self._med_cost
+
+    def deal_id(self, index: int) -> str:
+        """The deal's v1 id: CID of its canonical record (cached)."""
+        did = self._deal_ids.get(index)
+        if did is None:
+            d = self.deals[index]
+            addr = lambda a: account_address(a, self.salt)  # noqa: E731
+            record = {
+                "jobOffer": self.job_offer_id(d.job_offer),
+                "resourceOffer": int(d.resource_offer),
+                "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
+                            "mediators": [addr(x) for x in d.mediators]},
+                "timeouts": [d.agree_timeout, d.submit_timeout, d.judge_timeout, d.mediate_timeout,
+                             d.submit_collateral, d.judge_collateral],
+                "pricing": [d.instruction_price, d.payment_collateral, d.results_multiple, d.mediation_fee],
+                "salt": self.salt,
+            }  # fmt: skip
+            did = self._deal_ids[index] = content_id(record)
+        return did
+
+    def job_offer_id(self, j: int) -> str:
+        cid = self._job_cids.get(j)
+        if cid is None:
+            jo = self.jobs
+            record = {
+                "jobCreator": account_address(int(jo.jc[j]), self.salt), "module": self.module_names[int(jo.module[j])],
+                "spec": {"cpu": int(jo.cpu[j]), "gpu": int(jo.gpu[j]), "vram": int(jo.vram[j]), "ram": int(jo.ram[j]), "disk": int(jo.disk[j])},
+                "mode": "FixedPrice" if jo.mode[j] == FIXED else "MarketPrice", "instructionPrice": int(jo.price[j]),
+                "createdAt": int(jo.posted_at[j]), "nonce": int(j), "salt": self.salt,
+            }  # fmt: skip
+            cid = self._job_cids[j] = content_id(record)
+        return cid
+
+    def address(self, account: int) -> str:
+        return account_address(account, self.salt)
+
+    @property
+    def done(self) -> bool:
+        """The episode is over: the market has closed and every deal has settled (or the cap hit)."""
+        if self.tick < self.cfg.market.episode_ticks:
+            return False
+        if not self.cfg.market.settle_at_end:
+            return True
+        return not self.active or self.tick >= self.cfg.market.episode_ticks + self.close_cap_ticks
+
+    # -- the tick -----------------------------------------------------------------------------
+    def step(self, actions: Actions) -> None:
+        """Advance one tick: run every phase of :data:`PHASES` in order with ``actions``."""
+        self.tick += 1
+        self.now += self.cfg.market.tick_s
+        self.closing = self.tick > self.cfg.market.episode_ticks
+        self._acts = actions
+        self._slot = self.tick % len(self.recent)
+        self.recent[self._slot] = 0
+        for h in self.hooks:
+            if hasattr(h, "on_tick_start"):
+                h.on_tick_start(self)
+        self.post_offers()
+        new = self.match()
+        self.agree(new)
+        self.execute()
+        self.submit()
+        self.judge()
+        self.mediate()
+        self.timeouts()
+        self.settle()
+
+    def post_offers(self) -> None:
+        a, m = self._acts, self.cfg.market
+        for j in self.jobs.expire(self.now):
+            self.open_jobs[int(self.jobs.jc[j])] -= 1
+        prices = np.rint(self.base_price * self.price_levels[a.rp_price_level]).astype(np.int64)
+        self.res.set_prices(prices, self.now)
+        ts = self.cfg.timeouts.submit_results_collateral_wei / WEI_PER_TOKEN
+        self.res.offering = self.ledger.wallet_tokens[self.rp_acct] >= ts
+        if self.closing:
+            return
+        rng = self.rng
+        need = (
+            self.cfg.pricing.payment_collateral_wei + self.cfg.timeouts.judge_results_collateral_wei
+        ) / WEI_PER_TOKEN
+        want = rng.random(self.n_jc) < m.job_rate_per_tick
+        post = np.flatnonzero(
+            want
+            & (self.open_jobs[self.jc_acct] < m.max_open_jobs_per_jc)
+            & (self.ledger.wallet_tokens[self.jc_acct] >= need)
+        )
+        k = len(post)
+        if not k:
+            return
+        mods = rng.choice(len(self.job_classes), size=k, p=self.module_p)
+        med = np.array([self.job_classes[i].work_median_units for i in mods])
+        sig = np.array([self.job_classes[i].work_sigma for i in mods])
+        units = np.maximum(1, np.ceil(rng.lognormal(np.log(med), sig))).astype(np.int64)
+        bid = np.rint(
+            self.base_price * rng.uniform(m.bid_multiple_low, m.bid_multiple_high, k)
+        ).astype(np.int64)
+        mode = np.where(rng.random(k) < m.fixed_price_share, FIXED, MARKET).astype(np.int8)
+        attr = lambda f: np.array([getattr(self.job_classes[i], f) for i in mods], np.int64)  # noqa: E731
+        jcs = self.jc_acct[post]
+        self.jobs.post_many({
+            "jc": jcs, "module": mods, "units": units, "cpu": attr("cpu_milli"), "gpu": attr("gpu_count"),
+            "vram": attr("vram_mb"), "ram": attr("ram_mb"), "disk": attr("disk_mb"), "mode": mode, "price": bid,
+            "solver": self.solver_of_jc[post], "posted_at": np.full(k, self.now), "expires_at": np.full(k, self.now + m.offer_ttl_s),
+        })  # fmt: skip
+        self.open_jobs[jcs] += 1
+
+    def match(self) -> list[Deal]:
+        if not self.jobs.live:
+            return []
+        new: list[Deal] = []
+        pr, to = self.cfg.pricing, self.cfg.timeouts
+        timeouts = (to.agree_s, to.submit_results_s, to.judge_results_s, to.mediate_results_s)
+        for sid, solver in enumerate(self.solvers):
+            for mt in solver.match(self.jobs, self.res, self.trust, self.rp_acct, sid, self.now):
+                j, r = mt.job_offer, mt.rp_row
+                jc, rp = int(self.jobs.jc[j]), int(self.rp_acct[r])
+                mediators = self.trust.common(jc, rp)
+                d = Deal(len(self.deals), jc, rp, int(self.solver_acct[sid]), mediators, int(self.jobs.module[j]),
+                         int(self.jobs.units[j]), mt.price, pr.payment_collateral_wei, pr.results_collateral_multiple,
+                         pr.mediation_fee_wei, timeouts, to.submit_results_collateral_wei,
+                         to.judge_results_collateral_wei, j, mt.resource_offer, self.now)  # fmt: skip
+                self.deals.append(d)
+                self._holds[d.index] = (
+                    r,
+                    int(self.jobs.cpu[j]),
+                    int(self.jobs.gpu[j]),
+                    int(self.jobs.ram[j]),
+                    int(self.jobs.disk[j]),
+                )
+                self.open_jobs[jc] -= 1
+                new.append(d)
+        return new
+
+    def agree(self, new: list[Deal]) -> None:
+        t = self.now
+        for d in new:
+            for party in (d.rp, d.jc):  # shipped agents agree to every match they can fund
+                try:
+                    self.flows.agree(t, d, party)
+                except CallRejected:
+                    pass
+            if d.state == DealState.DealAgreed:
+                self.exec_queue.append((d.index, self.tick))
+            elif not (d.rp_agreed_at or d.jc_agreed_at):
+                self._release(d.index)  # nobody could agree: the match never reaches the chain
+                continue
+            self.active.append(d.index)
+            self.open_deals[d.jc] += 1
+            self.open_deals[d.rp] += 1
+            self.n_deals[d.jc] += 1
+            self.n_deals[d.rp] += 1
+            self._arm_timeout(d)
+
+    def execute(self) -> None:
+        if not self.exec_queue:
+            return
+        a, ex, fl = self._acts, self.cfg.execution, self.fleet
+        keep: list[tuple[int, int]] = []
+        for di, since in self.exec_queue:
+            if since >= self.tick:
+                keep.append((di, since))
+                continue
+            d = self.deals[di]
+            if d.state != DealState.DealAgreed:
+                self._release(di)
+                continue
+            r = int(self.row[d.rp])
+            mode = ExecMode(int(a.rp_mode[r]))
+            job = self.job_classes[d.module]
+            speed = float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r])
+            p = plan(mode, job, d.units, speed, int(fl.cost_wei_per_s[r]), ex.cheat_cost_fraction,
+                     ex.cheat_runtime_s, ex.inflate_factor, self.rng)  # fmt: skip
+            d.mode, d.units_reported, d.correct, d.failed = (
+                mode,
+                p.units_reported,
+                p.correct,
+                p.failed,
+            )
+            d.exec_cost, d.decided_tick = p.cost_wei, self.tick
+            d.cheated = mode in (ExecMode.Cheat, ExecMode.Inflate)
+            if d.cheated:
+                self.n_cheats[d.rp] += 1
+            self._add_cost(d.rp, p.cost_wei)
+            if p.ready_in_s < 0:
+                self._release(di)
+            else:
+                d.ready_at = self.now + p.ready_in_s
+                self._seq += 1
+                heapq.heappush(self._ready, (d.ready_at, self._seq, di))
+        self.exec_queue = keep
+
+    def submit(self) -> None:
+        q, t = self._ready, self.now
+        while q and q[0][0] <= t:
+            self._submit_one(heapq.heappop(q)[2])
+
+    def _submit_one(self, di: int) -> None:
+        self._release(di)
+        d = self.deals[di]
+        if d.state != DealState.DealAgreed:
+            return
+        try:
+            self.flows.add_result(self.now, d)
+        except CallRejected:
+            return  # cannot fund R: the JC will time the deal out
+        self.recent[self._slot, 0] += 1
+        self.judge_queue.append((di, self.tick))
+        self._arm_timeout(d)
+
+    def judge(self) -> None:
+        if not self.judge_queue:
+            return
+        a, rng, t = self._acts, self.rng, self.now
+        keep: list[tuple[int, int]] = []
+        for di, since in self.judge_queue:
+            d = self.deals[di]
+            if d.state != DealState.ResultsSubmitted:
+                continue
+            if since >= self.tick:
+                keep.append((di, since))
+                continue
+            p = float(a.jc_check_prob[self.row[d.jc]])
+            if p != p:  # NaN: wait
+                keep.append((di, since))
+                continue
+            check = p >= 1.0 or (p > 0.0 and rng.random() < p)
+            if check and self.ledger.wallet[d.jc] + d.judge_collateral >= d.mediation_fee:
+                mediators = self.mediation.select(self, d, t)
+                self.flows.check_result(t, d, mediators[0])
+                self.n_checks[d.jc] += 1
+                self.recent[self._slot, 1] += 1
+                for med in mediators:
+                    self.mediate_queue.append((di, med, self.tick))
+                self._arm_timeout(d)
+            else:
+                self.flows.accept_result(t, d)
+        self.judge_queue = keep
+
+    def mediate(self) -> None:
+        q, t = self._due_votes, self.now
+        while q and q[0][0] <= t:
+            _, _, di, med = heapq.heappop(q)
+            self._cast(di, med)
+        if not self.mediate_queue:
+            return
+        a, rng = self._acts, self.rng
+        keep = []
+        for di, med, since in self.mediate_queue:
+            d = self.deals[di]
+            if d.state != DealState.ResultsChecked:
+                continue
+            if since >= self.tick:
+                keep.append((di, med, since))
+                continue
+            collude = bool(a.med_collude[self.row[med]])
+            vote = self.mediation.vote(self, d, med, collude, rng)
+            if vote.collusive and vote.bribe_from >= 0:
+                if self.ledger.wallet[vote.bribe_from] >= vote.bribe_wei:
+                    if vote.bribe_wei:
+                        self.ledger.transfer(vote.bribe_from, med, vote.bribe_wei)
+                        self.log.transfer(
+                            t, di, vote.bribe_from, med, vote.bribe_wei, TransferReason.Bribe
+                        )
+                else:  # the briber cannot pay: the mediator votes on its re-execution
+                    vote = self.mediation.vote(self, d, med, False, rng)
+            self._add_cost(med, vote.cost_wei)
+            self._votes.setdefault(di, []).append(vote)
+            self._seq += 1
+            heapq.heappush(self._due_votes, (t + max(1, vote.latency_s), self._seq, di, med))
+        self.mediate_queue = keep
+
+    def _cast(self, di: int, med: int) -> None:
+        d = self.deals[di]
+        if d.state != DealState.ResultsChecked:
+            return
+        votes = self._votes.get(di, [])
+        cast = [v for v in votes if v.mediator == med]
+        self.n_mediations[med] += 1
+        if cast and cast[0].collusive:
+            self.n_collusive[med] += 1
+            d.collusive = True
+            d.bribe += cast[0].bribe_wei
+        verdict = self.mediation.decide(self, d, votes)
+        if verdict is None:
+            return
+        self._votes.pop(di, None)
+        if verdict:
+            self.flows.mediation_accept(self.now, d)
+            self.recent[self._slot, 3] += 1
+        else:
+            self.flows.mediation_reject(self.now, d)
+            self.recent[self._slot, 2] += 1
+
+    def timeouts(self) -> None:
+        q, t = self._timeouts, self.now
+        while q and q[0][0] <= t:
+            _, _, di, state = heapq.heappop(q)
+            d = self.deals[di]
+            if d.state != state or d.stuck:
+                continue
+            if state == DealState.DealNegotiating:
+                self.flows.timeout_agree(t, d, d.jc if d.jc_agreed_at else d.rp)
+            elif state == DealState.DealAgreed:
+                self.flows.timeout_submit(t, d, d.jc)
+            elif state == DealState.ResultsSubmitted:
+                self.flows.timeout_judge(t, d, d.rp)
+            elif state == DealState.ResultsChecked:
+                self.flows.timeout_mediate(t, d, d.jc)
+
+    def settle(self) -> None:
+        still: list[int] = []
+        for di in self.active:
+            d = self.deals[di]
+            if d.terminal or d.stuck:
+                self._on_end(d)
+            else:
+                still.append(di)
+        self.active = still
+        for h in self.hooks:
+            if hasattr(h, "on_tick_end"):
+                h.on_tick_end(self)
+
+    def _on_end(self, d: Deal) -> None:
+        if d.mode == ExecMode.Pending:
+            self._release(d.index)
+        self.open_deals[d.jc] -= 1
+        self.open_deals[d.rp] -= 1
+        s = d.state
+        if s in (
+            DealState.ResultsAccepted,
+            DealState.MediationAccepted,
+            DealState.TimeoutJudgeResults,
+        ):
+            self.rep_completed[d.rp] += 1
+        if d.checked:
+            self.rep_checked[d.rp] += 1
+            if s == DealState.MediationRejected:
+                self.rep_failed[d.rp] += 1
+                if d.cheated:
+                    self.n_caught[d.rp] += 1
+        for h in self.hooks:
+            if hasattr(h, "on_deal_end"):
+                h.on_deal_end(self, d)
+
+    # -- views --------------------------------------------------------------------------------
+    def total_tokens(self) -> int:
+        return self.ledger.total()
+
+    def wealth_tokens(self) -> np.ndarray:
+        return self.ledger.wealth_tokens()

@@ -1,0 +1,190 @@
+"""The orderbook: job offers from clients and resource offers from nodes, as struct-of-arrays.
+
+Job offers (v1 ``JobOffer``): the JC, the module, the hardware it needs (milli-CPU, GPUs, VRAM per
+GPU, RAM MB, disk MB), the pricing mode (fixed or market) and the JC's instruction price, the
+solver it names, its trusted mediators (the poster's trust row), posting and expiry times.
+A job offer is posted, then matched (consumed), cancelled or expired.
+
+Resource offers: each RP has at most one live offer, for the capacity it has free right now, at
+its current instruction price. When a match takes part of the capacity, the RP's offer is
+re-posted for the rest under a new offer id (so one machine runs several jobs at once up to its
+capacity); when a job finishes the freed capacity is offered again the same way.
+
+Offer ids are integers on the hot path; :meth:`Orderbook.job_offer_record` and
+:meth:`Orderbook.resource_offer_record` give the canonical records whose CIDs
+(:func:`twin.ids.content_id`) are the v1 offer ids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIXED, MARKET = 0, 1
+
+
+class JobOffers:
+    """Growable struct-of-arrays of job offers."""
+
+    FIELDS = (("jc", np.int64), ("module", np.int64), ("units", np.int64), ("cpu", np.int64), ("gpu", np.int64),
+              ("vram", np.int64), ("ram", np.int64), ("disk", np.int64), ("mode", np.int8), ("price", np.int64),
+              ("solver", np.int64), ("posted_at", np.int64), ("expires_at", np.int64), ("status", np.int8))  # fmt: skip
+    OPEN, MATCHED, CANCELLED, EXPIRED = 0, 1, 2, 3
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.n = 0
+        for name, dt in self.FIELDS:
+            setattr(self, name, np.zeros(capacity, dtype=dt))
+        self.live: list[int] = []  # open offers, oldest first
+
+    def _grow(self) -> None:
+        for name, _ in self.FIELDS:
+            a = getattr(self, name)
+            b = np.zeros(2 * len(a), dtype=a.dtype)
+            b[: self.n] = a[: self.n]
+            setattr(self, name, b)
+
+    def post(self, **values) -> int:
+        if self.n == len(self.jc):
+            self._grow()
+        i = self.n
+        for k, v in values.items():
+            getattr(self, k)[i] = v
+        self.status[i] = self.OPEN
+        self.n += 1
+        self.live.append(i)
+        return i
+
+    def post_many(self, cols: dict[str, np.ndarray]) -> np.ndarray:
+        k = len(cols["jc"])
+        while self.n + k > len(self.jc):
+            self._grow()
+        sl = slice(self.n, self.n + k)
+        for name, v in cols.items():
+            getattr(self, name)[sl] = v
+        self.status[sl] = self.OPEN
+        idx = np.arange(self.n, self.n + k)
+        self.n += k
+        self.live.extend(idx.tolist())
+        return idx
+
+    def close(self, i: int, status: int) -> None:
+        self.status[i] = status
+
+    def compact(self) -> None:
+        """Drop closed offers from the live list (keeps posting order)."""
+        st = self.status
+        self.live = [i for i in self.live if st[i] == self.OPEN]
+
+    def expire(self, now: int) -> list[int]:
+        """Expire open offers whose expiry time has passed; return their indices."""
+        out = [i for i in self.live if self.expires_at[i] <= now]
+        for i in out:
+            self.status[i] = self.EXPIRED
+        if out:
+            self.compact()
+        return out
+
+
+class ResourceOffers:
+    """One row per RP: its free capacity, price and current offer id."""
+
+    def __init__(self, cpu, gpu, vram, ram, disk, solver: np.ndarray, price: np.ndarray) -> None:
+        n = len(cpu)
+        self.cap_cpu, self.cap_gpu, self.cap_ram, self.cap_disk = (
+            np.asarray(x, np.int64).copy() for x in (cpu, gpu, ram, disk)
+        )
+        self.vram = np.asarray(vram, np.int64).copy()
+        self.free_cpu, self.free_gpu, self.free_ram, self.free_disk = (
+            x.copy() for x in (self.cap_cpu, self.cap_gpu, self.cap_ram, self.cap_disk)
+        )
+        self.solver = np.asarray(solver, np.int64)
+        self.price = np.asarray(price, np.int64).copy()
+        self.mode = np.full(n, MARKET, np.int8)
+        self.modules_mask = np.zeros(n, np.int64)  # 0: every module allowed
+        self.offering = np.ones(n, bool)
+        self.offer_id = np.arange(n, dtype=np.int64)  # bumped on every re-post
+        self.posted_at = np.zeros(n, np.int64)
+        self.next_offer_id = n
+
+    def __len__(self) -> int:
+        return len(self.free_cpu)
+
+    def repost(self, i: int, now: int) -> None:
+        self.offer_id[i] = self.next_offer_id
+        self.next_offer_id += 1
+        self.posted_at[i] = now
+
+    def reserve(self, i: int, cpu: int, gpu: int, ram: int, disk: int, now: int) -> None:
+        self.free_cpu[i] -= cpu
+        self.free_gpu[i] -= gpu
+        self.free_ram[i] -= ram
+        self.free_disk[i] -= disk
+        self.repost(i, now)
+
+    def release(self, i: int, cpu: int, gpu: int, ram: int, disk: int, now: int) -> None:
+        self.free_cpu[i] += cpu
+        self.free_gpu[i] += gpu
+        self.free_ram[i] += ram
+        self.free_disk[i] += disk
+        self.repost(i, now)
+
+    def set_prices(self, price: np.ndarray, now: int) -> None:
+        changed = np.flatnonzero(price != self.price)
+        if len(changed):
+            self.price[changed] = price[changed]
+            self.offer_id[changed] = np.arange(
+                self.next_offer_id, self.next_offer_id + len(changed)
+            )
+            self.next_offer_id += len(changed)
+            self.posted_at[changed] = now
+
+    def fits(self, cpu: int, gpu: int, vram: int, ram: int, disk: int, module: int) -> np.ndarray:
+        """Mask of RPs whose live offer covers the requirement (all resources >=, module allowed)."""
+        ok = (
+            self.offering
+            & (self.free_cpu >= cpu)
+            & (self.free_ram >= ram)
+            & (self.free_disk >= disk)
+        )
+        if gpu:
+            ok &= (self.free_gpu >= gpu) & (self.vram >= vram)
+        if self.modules_mask.any():
+            ok &= (self.modules_mask == 0) | ((self.modules_mask >> module) & 1).astype(bool)
+        return ok
+
+
+class Trust:
+    """Which mediators each party trusts, as bitsets (uint64 words); ``None`` rows: all."""
+
+    def __init__(self, n_accounts: int, mediators: np.ndarray, per_party: int, parties: np.ndarray,
+                 rng: np.random.Generator) -> None:  # fmt: skip
+        self.mediators = np.asarray(mediators, np.int64)
+        m = len(self.mediators)
+        self.all = per_party == 0 or per_party >= m
+        self.words = (m + 63) // 64
+        self.bits = np.zeros((n_accounts, self.words), np.uint64)
+        if self.all:
+            return
+        for a in parties:
+            chosen = np.sort(rng.choice(m, size=per_party, replace=False))
+            for c in chosen:
+                self.bits[a, c // 64] |= np.uint64(1) << np.uint64(c % 64)
+
+    def intersects(self, a: int, others: np.ndarray) -> np.ndarray:
+        if self.all:
+            return np.ones(len(others), bool)
+        return (self.bits[others] & self.bits[a]).any(axis=1)
+
+    def common(self, a: int, b: int) -> tuple[int, ...]:
+        """The mediators both trust (accounts, ascending), as the solver computes off-chain."""
+        if self.all:
+            return tuple(int(x) for x in self.mediators)
+        inter = self.bits[a] & self.bits[b]
+        out = []
+        for c in range(len(self.mediators)):
+            if (int(inter[c // 64]) >> (c % 64)) & 1:
+                out.append(int(self.mediators[c]))
+        return tuple(out)
+
+    def trusted(self, a: int) -> tuple[int, ...]:
+        return self.common(a, a)
