@@ -163,6 +163,8 @@ class DealFlows:
 
     def __init__(self, ledger: Ledger, log: EventLog, rules: ProtocolRules, slash_to: int) -> None:
         self.ledger, self.log, self.rules, self.slash_to = ledger, log, rules, slash_to
+        #: deals that became terminal or stuck since the market last settled (drained by it)
+        self.ended: list[Deal] = []
 
     # -- primitive movements (zero amounts move nothing and emit nothing) ---------------------
     def _in(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
@@ -189,6 +191,7 @@ class DealFlows:
         d.state = state
         if state in TERMINAL_STATES:
             d.ended_at = t
+            self.ended.append(d)
         self.log.state_change(t, d.index, int(state))
 
     @staticmethod
@@ -375,6 +378,7 @@ class DealFlows:
             d.stuck = True
             for who, amount in self.escrow_held(d).items():
                 self.ledger.lock(who, amount)
+            self.ended.append(d)
         return False
 
     @staticmethod

@@ -159,9 +159,18 @@ class MarketEnv(ParallelEnv):
         }
         out = {}
         for g in GROUPS:
+            names = self.names[g]
+            if not names:
+                continue
             X, M = mats[g]
-            for name, r in zip(self.names[g], self.exposed_rows[g], strict=True):
-                out[name] = {"observation": X[r], "action_mask": M[r]}
+            if len(names) != len(X):
+                X, M = X[self.exposed_rows[g]], M[self.exposed_rows[g]]
+            out.update(
+                {
+                    n: {"observation": x, "action_mask": m}
+                    for n, x, m in zip(names, X, M, strict=True)
+                }
+            )
         return out
 
     def _to_market_actions(self, actions: dict) -> Actions:
@@ -179,16 +188,17 @@ class MarketEnv(ParallelEnv):
                 X, M = mats[g]
                 self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))
             names = self.names[g]
-            if names:
-                have = [
-                    (r, actions[n])
-                    for n, r in zip(names, self.exposed_rows[g], strict=True)
-                    if n in actions
-                ]
-                if have:
-                    rows = np.fromiter((r for r, _ in have), np.int64, len(have))
-                    vals = np.array([np.asarray(v).reshape(-1) for _, v in have])
-                    self._apply(a, g, rows, vals)
+            if not names:
+                continue
+            vals = [actions.get(n) for n in names]
+            rows = self.exposed_rows[g]
+            if any(v is None for v in vals):  # agents without an action keep the defaults (no-ops)
+                keep = [i for i, v in enumerate(vals) if v is not None]
+                if not keep:
+                    continue
+                rows, vals = rows[keep], [vals[i] for i in keep]
+            arr = np.asarray(vals)
+            self._apply(a, g, rows, arr.reshape(len(rows), -1))
         return a
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:

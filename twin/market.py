@@ -46,6 +46,7 @@ from twin.mediation.base import Vote
 from twin.modules import MODULES, JobClass
 from twin.orderbook import FIXED, MARKET, JobOffers, ResourceOffers, Trust
 from twin.protocol import preset
+from twin.queues import SeatQueues
 from twin.solvers import SOLVERS
 
 PHASES: tuple[str, ...] = (
@@ -119,12 +120,22 @@ class Market:
         for g in (self.solver_acct, self.jc_acct, self.rp_acct, self.med_acct):
             self.row[g] = np.arange(len(g))
         self.salt = f"twin-{cfg.seed if seed is None else seed}"
+        self.addresses = [account_address(a, self.salt) for a in range(n)]
 
         # job classes and machines
         self.module_names = tuple(MODULES)
         self.job_classes: tuple[JobClass, ...] = tuple(MODULES.values())
         shares = np.array([m.module_shares.get(k, 0.0) for k in self.module_names])
         self.module_p = shares / shares.sum()
+        self._module_cdf = np.cumsum(self.module_p)
+        self._module_cdf[-1] = 1.0
+        jcs_ = self.job_classes
+        self._mod_attr = {
+            f: np.array([getattr(j, f) for j in jcs_], np.int64)
+            for f in ("cpu_milli", "gpu_count", "vram_mb", "ram_mb", "disk_mb")
+        }
+        self._mod_log_median = np.log([j.work_median_units for j in jcs_])
+        self._mod_sigma = np.array([j.work_sigma for j in jcs_])
         self.fleet = draw_fleet(self.n_rp, cfg.hardware.shares, self.rng, m.token_usd)
         self._med_class = CATALOGUE[MEDIATOR_HARDWARE]
         self._med_cost = self._med_class.cost_wei_per_s(m.token_usd)
@@ -176,13 +187,14 @@ class Market:
 
         # deals and schedules
         self.deals: list[Deal] = []
-        self.active: list[int] = []
+        self.active: dict[int, None] = {}  # non-terminal deals on chain (insertion-ordered)
         self._holds: dict[
             int, tuple[int, int, int, int, int]
         ] = {}  # deal -> (rp row, cpu, gpu, ram, disk)
-        self.exec_queue: list[tuple[int, int]] = []  # (deal, tick it became pending)
-        self.judge_queue: list[tuple[int, int]] = []
-        self.mediate_queue: list[tuple[int, int, int]] = []  # (deal, mediator, tick)
+        self.exec_q = SeatQueues(n)  # RP account -> agreed deals awaiting its execution decision
+        self.judge_q = SeatQueues(n)  # JC account -> submitted results awaiting its judgement
+        self.med_q = SeatQueues(n)  # mediator account -> checks awaiting its vote
+        self._requested: dict[int, tuple[int, ...]] = {}  # deal -> mediators asked
         self._votes: dict[int, list[Vote]] = {}
         self._ready: list[tuple[int, int, int]] = []  # heap (time, seq, deal): results ready
         self._due_votes: list[tuple[int, int, int, int]] = []  # heap (time, seq, deal, mediator)
@@ -247,7 +259,7 @@ class Market:
     def _release(self, deal: int) -> None:
         h = self._holds.pop(deal, None)
         if h is not None:
-            self.res.release(h[0], h[1], h[2], h[3], h[4], self.now)
+            self.res.release(h[0], h[1], self.now)
 
     def mediator_machine(self, mediator: int, job: JobClass) -> tuple[float, int]:
         hw = self._med_class
@@ -258,9 +270,9 @@ class Market:
         did = self._deal_ids.get(index)
         if did is None:
             d = self.deals[index]
-            addr = lambda a: account_address(a, self.salt)  # noqa: E731
+            addr = self.addresses.__getitem__
             record = {
-                "jobOffer": self.job_offer_id(d.job_offer),
+                "jobOffer": self.job_offer_record(d.job_offer),
                 "resourceOffer": int(d.resource_offer),
                 "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
                             "mediators": [addr(x) for x in d.mediators]},
@@ -272,21 +284,24 @@ class Market:
             did = self._deal_ids[index] = content_id(record)
         return did
 
+    def job_offer_record(self, j: int) -> dict:
+        """The canonical record of job offer ``j`` (its CID is the v1 offer id)."""
+        jo = self.jobs
+        return {
+            "jobCreator": self.addresses[int(jo.jc[j])], "module": self.module_names[int(jo.module[j])],
+            "spec": {"cpu": int(jo.cpu[j]), "gpu": int(jo.gpu[j]), "vram": int(jo.vram[j]), "ram": int(jo.ram[j]), "disk": int(jo.disk[j])},
+            "mode": "FixedPrice" if jo.mode[j] == FIXED else "MarketPrice", "instructionPrice": int(jo.price[j]),
+            "createdAt": int(jo.posted_at[j]), "nonce": int(j), "salt": self.salt,
+        }  # fmt: skip
+
     def job_offer_id(self, j: int) -> str:
         cid = self._job_cids.get(j)
         if cid is None:
-            jo = self.jobs
-            record = {
-                "jobCreator": account_address(int(jo.jc[j]), self.salt), "module": self.module_names[int(jo.module[j])],
-                "spec": {"cpu": int(jo.cpu[j]), "gpu": int(jo.gpu[j]), "vram": int(jo.vram[j]), "ram": int(jo.ram[j]), "disk": int(jo.disk[j])},
-                "mode": "FixedPrice" if jo.mode[j] == FIXED else "MarketPrice", "instructionPrice": int(jo.price[j]),
-                "createdAt": int(jo.posted_at[j]), "nonce": int(j), "salt": self.salt,
-            }  # fmt: skip
-            cid = self._job_cids[j] = content_id(record)
+            cid = self._job_cids[j] = content_id(self.job_offer_record(j))
         return cid
 
     def address(self, account: int) -> str:
-        return account_address(account, self.salt)
+        return self.addresses[account]
 
     @property
     def done(self) -> bool:
@@ -342,19 +357,21 @@ class Market:
         k = len(post)
         if not k:
             return
-        mods = rng.choice(len(self.job_classes), size=k, p=self.module_p)
-        med = np.array([self.job_classes[i].work_median_units for i in mods])
-        sig = np.array([self.job_classes[i].work_sigma for i in mods])
-        units = np.maximum(1, np.ceil(rng.lognormal(np.log(med), sig))).astype(np.int64)
+        mods = np.searchsorted(self._module_cdf, rng.random(k), side="right").clip(
+            0, len(self.job_classes) - 1
+        )
+        units = np.maximum(
+            1, np.ceil(rng.lognormal(self._mod_log_median[mods], self._mod_sigma[mods]))
+        ).astype(np.int64)
         bid = np.rint(
             self.base_price * rng.uniform(m.bid_multiple_low, m.bid_multiple_high, k)
         ).astype(np.int64)
         mode = np.where(rng.random(k) < m.fixed_price_share, FIXED, MARKET).astype(np.int8)
-        attr = lambda f: np.array([getattr(self.job_classes[i], f) for i in mods], np.int64)  # noqa: E731
+        ma = self._mod_attr
         jcs = self.jc_acct[post]
         self.jobs.post_many({
-            "jc": jcs, "module": mods, "units": units, "cpu": attr("cpu_milli"), "gpu": attr("gpu_count"),
-            "vram": attr("vram_mb"), "ram": attr("ram_mb"), "disk": attr("disk_mb"), "mode": mode, "price": bid,
+            "jc": jcs, "module": mods, "units": units, "cpu": ma["cpu_milli"][mods], "gpu": ma["gpu_count"][mods],
+            "vram": ma["vram_mb"][mods], "ram": ma["ram_mb"][mods], "disk": ma["disk_mb"][mods], "mode": mode, "price": bid,
             "solver": self.solver_of_jc[post], "posted_at": np.full(k, self.now), "expires_at": np.full(k, self.now + m.offer_ttl_s),
         })  # fmt: skip
         self.open_jobs[jcs] += 1
@@ -375,13 +392,7 @@ class Market:
                          pr.mediation_fee_wei, timeouts, to.submit_results_collateral_wei,
                          to.judge_results_collateral_wei, j, mt.resource_offer, self.now)  # fmt: skip
                 self.deals.append(d)
-                self._holds[d.index] = (
-                    r,
-                    int(self.jobs.cpu[j]),
-                    int(self.jobs.gpu[j]),
-                    int(self.jobs.ram[j]),
-                    int(self.jobs.disk[j]),
-                )
+                self._holds[d.index] = (r, self.jobs.need(j))
                 self.open_jobs[jc] -= 1
                 new.append(d)
         return new
@@ -395,11 +406,11 @@ class Market:
                 except CallRejected:
                     pass
             if d.state == DealState.DealAgreed:
-                self.exec_queue.append((d.index, self.tick))
+                self.exec_q.push(d.rp, d.index, self.tick)
             elif not (d.rp_agreed_at or d.jc_agreed_at):
                 self._release(d.index)  # nobody could agree: the match never reaches the chain
                 continue
-            self.active.append(d.index)
+            self.active[d.index] = None
             self.open_deals[d.jc] += 1
             self.open_deals[d.rp] += 1
             self.n_deals[d.jc] += 1
@@ -407,42 +418,39 @@ class Market:
             self._arm_timeout(d)
 
     def execute(self) -> None:
-        if not self.exec_queue:
+        if not self.exec_q:
             return
-        a, ex, fl = self._acts, self.cfg.execution, self.fleet
-        keep: list[tuple[int, int]] = []
-        for di, since in self.exec_queue:
-            if since >= self.tick:
-                keep.append((di, since))
-                continue
-            d = self.deals[di]
-            if d.state != DealState.DealAgreed:
-                self._release(di)
-                continue
-            r = int(self.row[d.rp])
+        a, ex, fl, q = self._acts, self.cfg.execution, self.fleet, self.exec_q
+        for rp in q.seats():
+            r = int(self.row[rp])
             mode = ExecMode(int(a.rp_mode[r]))
-            job = self.job_classes[d.module]
-            speed = float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r])
-            p = plan(mode, job, d.units, speed, int(fl.cost_wei_per_s[r]), ex.cheat_cost_fraction,
-                     ex.cheat_runtime_s, ex.inflate_factor, self.rng)  # fmt: skip
-            d.mode, d.units_reported, d.correct, d.failed = (
-                mode,
-                p.units_reported,
-                p.correct,
-                p.failed,
-            )
-            d.exec_cost, d.decided_tick = p.cost_wei, self.tick
-            d.cheated = mode in (ExecMode.Cheat, ExecMode.Inflate)
-            if d.cheated:
-                self.n_cheats[d.rp] += 1
-            self._add_cost(d.rp, p.cost_wei)
-            if p.ready_in_s < 0:
-                self._release(di)
-            else:
-                d.ready_at = self.now + p.ready_in_s
-                self._seq += 1
-                heapq.heappush(self._ready, (d.ready_at, self._seq, di))
-        self.exec_queue = keep
+            speeds = (float(fl.cpu_speed[r]), float(fl.gpu_speed[r]))
+            cost_s = int(fl.cost_wei_per_s[r])
+            for di in q.pop_due(rp, self.tick):
+                d = self.deals[di]
+                if d.state != DealState.DealAgreed:
+                    self._release(di)
+                    continue
+                job = self.job_classes[d.module]
+                p = plan(mode, job, d.units, speeds[job.kind == "gpu"], cost_s, ex.cheat_cost_fraction,
+                         ex.cheat_runtime_s, ex.inflate_factor, self.rng)  # fmt: skip
+                d.mode, d.units_reported, d.correct, d.failed = (
+                    mode,
+                    p.units_reported,
+                    p.correct,
+                    p.failed,
+                )
+                d.exec_cost, d.decided_tick = p.cost_wei, self.tick
+                d.cheated = mode in (ExecMode.Cheat, ExecMode.Inflate)
+                if d.cheated:
+                    self.n_cheats[rp] += 1
+                self._add_cost(rp, p.cost_wei)
+                if p.ready_in_s < 0:
+                    self._release(di)
+                else:
+                    d.ready_at = self.now + p.ready_in_s
+                    self._seq += 1
+                    heapq.heappush(self._ready, (d.ready_at, self._seq, di))
 
     def submit(self) -> None:
         q, t = self._ready, self.now
@@ -459,70 +467,62 @@ class Market:
         except CallRejected:
             return  # cannot fund R: the JC will time the deal out
         self.recent[self._slot, 0] += 1
-        self.judge_queue.append((di, self.tick))
+        self.judge_q.push(d.jc, di, self.tick)
         self._arm_timeout(d)
 
     def judge(self) -> None:
-        if not self.judge_queue:
+        if not self.judge_q:
             return
-        a, rng, t = self._acts, self.rng, self.now
-        keep: list[tuple[int, int]] = []
-        for di, since in self.judge_queue:
-            d = self.deals[di]
-            if d.state != DealState.ResultsSubmitted:
+        a, rng, t, q = self._acts, self.rng, self.now, self.judge_q
+        for jc in q.seats():
+            p = float(a.jc_check_prob[self.row[jc]])
+            if p != p:  # NaN: the JC waits on all its results
                 continue
-            if since >= self.tick:
-                keep.append((di, since))
-                continue
-            p = float(a.jc_check_prob[self.row[d.jc]])
-            if p != p:  # NaN: wait
-                keep.append((di, since))
-                continue
-            check = p >= 1.0 or (p > 0.0 and rng.random() < p)
-            if check and self.ledger.wallet[d.jc] + d.judge_collateral >= d.mediation_fee:
-                mediators = self.mediation.select(self, d, t)
-                self.flows.check_result(t, d, mediators[0])
-                self.n_checks[d.jc] += 1
-                self.recent[self._slot, 1] += 1
-                for med in mediators:
-                    self.mediate_queue.append((di, med, self.tick))
-                self._arm_timeout(d)
-            else:
-                self.flows.accept_result(t, d)
-        self.judge_queue = keep
+            for di in q.pop_due(jc, self.tick):
+                d = self.deals[di]
+                if d.state != DealState.ResultsSubmitted:
+                    continue
+                check = p >= 1.0 or (p > 0.0 and rng.random() < p)
+                if check and self.ledger.wallet[jc] + d.judge_collateral >= d.mediation_fee:
+                    mediators = self.mediation.select(self, d, t)
+                    self.flows.check_result(t, d, mediators[0])
+                    self.n_checks[jc] += 1
+                    self.recent[self._slot, 1] += 1
+                    self._requested[di] = mediators
+                    for med in mediators:
+                        self.med_q.push(med, di, self.tick)
+                    self._arm_timeout(d)
+                else:
+                    self.flows.accept_result(t, d)
 
     def mediate(self) -> None:
         q, t = self._due_votes, self.now
         while q and q[0][0] <= t:
             _, _, di, med = heapq.heappop(q)
             self._cast(di, med)
-        if not self.mediate_queue:
+        if not self.med_q:
             return
-        a, rng = self._acts, self.rng
-        keep = []
-        for di, med, since in self.mediate_queue:
-            d = self.deals[di]
-            if d.state != DealState.ResultsChecked:
-                continue
-            if since >= self.tick:
-                keep.append((di, med, since))
-                continue
+        a, rng, q = self._acts, self.rng, self.med_q
+        for med in q.seats():
             collude = bool(a.med_collude[self.row[med]])
-            vote = self.mediation.vote(self, d, med, collude, rng)
-            if vote.collusive and vote.bribe_from >= 0:
-                if self.ledger.wallet[vote.bribe_from] >= vote.bribe_wei:
-                    if vote.bribe_wei:
-                        self.ledger.transfer(vote.bribe_from, med, vote.bribe_wei)
-                        self.log.transfer(
-                            t, di, vote.bribe_from, med, vote.bribe_wei, TransferReason.Bribe
-                        )
-                else:  # the briber cannot pay: the mediator votes on its re-execution
-                    vote = self.mediation.vote(self, d, med, False, rng)
-            self._add_cost(med, vote.cost_wei)
-            self._votes.setdefault(di, []).append(vote)
-            self._seq += 1
-            heapq.heappush(self._due_votes, (t + max(1, vote.latency_s), self._seq, di, med))
-        self.mediate_queue = keep
+            for di in q.pop_due(med, self.tick):
+                d = self.deals[di]
+                if d.state != DealState.ResultsChecked:
+                    continue
+                vote = self.mediation.vote(self, d, med, collude, rng)
+                if vote.collusive and vote.bribe_from >= 0:
+                    if self.ledger.wallet[vote.bribe_from] >= vote.bribe_wei:
+                        if vote.bribe_wei:
+                            self.ledger.transfer(vote.bribe_from, med, vote.bribe_wei)
+                            self.log.transfer(
+                                t, di, vote.bribe_from, med, vote.bribe_wei, TransferReason.Bribe
+                            )
+                    else:  # the briber cannot pay: the mediator votes on its re-execution
+                        vote = self.mediation.vote(self, d, med, False, rng)
+                self._add_cost(med, vote.cost_wei)
+                self._votes.setdefault(di, []).append(vote)
+                self._seq += 1
+                heapq.heappush(self._due_votes, (t + max(1, vote.latency_s), self._seq, di, med))
 
     def _cast(self, di: int, med: int) -> None:
         d = self.deals[di]
@@ -539,6 +539,7 @@ class Market:
         if verdict is None:
             return
         self._votes.pop(di, None)
+        self._requested.pop(di, None)
         if verdict:
             self.flows.mediation_accept(self.now, d)
             self.recent[self._slot, 3] += 1
@@ -557,20 +558,22 @@ class Market:
                 self.flows.timeout_agree(t, d, d.jc if d.jc_agreed_at else d.rp)
             elif state == DealState.DealAgreed:
                 self.flows.timeout_submit(t, d, d.jc)
+                self.exec_q.remove(d.rp, di)
             elif state == DealState.ResultsSubmitted:
                 self.flows.timeout_judge(t, d, d.rp)
+                self.judge_q.remove(d.jc, di)
             elif state == DealState.ResultsChecked:
                 self.flows.timeout_mediate(t, d, d.jc)
+                for med in self._requested.get(di, ()):
+                    self.med_q.remove(med, di)
 
     def settle(self) -> None:
-        still: list[int] = []
-        for di in self.active:
-            d = self.deals[di]
-            if d.terminal or d.stuck:
-                self._on_end(d)
-            else:
-                still.append(di)
-        self.active = still
+        ended = self.flows.ended
+        if ended:
+            for d in ended:
+                if self.active.pop(d.index, False) is None:
+                    self._on_end(d)
+            ended.clear()
         for h in self.hooks:
             if hasattr(h, "on_tick_end"):
                 h.on_tick_end(self)

@@ -43,6 +43,10 @@ class JobOffers:
             b[: self.n] = a[: self.n]
             setattr(self, name, b)
 
+    def need(self, j: int) -> np.ndarray:
+        """Resources job offer ``j`` needs: (milli-CPU, GPUs, RAM MB, disk MB)."""
+        return np.array((self.cpu[j], self.gpu[j], self.ram[j], self.disk[j]), np.int64)
+
     def post(self, **values) -> int:
         if self.n == len(self.jc):
             self._grow()
@@ -90,21 +94,25 @@ class ResourceOffers:
 
     def __init__(self, cpu, gpu, vram, ram, disk, solver: np.ndarray, price: np.ndarray) -> None:
         n = len(cpu)
-        self.cap_cpu, self.cap_gpu, self.cap_ram, self.cap_disk = (
-            np.asarray(x, np.int64).copy() for x in (cpu, gpu, ram, disk)
-        )
+        #: capacity and free capacity per RP, columns (milli-CPU, GPUs, RAM MB, disk MB)
+        self.cap = np.stack([np.asarray(x, np.int64) for x in (cpu, gpu, ram, disk)], axis=1)
+        self.free = self.cap.copy()
         self.vram = np.asarray(vram, np.int64).copy()
-        self.free_cpu, self.free_gpu, self.free_ram, self.free_disk = (
-            x.copy() for x in (self.cap_cpu, self.cap_gpu, self.cap_ram, self.cap_disk)
-        )
         self.solver = np.asarray(solver, np.int64)
         self.price = np.asarray(price, np.int64).copy()
         self.mode = np.full(n, MARKET, np.int8)
         self.modules_mask = np.zeros(n, np.int64)  # 0: every module allowed
+        self.any_module_limits = False
         self.offering = np.ones(n, bool)
         self.offer_id = np.arange(n, dtype=np.int64)  # bumped on every re-post
         self.posted_at = np.zeros(n, np.int64)
         self.next_offer_id = n
+
+    free_cpu = property(lambda self: self.free[:, 0])
+    free_gpu = property(lambda self: self.free[:, 1])
+    free_ram = property(lambda self: self.free[:, 2])
+    free_disk = property(lambda self: self.free[:, 3])
+    cap_cpu = property(lambda self: self.cap[:, 0])
 
     def __len__(self) -> int:
         return len(self.free_cpu)
@@ -114,18 +122,13 @@ class ResourceOffers:
         self.next_offer_id += 1
         self.posted_at[i] = now
 
-    def reserve(self, i: int, cpu: int, gpu: int, ram: int, disk: int, now: int) -> None:
-        self.free_cpu[i] -= cpu
-        self.free_gpu[i] -= gpu
-        self.free_ram[i] -= ram
-        self.free_disk[i] -= disk
+    def reserve(self, i: int, need: np.ndarray, now: int) -> None:
+        """Take ``need`` (cpu, gpu, ram, disk) from RP ``i``'s free capacity; re-post the rest."""
+        self.free[i] -= need
         self.repost(i, now)
 
-    def release(self, i: int, cpu: int, gpu: int, ram: int, disk: int, now: int) -> None:
-        self.free_cpu[i] += cpu
-        self.free_gpu[i] += gpu
-        self.free_ram[i] += ram
-        self.free_disk[i] += disk
+    def release(self, i: int, need: np.ndarray, now: int) -> None:
+        self.free[i] += need
         self.repost(i, now)
 
     def set_prices(self, price: np.ndarray, now: int) -> None:
@@ -138,17 +141,14 @@ class ResourceOffers:
             self.next_offer_id += len(changed)
             self.posted_at[changed] = now
 
-    def fits(self, cpu: int, gpu: int, vram: int, ram: int, disk: int, module: int) -> np.ndarray:
-        """Mask of RPs whose live offer covers the requirement (all resources >=, module allowed)."""
-        ok = (
-            self.offering
-            & (self.free_cpu >= cpu)
-            & (self.free_ram >= ram)
-            & (self.free_disk >= disk)
-        )
-        if gpu:
-            ok &= (self.free_gpu >= gpu) & (self.vram >= vram)
-        if self.modules_mask.any():
+    def fits(self, need: np.ndarray, vram: int, module: int) -> np.ndarray:
+        """Mask of RPs whose live offer covers ``need`` (cpu, gpu, ram, disk), the VRAM per GPU
+        when GPUs are needed, and allows the module."""
+        ok = (self.free >= need).all(axis=1)
+        ok &= self.offering
+        if need[1]:
+            ok &= self.vram >= vram
+        if self.any_module_limits:
             ok &= (self.modules_mask == 0) | ((self.modules_mask >> module) & 1).astype(bool)
         return ok
 
@@ -161,6 +161,7 @@ class Trust:
         self.mediators = np.asarray(mediators, np.int64)
         m = len(self.mediators)
         self.all = per_party == 0 or per_party >= m
+        self.all_tuple = tuple(int(x) for x in self.mediators)
         self.words = (m + 63) // 64
         self.bits = np.zeros((n_accounts, self.words), np.uint64)
         if self.all:
@@ -178,7 +179,7 @@ class Trust:
     def common(self, a: int, b: int) -> tuple[int, ...]:
         """The mediators both trust (accounts, ascending), as the solver computes off-chain."""
         if self.all:
-            return tuple(int(x) for x in self.mediators)
+            return self.all_tuple
         inter = self.bits[a] & self.bits[b]
         out = []
         for c in range(len(self.mediators)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eth_hash.auto import keccak
+from sha3 import keccak_256
 
 from twin.execution import reexecute
 from twin.mediation.base import Vote
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def v1_mediator_index(timestamp: int, deal_id: str, n: int) -> int:
     """``uint256(keccak256(abi.encodePacked(uint256 timestamp, string dealId))) % n``."""
-    h = keccak(timestamp.to_bytes(32, "big") + deal_id.encode())
+    h = keccak_256(timestamp.to_bytes(32, "big") + deal_id.encode()).digest()
     return int.from_bytes(h, "big") % n
 
 

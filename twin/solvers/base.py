@@ -35,14 +35,7 @@ def feasible(
 ) -> np.ndarray:
     """v1 match rule for one job against every RP: resources fit, module allowed, same solver,
     mediator lists intersect, and with fixed pricing on both sides the RP's price <= the JC's."""
-    ok = res.fits(
-        int(jobs.cpu[j]),
-        int(jobs.gpu[j]),
-        int(jobs.vram[j]),
-        int(jobs.ram[j]),
-        int(jobs.disk[j]),
-        int(jobs.module[j]),
-    )
+    ok = res.fits(jobs.need(j), int(jobs.vram[j]), int(jobs.module[j]))
     ok &= res.solver == solver_id
     if jobs.mode[j] == FIXED:
         ok &= (res.mode != FIXED) | (res.price <= jobs.price[j])

@@ -51,7 +51,7 @@ class SurplusSolver:
                 )
             )
             mm = res.modules_mask[rows]
-            if mm.any():
+            if res.any_module_limits:
                 ok &= (mm[None, :] == 0) | (((mm[None, :] >> jobs.module[js][:, None]) & 1) == 1)
             fixed_both = (jobs.mode[js][:, None] == FIXED) & (res.mode[rows][None, :] == FIXED)
             ok &= ~fixed_both | (res.price[rows][None, :] <= jobs.price[js][:, None])
@@ -73,9 +73,7 @@ class SurplusSolver:
                 j, r = int(js[a]), int(rows[b])
                 out.append(Match(j, r, int(res.offer_id[r]), int(res.price[r])))
                 jobs.close(j, JobOffers.MATCHED)
-                res.reserve(
-                    r, int(jobs.cpu[j]), int(jobs.gpu[j]), int(jobs.ram[j]), int(jobs.disk[j]), now
-                )
+                res.reserve(r, jobs.need(j), now)
                 booked += 1
             jobs.compact()
             if not booked:

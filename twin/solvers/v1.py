@@ -27,17 +27,15 @@ class V1Solver:
             cand = np.flatnonzero(ok)
             if not len(cand):
                 continue
-            if jobs.mode[j] == MARKET:
-                # cheapest; ties to the older offer, then the lower row
-                keys = np.lexsort((cand, res.posted_at[cand], res.price[cand]))
-            else:
-                keys = np.lexsort((cand, res.posted_at[cand]))
-            r = int(cand[keys[0]])
+            if jobs.mode[j] == MARKET:  # cheapest; ties to the older offer, then the lower row
+                pc = res.price[cand]
+                cand = cand[pc == pc.min()]
+            if len(cand) > 1:  # fixed price: the oldest affordable offer (lower row on ties)
+                cand = cand[np.argmin(res.posted_at[cand])]
+            r = int(cand) if np.ndim(cand) == 0 else int(cand[0])
             out.append(Match(j, r, int(res.offer_id[r]), int(res.price[r])))
             jobs.close(j, JobOffers.MATCHED)
-            res.reserve(
-                r, int(jobs.cpu[j]), int(jobs.gpu[j]), int(jobs.ram[j]), int(jobs.disk[j]), now
-            )
+            res.reserve(r, jobs.need(j), now)
         if out:
             jobs.compact()
         return out
