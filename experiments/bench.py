@@ -57,9 +57,9 @@ def run(n_agents: int, steps: int, overrides: list[str] | None = None, warmup: i
             ns = names[g]
             if not ns:
                 continue
-            O = np.stack([obs[a]["observation"] for a in ns])
+            obs_m = np.stack([obs[a]["observation"] for a in ns])
             M = np.stack([obs[a]["action_mask"] for a in ns])
-            A = pol.act_batch(O, M, rng)
+            A = pol.act_batch(obs_m, M, rng)
             if g == "rp":
                 out.update(zip(ns, A, strict=True))
             else:

@@ -135,7 +135,7 @@ def observe(mk, n_price_levels: int) -> Observation:
         rows = np.fromiter(focus.keys(), np.int64, len(focus))
         vals = np.empty((len(rows), 12))
         wallet = L.wallet
-        for k, (r, di) in enumerate(focus.items()):
+        for k, di in enumerate(focus.values()):
             d = deals[di]
             rp = d.rp
             vals[k] = (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
