@@ -199,6 +199,36 @@ class DealFlows:
         if d.state != state:
             raise CallRejected(f"{call}: deal {d.index} is {d.state.name}, needs {state.name}")
 
+    # -- atomicity -----------------------------------------------------------------------------
+    def _atomic(self, t: int, d: Deal, call: str, caller: int, moves) -> bool:
+        """Run the token movements ``moves()`` of one call as a transaction: if a balance
+        underflows (possible only where a preset's defect lets one deal drain another's pooled
+        escrow), every movement of the call is undone, its events are dropped, and the call is
+        recorded as reverted -- as a reverted transaction on chain."""
+        mark = len(self.log.rows)
+        try:
+            moves()
+            return True
+        except InsufficientFunds as e:
+            self._rollback(mark)
+            self._revert(t, d, call, caller, f"escrow underflow: {e}")
+            return False
+
+    def _rollback(self, mark: int) -> None:
+        rows = self.log.rows
+        for r in reversed(rows[mark:]):
+            if r[0] != 1:  # only Payment rows move tokens inside a call
+                continue
+            payee, amount, direction, src, dst = r[3], r[4], r[6], r[7], r[8]
+            if direction == D.PaidIn:
+                self.ledger.refund(payee, amount)
+            elif direction == D.Refunded:
+                self.ledger.pay_in(payee, amount)
+            else:  # PaidOut / Slashed: dst's wallet back into src's escrow
+                self.ledger.transfer(dst, src, amount)
+                self.ledger.pay_in(src, amount)
+        del rows[mark:]
+
     # -- calls ----------------------------------------------------------------------------------
     def agree(self, t: int, d: Deal, party: int) -> None:
         """``agree`` by the JC or the RP. Deposits: RP ``Ts``; JC ``P + Tj``."""
@@ -219,12 +249,12 @@ class DealFlows:
             d.created_at = t
             self.log.state_change(t, d.index, int(DealState.DealNegotiating))
         if party == d.rp:
-            d.rp_agreed_at = t
             self._in(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+            d.rp_agreed_at = t
         else:
-            d.jc_agreed_at = t
             self._in(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
             self._in(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+            d.jc_agreed_at = t
         if d.rp_agreed_at and d.jc_agreed_at:
             d.agreed_at = t
             self._set(t, d, DealState.DealAgreed)
@@ -234,52 +264,80 @@ class DealFlows:
         self._need(d, DealState.DealAgreed, "addResult")
         if not self.ledger.can_pay_in(d.rp, d.results_collateral):
             raise CallRejected(f"addResult: RP {d.rp} cannot deposit R for deal {d.index}")
-        d.submitted_at = t
-        self._in(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
-        self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
-        self._set(t, d, DealState.ResultsSubmitted)
 
-    def accept_result(self, t: int, d: Deal) -> None:
+        def moves() -> None:
+            self._in(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+
+        if self._atomic(t, d, "addResult", d.rp, moves):
+            d.submitted_at = t
+            self._set(t, d, DealState.ResultsSubmitted)
+
+    def accept_result(self, t: int, d: Deal) -> bool:
         """``acceptResult`` by the JC: RP paid min(C,P); JC refunded the rest of P and Tj."""
         self._need(d, DealState.ResultsSubmitted, "acceptResult")
-        d.accepted_at = t
         pay = d.payment
-        self._out(t, d, d.rp, pay, R.JobPayment)
-        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
-        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
-        self._set(t, d, DealState.ResultsAccepted)
 
-    def check_result(self, t: int, d: Deal, mediator: int) -> None:
+        def moves() -> None:
+            self._out(t, d, d.rp, pay, R.JobPayment)
+            self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+            self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+
+        if not self._atomic(t, d, "acceptResult", d.jc, moves):
+            return False
+        d.accepted_at = t
+        self._set(t, d, DealState.ResultsAccepted)
+        return True
+
+    def check_result(self, t: int, d: Deal, mediator: int) -> bool:
         """``checkResult`` by the JC: Tj refunded, fee F deposited, ``mediator`` requested."""
         self._need(d, DealState.ResultsSubmitted, "checkResult")
         if self.ledger.wallet[d.jc] + d.judge_collateral < d.mediation_fee:
             raise CallRejected(f"checkResult: JC {d.jc} cannot deposit F for deal {d.index}")
+
+        def moves() -> None:
+            self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+            self._in(t, d, d.jc, d.mediation_fee, R.MediationFee)
+
+        if not self._atomic(t, d, "checkResult", d.jc, moves):
+            return False
         d.checked_at = t
         d.checked = True
         d.mediator = mediator
-        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
-        self._in(t, d, d.jc, d.mediation_fee, R.MediationFee)
         self._set(t, d, DealState.ResultsChecked)
         self.log.mediation_requested(t, d.index, mediator)
+        return True
 
-    def mediation_accept(self, t: int, d: Deal) -> None:
+    def mediation_accept(self, t: int, d: Deal) -> bool:
         self._need(d, DealState.ResultsChecked, "mediationAcceptResult")
-        d.mediation_accepted_at = t
         pay = d.payment
-        self._out(t, d, d.rp, pay, R.JobPayment)
-        self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
-        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
-        self._set(t, d, DealState.MediationAccepted)
 
-    def mediation_reject(self, t: int, d: Deal) -> None:
+        def moves() -> None:
+            self._out(t, d, d.rp, pay, R.JobPayment)
+            self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
+            self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+
+        if not self._atomic(t, d, "mediationAcceptResult", d.mediator, moves):
+            return False
+        d.mediation_accepted_at = t
+        self._set(t, d, DealState.MediationAccepted)
+        return True
+
+    def mediation_reject(self, t: int, d: Deal) -> bool:
         self._need(d, DealState.ResultsChecked, "mediationRejectResult")
+
+        def moves() -> None:
+            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
+            self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+
+        if not self._atomic(t, d, "mediationRejectResult", d.mediator, moves):
+            return False
         d.mediation_rejected_at = t
-        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
-        self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
-        self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
         self._set(t, d, DealState.MediationRejected)
+        return True
 
     # -- timeouts (pull-based; strict: callable only when now > start + window) -----------------
     def timeout_deadline(self, d: Deal) -> int | None:
@@ -300,33 +358,28 @@ class DealFlows:
     def _check_window(self, t: int, d: Deal, call: str) -> None:
         deadline = self.timeout_deadline(d)
         if deadline is None or not t > deadline:
-            raise CallRejected(
-                f"{call}: deal {d.index} timeout not reached (now {t}, deadline {deadline})"
-            )
+            raise CallRejected(f"{call}: deal {d.index} timeout not reached (now {t}, deadline {deadline})")
 
     def timeout_agree(self, t: int, d: Deal, caller: int) -> bool:
+        """Refunds whoever had agreed. Deployed defect 2: a lone JC gets ``P + Ts`` (not ``P + Tj``)
+        from its pooled escrow, which reverts when that escrow holds less."""
         self._need(d, DealState.DealNegotiating, "timeoutAgree")
         self._check_window(t, d, "timeoutAgree")
         if d.rp_agreed_at and d.jc_agreed_at:
             raise CallRejected(f"timeoutAgree: deal {d.index} was agreed")
-        if self.rules.timeout_agree_refunds_ts and d.jc_agreed_at:
-            # deployed defect 2: the lone JC is refunded P + Ts (not P + Tj) from its pooled escrow
-            need = d.payment_collateral + d.submit_collateral
-            if self.ledger.escrow[d.jc] < need:
-                return self._revert(
-                    t, d, "timeoutAgree", caller, "escrow underflow refunding P + Ts"
-                )
-            d.timeout_agree_at = t
-            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
-            self._refund(t, d, d.jc, d.submit_collateral, R.TimeoutCollateral)
-            self._set(t, d, DealState.TimeoutAgree)
-            return True
+        defect = self.rules.timeout_agree_refunds_ts
+
+        def moves() -> None:
+            if d.rp_agreed_at:
+                self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+            if d.jc_agreed_at:
+                self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+                second = d.submit_collateral if defect else d.judge_collateral
+                self._refund(t, d, d.jc, second, R.TimeoutCollateral)
+
+        if not self._atomic(t, d, "timeoutAgree", caller, moves):
+            return False
         d.timeout_agree_at = t
-        if d.rp_agreed_at:
-            self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
-        if d.jc_agreed_at:
-            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
-            self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
         self._set(t, d, DealState.TimeoutAgree)
         return True
 
@@ -334,13 +387,16 @@ class DealFlows:
         self._need(d, DealState.DealAgreed, "timeoutSubmitResult")
         self._check_window(t, d, "timeoutSubmitResult")
         if self.rules.submit_and_judge_timeouts_revert:
-            return self._revert(
-                t, d, "timeoutSubmitResult", caller, "calls a payments function that does not exist"
-            )
+            return self._revert(t, d, "timeoutSubmitResult", caller, "calls a payments function that does not exist")
+
+        def moves() -> None:
+            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+            self._slash(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+
+        if not self._atomic(t, d, "timeoutSubmitResult", caller, moves):
+            return False
         d.timeout_submit_at = t
-        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
-        self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
-        self._slash(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
         self._set(t, d, DealState.TimeoutSubmitResults)
         return True
 
@@ -349,25 +405,33 @@ class DealFlows:
         self._need(d, DealState.ResultsSubmitted, "timeoutJudgeResult")
         self._check_window(t, d, "timeoutJudgeResult")
         if self.rules.submit_and_judge_timeouts_revert:
-            return self._revert(
-                t, d, "timeoutJudgeResult", caller, "calls a payments function that does not exist"
-            )
-        d.timeout_judge_at = t
+            return self._revert(t, d, "timeoutJudgeResult", caller, "calls a payments function that does not exist")
         pay = d.payment
-        self._out(t, d, d.rp, pay, R.JobPayment)
-        self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
-        self._slash(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+
+        def moves() -> None:
+            self._out(t, d, d.rp, pay, R.JobPayment)
+            self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._slash(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
+
+        if not self._atomic(t, d, "timeoutJudgeResult", caller, moves):
+            return False
+        d.timeout_judge_at = t
         self._set(t, d, DealState.TimeoutJudgeResults)
         return True
 
     def timeout_mediate(self, t: int, d: Deal, caller: int) -> bool:
         self._need(d, DealState.ResultsChecked, "timeoutMediateResult")
         self._check_window(t, d, "timeoutMediateResult")
+
+        def moves() -> None:
+            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+            self._refund(t, d, d.jc, d.mediation_fee, R.MediationFee)
+
+        if not self._atomic(t, d, "timeoutMediateResult", caller, moves):
+            return False
         d.timeout_mediate_at = t
-        self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
-        self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
-        self._refund(t, d, d.jc, d.mediation_fee, R.MediationFee)
         self._set(t, d, DealState.TimeoutMediateResults)
         return True
 
@@ -377,7 +441,8 @@ class DealFlows:
         if not d.stuck:
             d.stuck = True
             for who, amount in self.escrow_held(d).items():
-                self.ledger.lock(who, amount)
+                free = self.ledger.escrow[who] - self.ledger.locked[who]
+                self.ledger.lock(who, max(0, min(amount, free)))
             self.ended.append(d)
         return False
 

@@ -485,7 +485,8 @@ class Market:
                 check = p >= 1.0 or (p > 0.0 and rng.random() < p)
                 if check and self.ledger.wallet[jc] + d.judge_collateral >= d.mediation_fee:
                     mediators = self.mediation.select(self, d, t)
-                    self.flows.check_result(t, d, mediators[0])
+                    if not self.flows.check_result(t, d, mediators[0]):
+                        continue  # reverted (a preset defect drained the JC's escrow): deal stuck
                     self.n_checks[jc] += 1
                     self.recent[self._slot, 1] += 1
                     self._requested[di] = mediators
