@@ -60,10 +60,7 @@ def run(n_agents: int, steps: int, overrides: list[str] | None = None, warmup: i
             obs_m = np.stack([obs[a]["observation"] for a in ns])
             M = np.stack([obs[a]["action_mask"] for a in ns])
             A = pol.act_batch(obs_m, M, rng)
-            if g == "rp":
-                out.update(zip(ns, A, strict=True))
-            else:
-                out.update(zip(ns, A[:, 0].tolist(), strict=True))
+            out.update(zip(ns, A[:, 0].tolist(), strict=True))
         return out
 
     for _ in range(warmup):

@@ -358,7 +358,9 @@ class DealFlows:
     def _check_window(self, t: int, d: Deal, call: str) -> None:
         deadline = self.timeout_deadline(d)
         if deadline is None or not t > deadline:
-            raise CallRejected(f"{call}: deal {d.index} timeout not reached (now {t}, deadline {deadline})")
+            raise CallRejected(
+                f"{call}: deal {d.index} timeout not reached (now {t}, deadline {deadline})"
+            )
 
     def timeout_agree(self, t: int, d: Deal, caller: int) -> bool:
         """Refunds whoever had agreed. Deployed defect 2: a lone JC gets ``P + Ts`` (not ``P + Tj``)
@@ -387,7 +389,9 @@ class DealFlows:
         self._need(d, DealState.DealAgreed, "timeoutSubmitResult")
         self._check_window(t, d, "timeoutSubmitResult")
         if self.rules.submit_and_judge_timeouts_revert:
-            return self._revert(t, d, "timeoutSubmitResult", caller, "calls a payments function that does not exist")
+            return self._revert(
+                t, d, "timeoutSubmitResult", caller, "calls a payments function that does not exist"
+            )
 
         def moves() -> None:
             self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
@@ -405,7 +409,9 @@ class DealFlows:
         self._need(d, DealState.ResultsSubmitted, "timeoutJudgeResult")
         self._check_window(t, d, "timeoutJudgeResult")
         if self.rules.submit_and_judge_timeouts_revert:
-            return self._revert(t, d, "timeoutJudgeResult", caller, "calls a payments function that does not exist")
+            return self._revert(
+                t, d, "timeoutJudgeResult", caller, "calls a payments function that does not exist"
+            )
         pay = d.payment
 
         def moves() -> None:

@@ -8,9 +8,10 @@ Agents
     (:mod:`agents.baselines`). ``env.expose=all`` exposes every seat.
 
 Action spaces
-    - RP: ``MultiDiscrete([4, n_price_levels])``: execution mode for its waiting deals
-      (0 honest, 1 cheat = fake result, 2 inflate the instruction count, 3 skip = never submit)
-      and the price level of its resource offer (``pricing.price_levels`` x base price).
+    - RP: ``Discrete(4 * n_price_levels)``, action ``mode * n_price_levels + level``: the
+      execution mode for its waiting deals (0 honest, 1 cheat = fake result, 2 inflate the
+      instruction count, 3 skip = never submit) and the price level of its resource offer
+      (``pricing.price_levels`` x base price).
     - JC: ``Discrete(3)``: 0 accept, 1 check (pays the mediation fee), 2 wait (the RP may call
       the judge timeout); or with ``env.jc_action=probability`` ``Box(0, 1, (1,))``: the
       probability of checking each waiting result now (else it is accepted).
@@ -19,7 +20,8 @@ Action spaces
       one, for the ring's bribe).
 
 Observation spaces
-    ``Dict(observation=Box(-inf, inf, (d,), float32), action_mask=Box(0, 1, (k,), int8))``; the
+    ``Dict(observation=Box(-inf, inf, (d,), float32), action_mask=Box(0, 1, (k,), int8))``
+    (a JC with ``env.jc_action=probability`` has no mask: every probability is allowed); the
     features of each role are listed in :data:`twin.observe.FEATURES` (own balances and open
     deals, the terms of the deal it decides on, public ledger aggregates per node, recent
     mediation outcomes, an orderbook summary); the mask marks the allowed actions.
@@ -89,7 +91,11 @@ class MarketEnv(ParallelEnv):
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
     def observation_space(self, agent: str) -> spaces.Dict:
         g = self._group_of[agent]
-        k = {"rp": 4 + self.n_levels, "jc": 3, "mediator": 2}[g]
+        k = {"rp": 4 * self.n_levels, "jc": 3, "mediator": 2}[g]
+        if g == "jc" and self.cfg.env.jc_action == "probability":
+            return spaces.Dict(
+                {"observation": spaces.Box(-np.inf, np.inf, (len(FEATURES[g]),), np.float32)}
+            )
         return spaces.Dict({
             "observation": spaces.Box(-np.inf, np.inf, (len(FEATURES[g]),), np.float32),
             "action_mask": spaces.Box(0, 1, (k,), np.int8),
@@ -99,7 +105,7 @@ class MarketEnv(ParallelEnv):
     def action_space(self, agent: str) -> spaces.Space:
         g = self._group_of[agent]
         if g == "rp":
-            return spaces.MultiDiscrete([4, self.n_levels])
+            return spaces.Discrete(4 * self.n_levels)
         if g == "jc":
             return (
                 spaces.Box(0.0, 1.0, (1,), np.float32)
@@ -165,12 +171,15 @@ class MarketEnv(ParallelEnv):
             X, M = mats[g]
             if len(names) != len(X):
                 X, M = X[self.exposed_rows[g]], M[self.exposed_rows[g]]
-            out.update(
-                {
-                    n: {"observation": x, "action_mask": m}
-                    for n, x, m in zip(names, X, M, strict=True)
-                }
-            )
+            if g == "jc" and self.cfg.env.jc_action == "probability":
+                out.update({n: {"observation": x} for n, x in zip(names, X, strict=True)})
+            else:
+                out.update(
+                    {
+                        n: {"observation": x, "action_mask": m}
+                        for n, x, m in zip(names, X, M, strict=True)
+                    }
+                )
         return out
 
     def _to_market_actions(self, actions: dict) -> Actions:
@@ -203,8 +212,8 @@ class MarketEnv(ParallelEnv):
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
         if g == "rp":
-            a.rp_mode[rows] = np.clip(vals[:, 0].astype(np.int64), 0, 3)
-            a.rp_price_level[rows] = np.clip(vals[:, 1].astype(np.int64), 0, self.n_levels - 1)
+            flat = np.clip(vals[:, 0].astype(np.int64), 0, 4 * self.n_levels - 1)
+            a.rp_mode[rows], a.rp_price_level[rows] = np.divmod(flat, self.n_levels)
         elif g == "jc":
             if self.cfg.env.jc_action == "probability":
                 a.jc_check_prob[rows] = np.clip(vals[:, 0].astype(float), 0.0, 1.0)

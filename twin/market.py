@@ -154,6 +154,7 @@ class Market:
                 self.ledger.mint(int(a), wei)
 
         self.genesis_wealth = self.ledger.wealth_tokens().copy()
+        self.genesis_wallets = list(self.ledger.wallet)
 
         # orderbook, solvers, trust, mediation, collusion
         self.base_price = pr.instruction_price_wei

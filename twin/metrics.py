@@ -128,3 +128,28 @@ def summary(deals: pd.DataFrame, agents: pd.DataFrame) -> dict[str, float]:
         if len(agents)
         else np.nan,
     }
+
+
+def balances_from_events(
+    genesis_wallets: list[int], rows: list[tuple]
+) -> tuple[list[int], list[int]]:
+    """Rebuild every wallet and escrow balance from the genesis wallets and the event log alone.
+
+    The ledger must equal this rebuild at any time: every token movement is an event."""
+    wallet, escrow = list(genesis_wallets), [0] * len(genesis_wallets)
+    for r in rows:
+        if r[0] == EventKind.Payment:
+            payee, amount, direction, src, dst = r[3], r[4], r[6], r[7], r[8]
+            if direction == D.PaidIn:
+                wallet[payee] -= amount
+                escrow[payee] += amount
+            elif direction == D.Refunded:
+                escrow[payee] -= amount
+                wallet[payee] += amount
+            else:
+                escrow[src] -= amount
+                wallet[dst] += amount
+        elif r[0] == EventKind.Transfer:
+            wallet[r[3]] -= r[5]
+            wallet[r[4]] += r[5]
+    return wallet, escrow

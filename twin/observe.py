@@ -9,8 +9,8 @@ yet executed; JC: results submitted, not yet judged; mediator: check requested, 
 Its terms fill the ``focus_*`` features (zeros when there is none). The action taken in the next
 tick applies to every deal the seat has waiting.
 
-Masks (1 = allowed): RP ``[honest, cheat, inflate, skip] + [price levels...]`` (without a focus
-deal only ``honest``, which is then a no-op); JC ``[accept, check, wait]`` (without a focus deal
+Masks (1 = allowed): RP over the flat action ``mode * n_price_levels + level`` with modes
+``honest, cheat, inflate, skip`` (without a focus deal only ``honest``, a no-op, at any level); JC ``[accept, check, wait]`` (without a focus deal
 only ``wait``; ``check`` needs the mediation fee); mediator ``[honest, collude]`` (``collude``
 only when a member of the mediator's collusion ring is a party of the focus deal).
 """
@@ -99,7 +99,7 @@ def observe(mk, n_price_levels: int) -> Observation:
     X[:, 8] = mk.res.price / max(1, mk.base_price)
     X[:, 9:17] = 0.0
     X[:, 17:22] = public
-    M = np.ones((mk.n_rp, 4 + n_price_levels), np.int8)
+    M = np.ones((mk.n_rp, 4, n_price_levels), np.int8)  # (mode, price level), flattened below
     M[:, 1:4] = 0
     if mk.exec_q:
         fl = mk.fleet
@@ -119,6 +119,7 @@ def observe(mk, n_price_levels: int) -> Observation:
         X[rows, 10:15] = symlog(vals[:, :5])
         X[rows, 15:17] = vals[:, 5:7]
         M[rows, 1:4] = 1
+    M = M.reshape(mk.n_rp, 4 * n_price_levels)
 
     # -- job creators
     acc = mk.jc_acct

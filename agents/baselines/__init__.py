@@ -7,8 +7,8 @@ the observation and mask matrices; returns one action row per seat). The same ob
 scripted seats inside the env, stand in for agents in tests and notebooks, and back the
 never-trained RLModules of the training code.
 
-Action encodings (see :mod:`twin.env`): RP ``[mode, price_level]`` with mode 0 honest, 1 cheat,
-2 inflate, 3 skip; JC discrete 0 accept, 1 check, 2 wait, or ``[check_probability]``; mediator
+Action encodings (see :mod:`twin.env`): RP ``mode * n_price_levels + price_level`` with mode
+0 honest, 1 cheat, 2 inflate, 3 skip; JC discrete 0 accept, 1 check, 2 wait, or ``[check_probability]``; mediator
 0 honest, 1 collude.
 """
 
@@ -65,11 +65,13 @@ class _RPMode(Policy):
 
     def act_batch(self, obs, mask, rng):
         n = len(obs)
-        out = np.empty((n, 2), np.int64)
-        out[:, 0] = self._modes(n, rng)
+        L = self.ctx.n_price_levels
         lvl = int(self.params.get("price_level", -1))
-        out[:, 1] = self.ctx.default_price_level if lvl < 0 else lvl
-        return out
+        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        flat = self._modes(n, rng) * L + lvl
+        if mask.shape[1] == 4 * L:  # nothing to decide: the mode is a no-op, say "honest"
+            flat = np.where(mask[np.arange(n), flat] == 1, flat, lvl)
+        return flat[:, None]
 
 
 class HonestRP(_RPMode):
@@ -112,7 +114,7 @@ class RandomRP(Policy):
     role, name = "rp", "random"
 
     def act_batch(self, obs, mask, rng):
-        return _random_multidiscrete(mask, (len(RP_MODES), self.ctx.n_price_levels), rng)
+        return _random_multidiscrete(mask, (len(RP_MODES) * self.ctx.n_price_levels,), rng)
 
 
 # -- job creators -----------------------------------------------------------------------------
