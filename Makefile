@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(PY) -m experiments.main
+	$(PY) -m experiments.main $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q
@@ -18,7 +18,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
-	$(PY) -m experiments.bench
+	$(PY) -m experiments.bench $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

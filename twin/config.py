@@ -82,6 +82,10 @@ class MarketConfig:
             "duckdb_query": 0.05,
         },
     )
+    modules: list[str] = knob(
+        doc="job classes in demand (empty: every class with a positive share); a list, so an override replaces it",
+        factory=list,
+    )
     trusted_mediators_per_party: int = knob(
         0, "mediators each party trusts (0: all)", lo=0, hi=100_000
     )
@@ -255,6 +259,11 @@ def validate(cfg: TwinConfig) -> TwinConfig:
             f"market.solvers = {list(m.solvers)}: each must be one of {sorted(SOLVERS)} (at least one)"
         )
     _check_shares("market.module_shares", m.module_shares, MODULES)
+    for k in m.modules:
+        if k not in MODULES:
+            raise ConfigError(
+                f"market.modules: unknown job class {k!r}; allowed: {sorted(MODULES)}"
+            )
     _check_shares("hardware.shares", cfg.hardware.shares, CATALOGUE)
     p = cfg.pricing
     if not p.price_levels or any(x <= 0 for x in p.price_levels):
@@ -306,6 +315,12 @@ def _check_shares(name: str, shares: dict[str, float], allowed: dict) -> None:
 
 
 def _walk(obj: Any, prefix: str) -> None:
+    known = [f.name for f in dataclasses.fields(obj)]
+    extra = sorted(set(vars(obj)) - set(known))
+    if extra:
+        raise ConfigError(
+            f"{prefix}{extra[0]}: unknown key; allowed keys of {prefix.rstrip('.') or 'the root'}: {known}"
+        )
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         path = f"{prefix}{f.name}"

@@ -126,6 +126,9 @@ class Market:
         self.module_names = tuple(MODULES)
         self.job_classes: tuple[JobClass, ...] = tuple(MODULES.values())
         shares = np.array([m.module_shares.get(k, 0.0) for k in self.module_names])
+        if m.modules:  # restrict demand to the listed classes (equal shares where none is given)
+            listed = np.array([k in m.modules for k in self.module_names])
+            shares = np.where(listed, np.where(shares > 0, shares, 1.0), 0.0)
         self.module_p = shares / shares.sum()
         self._module_cdf = np.cumsum(self.module_p)
         self._module_cdf[-1] = 1.0

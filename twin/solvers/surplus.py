@@ -2,7 +2,8 @@
 
 Surplus of a pair = (JC's instruction price - RP's instruction price) x the job's work units (the
 JC's willingness to pay over the RP's ask). Each round solves a rectangular assignment problem
-(``scipy.optimize.linear_sum_assignment``, maximising) over the feasible pairs with non-negative
+(``scipy.optimize.linear_sum_assignment``, maximising, with a zero-surplus "unmatched" option
+per job) over the feasible pairs with non-negative
 surplus, books the assigned pairs, and repeats on the remaining capacity until a round assigns
 nothing: an RP can take one job per round and several over the rounds, up to its capacity.
 """
@@ -64,8 +65,12 @@ class SurplusSolver:
             ok &= surplus >= 0
             if not ok.any():
                 break
-            w = np.where(ok, surplus, _NEG)
+            # one zero-surplus "stay unmatched" column per job, so no job is forced onto a pair
+            # and the optimum may leave RPs idle
+            w = np.hstack([np.where(ok, surplus, _NEG), np.zeros((len(js), len(js)))])
             ri, ci = linear_sum_assignment(w, maximize=True)
+            keep = ci < len(rows)
+            ri, ci = ri[keep], ci[keep]
             booked = 0
             for a, b in sorted(zip(ri.tolist(), ci.tolist(), strict=True)):
                 if not ok[a, b]:

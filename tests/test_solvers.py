@@ -1,0 +1,158 @@
+"""Solvers: the v1 matching rules (spec section 6) and the surplus-maximising solver."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from twin.orderbook import FIXED, MARKET, JobOffers, ResourceOffers, Trust
+from twin.solvers import SurplusSolver, V1Solver
+
+RP_ACCOUNTS = np.array([10, 11, 12])
+
+
+def book(
+    prices,
+    cpu=(4000, 4000, 4000),
+    gpu=(0, 0, 0),
+    vram=(0, 0, 0),
+    posted=(0, 0, 0),
+    solver=(0, 0, 0),
+):
+    n = len(prices)
+    res = ResourceOffers(
+        cpu[:n], gpu[:n], vram[:n], [8192] * n, [10_000] * n, np.array(solver[:n]), np.array(prices)
+    )
+    res.posted_at[:] = posted[:n]
+    return res
+
+
+def job(
+    jobs, cpu=1000, gpu=0, vram=0, mode=MARKET, price=100, t=0, jc=1, units=10, solver=0, module=0
+):
+    return jobs.post(jc=jc, module=module, units=units, cpu=cpu, gpu=gpu, vram=vram, ram=1024, disk=100,
+                     mode=mode, price=price, solver=solver, posted_at=t, expires_at=t + 1000)  # fmt: skip
+
+
+def trust_all(n_accounts=20):
+    return Trust(n_accounts, np.array([5, 6]), 0, np.arange(n_accounts), np.random.default_rng(0))
+
+
+def test_market_job_takes_cheapest_ties_to_older():
+    res = book([30, 20, 20], posted=(0, 5, 3))
+    jobs = JobOffers()
+    job(jobs)
+    (m,) = V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS, 0, now=10)
+    assert m.rp_row == 2 and m.price == 20  # 20 is cheapest; row 2 posted at 3 < 5
+
+
+def test_fixed_job_takes_oldest_affordable():
+    res = book([30, 20, 10], posted=(0, 1, 2))
+    res.mode[:] = FIXED
+    jobs = JobOffers()
+    job(jobs, mode=FIXED, price=25)  # row 0 (30) unaffordable; rows 1, 2 affordable; row 1 older
+    (m,) = V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS, 0, now=10)
+    assert m.rp_row == 1
+
+
+def test_price_rule_only_when_both_sides_fixed():
+    res = book([30, 40, 50])  # market-priced resource offers
+    jobs = JobOffers()
+    job(jobs, mode=FIXED, price=1)
+    assert len(V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS, 0, now=0)) == 1
+
+
+def test_oldest_job_first_and_capacity_is_shared():
+    # one RP with 4000 milli-CPU; three jobs of 1500: the two oldest fit, the third waits
+    res = book([10], cpu=(4000,))
+    jobs = JobOffers()
+    a = job(jobs, cpu=1500, t=2)
+    b = job(jobs, cpu=1500, t=1)
+    c = job(jobs, cpu=1500, t=3)
+    jobs.live.sort(key=lambda j: jobs.posted_at[j])
+    ms = V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS[:1], 0, now=5)
+    assert [x.job_offer for x in ms] == [b, a]
+    assert res.free_cpu[0] == 1000 and jobs.live == [c]
+    assert ms[0].resource_offer != ms[1].resource_offer  # the rest was re-offered under a new id
+
+
+def test_resources_module_solver_and_mediators_must_match():
+    res = book([10, 10, 10], gpu=(0, 1, 1), vram=(0, 8192, 24576), solver=(0, 0, 1))
+    jobs = JobOffers()
+    job(jobs, gpu=1, vram=10_000)  # needs a GPU with >= 10 GB: only row 2 ... which names solver 1
+    assert V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS, 0, now=0) == []
+    assert [m.rp_row for m in V1Solver().match(jobs, res, trust_all(), RP_ACCOUNTS, 1, now=0)] == []
+    jobs2 = JobOffers()
+    job(jobs2, gpu=1, vram=10_000, solver=1)
+    assert [m.rp_row for m in V1Solver().match(jobs2, res, trust_all(), RP_ACCOUNTS, 1, now=0)] == [
+        2
+    ]
+    # module allow-lists: row 0 allows only module 3
+    res = book([10])
+    res.modules_mask[0] = 1 << 3
+    res.any_module_limits = True
+    jobs3 = JobOffers()
+    job(jobs3, module=2)
+    assert V1Solver().match(jobs3, res, trust_all(), RP_ACCOUNTS[:1], 0, now=0) == []
+    job(jobs3, module=3)
+    assert len(V1Solver().match(jobs3, res, trust_all(), RP_ACCOUNTS[:1], 0, now=0)) == 1
+
+
+def test_mediator_lists_must_intersect():
+    rng = np.random.default_rng(0)
+    trust = Trust(20, np.array([5, 6, 7]), 1, np.arange(20), rng)
+    jc = 1
+    mine = trust.trusted(jc)
+    others = [a for a in RP_ACCOUNTS if trust.trusted(int(a)) == mine]
+    res = book([10, 10, 10])
+    jobs = JobOffers()
+    job(jobs, jc=jc)
+    ms = V1Solver().match(jobs, res, trust, RP_ACCOUNTS, 0, now=0)
+    if others:
+        assert ms and int(RP_ACCOUNTS[ms[0].rp_row]) in others
+        assert trust.common(jc, int(RP_ACCOUNTS[ms[0].rp_row])) == mine
+    else:
+        assert ms == []
+
+
+def brute_force_surplus(bids, asks, units):
+    best = 0.0
+    jobs, rps = range(len(bids)), range(len(asks))
+    for perm in itertools.permutations(rps, min(len(bids), len(asks))):
+        for js in itertools.combinations(jobs, len(perm)):
+            s = sum(
+                (bids[j] - asks[r]) * units[j]
+                for j, r in zip(js, perm, strict=True)
+                if bids[j] >= asks[r]
+            )
+            best = max(best, s)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_surplus_solver_maximises_surplus(seed):
+    # each RP can run one job (cpu 1000 of 1000), so the optimum is an assignment: compare with
+    # brute force over every assignment
+    rng = np.random.default_rng(seed)
+    asks = rng.integers(1, 50, 3).tolist()
+    bids = rng.integers(1, 60, 4).tolist()
+    units = rng.integers(1, 10, 4).tolist()
+    res = book(asks, cpu=(1000, 1000, 1000))
+    jobs = JobOffers()
+    for b, u in zip(bids, units, strict=True):
+        job(jobs, price=b, units=u)
+    ms = SurplusSolver().match(jobs, res, trust_all(), RP_ACCOUNTS, 0, now=0)
+    got = sum((bids[m.job_offer] - asks[m.rp_row]) * units[m.job_offer] for m in ms)
+    assert got == brute_force_surplus(bids, asks, units)
+    assert len({m.rp_row for m in ms}) == len(ms)
+
+
+def test_surplus_solver_uses_leftover_capacity_in_later_rounds():
+    res = book([10], cpu=(3000,))
+    jobs = JobOffers()
+    for _ in range(3):
+        job(jobs, cpu=1000, price=20)
+    ms = SurplusSolver().match(jobs, res, trust_all(), RP_ACCOUNTS[:1], 0, now=0)
+    assert len(ms) == 3 and res.free_cpu[0] == 0
