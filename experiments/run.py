@@ -37,7 +37,7 @@ def run_episodes(
     for g in ("rp", "jc", "mediator"):
         getattr(cfg.policies, g).learning_share = 0.0
     env = MarketEnv(cfg, expose="learning")
-    deals, agents, n_events = [], [], 0
+    deals, agents, n_events, mech = [], [], 0, []
     for e in range(episodes):
         env.reset(seed=seed + e)
         mk = env.market
@@ -46,6 +46,8 @@ def run_episodes(
         deals.append(deals_frame(mk, e, with_ids))
         agents.append(agents_frame(mk, env.seat_table(), e))
         n_events += len(mk.log)
+        mech.append({k: v for m in mk.mechanisms for k, v in m.metrics(mk).items()})
     d = pd.concat(deals, ignore_index=True) if deals else pd.DataFrame()
     a = pd.concat(agents, ignore_index=True)
-    return EpisodesResult(d, a, n_events, summary(d, a))
+    extra = pd.DataFrame(mech).mean().to_dict() if mech and mech[0] else {}
+    return EpisodesResult(d, a, n_events, {**summary(d, a), **extra})

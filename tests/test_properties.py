@@ -32,6 +32,9 @@ scenario = st.fixed_dictionaries({
     "solvers": st.sampled_from(["[v1]", "[surplus]", "[v1,surplus]"]),
     "jc_action": st.sampled_from(["discrete", "probability"]),
     "seed": st.integers(0, 2**16),
+    "mechanisms": st.lists(st.sampled_from(
+        ["taxes=forced_errors", "slashing=client_and_burn", "reputation=beta", "fees=protocol_fee", "storage=window",
+         "announce=reward"]), unique=True, max_size=6),
 })  # fmt: skip
 
 
@@ -45,6 +48,7 @@ def build(compose, s):
         f"collusion.n_rings={s['rings']}", f"market.jc_wallet_tokens={s['jc_wallet']}",
         f"market.rp_wallet_tokens={s['rp_wallet']}", f"market.solvers={s['solvers']}",
         f"env.jc_action={s['jc_action']}", "env.expose=all", "execution.cheat_runtime_s=1",
+        *s["mechanisms"], *(["taxes=jackpot"] if "announce=reward" in s["mechanisms"] and "taxes=forced_errors" not in s["mechanisms"] else []),
     )  # fmt: skip
 
 

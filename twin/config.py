@@ -12,7 +12,22 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from twin.config_fields import knob
 from twin.hardware import CATALOGUE
+from twin.mechanisms.schema import (
+    AnnounceConfig,
+    CollateralConfig,
+    CounterCollusionConfig,
+    FeeConfig,
+    MediationConfig,
+    PredictionConfig,
+    ReputationConfig,
+    SlashingConfig,
+    StakingConfig,
+    StorageConfig,
+    TaxConfig,
+    VerificationConfig,
+)
 from twin.modules import MODULES
 from twin.protocol import PRESETS
 
@@ -21,21 +36,6 @@ TOKEN = 10**18
 
 class ConfigError(ValueError):
     """A configuration value is out of range or not one of the allowed choices."""
-
-
-def knob(
-    default: Any = dataclasses.MISSING,
-    doc: str = "",
-    *,
-    lo=None,
-    hi=None,
-    choices=None,
-    factory=None,
-):
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -240,6 +240,19 @@ class TwinConfig:
     collusion: CollusionConfig = field(default_factory=CollusionConfig)
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
+    # mechanisms (twin/mechanisms/): each off by default unless Lilypad v1 has it
+    slashing: SlashingConfig = field(default_factory=SlashingConfig)
+    mediation: MediationConfig = field(default_factory=MediationConfig)
+    collateral: CollateralConfig = field(default_factory=CollateralConfig)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
+    taxes: TaxConfig = field(default_factory=TaxConfig)
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
+    staking: StakingConfig = field(default_factory=StakingConfig)
+    prediction: PredictionConfig = field(default_factory=PredictionConfig)
+    announce: AnnounceConfig = field(default_factory=AnnounceConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    fees: FeeConfig = field(default_factory=FeeConfig)
+    counter_collusion: CounterCollusionConfig = field(default_factory=CounterCollusionConfig)
     #: run settings read by the apps (episodes, output names, training budgets); free-form
     run: dict[str, Any] = field(default_factory=dict)
 

@@ -79,7 +79,7 @@ class Deal:
         "timeout_agree_at", "timeout_submit_at", "timeout_judge_at", "timeout_mediate_at",
         "mode", "units_reported", "correct", "failed", "ready_at", "exec_cost", "decided_tick",
         "mediator", "verdict_at", "collusive", "bribe", "mediation_cost", "stuck", "ended_at",
-        "cheated", "checked",
+        "cheated", "checked", "slash_to", "slashed", "forced_error",
     )  # fmt: skip
 
     def __init__(self, index: int, jc: int, rp: int, solver: int, mediators: tuple[int, ...], module: int,
@@ -121,6 +121,9 @@ class Deal:
         self.ended_at = -1
         self.cheated = False
         self.checked = False
+        self.slash_to = -1  # where this deal's slashed collateral goes (-1: the protocol's default)
+        self.slashed = 0  # wei slashed from this deal's parties so far
+        self.forced_error = False  # a wrong result the protocol forced (taxes and jackpots)
 
     # -- derived amounts ---------------------------------------------------------------------
     @property
@@ -184,8 +187,10 @@ class DealFlows:
 
     def _slash(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
         if amount:
-            self.ledger.pay_out(who, self.slash_to, amount)
-            self.log.payment(t, d.index, who, amount, reason, D.Slashed, who, self.slash_to)
+            dst = self.slash_to if d.slash_to < 0 else d.slash_to
+            self.ledger.pay_out(who, dst, amount)
+            d.slashed += amount
+            self.log.payment(t, d.index, who, amount, reason, D.Slashed, who, dst)
 
     def _set(self, t: int, d: Deal, state: DealState) -> None:
         d.state = state
@@ -205,12 +210,13 @@ class DealFlows:
         underflows (possible only where a preset's defect lets one deal drain another's pooled
         escrow), every movement of the call is undone, its events are dropped, and the call is
         recorded as reverted -- as a reverted transaction on chain."""
-        mark = len(self.log.rows)
+        mark, slashed = len(self.log.rows), d.slashed
         try:
             moves()
             return True
         except InsufficientFunds as e:
             self._rollback(mark)
+            d.slashed = slashed
             self._revert(t, d, call, caller, f"escrow underflow: {e}")
             return False
 

@@ -55,6 +55,12 @@ class TransferReason(enum.IntEnum):
     MarketBet = 5
     MarketPayout = 6
     Genesis = 7
+    StorageFee = 8
+    SlashShare = 9
+    AnnounceReward = 10
+    ForcedErrorRefund = 11
+    StakeSlash = 12
+    ContractPayment = 13
 
 
 class EventKind(enum.IntEnum):

@@ -41,6 +41,7 @@ from twin.execution import plan
 from twin.hardware import CATALOGUE, draw_fleet
 from twin.ids import account_address, content_id
 from twin.ledger import WEI_PER_TOKEN, Ledger, tokens_to_wei
+from twin.mechanisms import HOOKS, build_mechanisms
 from twin.mediation import PROTOCOLS
 from twin.mediation.base import Vote
 from twin.modules import MODULES, JobClass
@@ -106,13 +107,18 @@ class Market:
             m.n_resource_providers,
             m.n_mediators,
         )
-        n = 1 + self.n_solver + self.n_jc + self.n_rp + self.n_med
+        self.mechanisms = build_mechanisms(cfg)
+        system = sorted({a for mech in self.mechanisms for a in mech.accounts})
+        n_agents = 1 + self.n_solver + self.n_jc + self.n_rp + self.n_med
+        n = n_agents + len(system)
         self.n_accounts = n
+        #: system accounts of the mechanisms (burn, jackpot, treasury, ...), after the agents
+        self.system: dict[str, int] = {name: n_agents + i for i, name in enumerate(system)}
         self.owner = 0
         self.solver_acct = np.arange(1, 1 + self.n_solver)
         self.jc_acct = np.arange(self.solver_acct[-1] + 1, self.solver_acct[-1] + 1 + self.n_jc)
         self.rp_acct = np.arange(self.jc_acct[-1] + 1, self.jc_acct[-1] + 1 + self.n_rp)
-        self.med_acct = np.arange(self.rp_acct[-1] + 1, n)
+        self.med_acct = np.arange(self.rp_acct[-1] + 1, n_agents)
         self.role = np.zeros(n, np.int8)
         self.role[self.solver_acct], self.role[self.jc_acct] = ROLE_SOLVER, ROLE_JC
         self.role[self.rp_acct], self.role[self.med_acct] = ROLE_RP, ROLE_MEDIATOR
@@ -155,9 +161,6 @@ class Market:
             wei = tokens_to_wei(tokens)
             for a in accts:
                 self.ledger.mint(int(a), wei)
-
-        self.genesis_wealth = self.ledger.wealth_tokens().copy()
-        self.genesis_wallets = list(self.ledger.wallet)
 
         # orderbook, solvers, trust, mediation, collusion
         self.base_price = pr.instruction_price_wei
@@ -229,7 +232,6 @@ class Market:
         self.recent = np.zeros(
             (w, 4), np.int64
         )  # submitted, checked, rejected, accepted-by-mediator
-        self.hooks: list = []  # mechanism modules (issue: mechanism library) with optional hook methods
 
         self.tick = 0
         self.now = GENESIS_TIME_S
@@ -242,6 +244,13 @@ class Market:
             + 3
         )
         self._acts: Actions | None = None
+
+        # hook dispatch: each hook calls only the mechanisms that implement it
+        self._hooks = {h: [m for m in self.mechanisms if type(m).implements(h)] for h in HOOKS}
+        for mech in self.mechanisms:
+            mech.attach(self)
+        self.genesis_wealth = self.ledger.wealth_tokens().copy()
+        self.genesis_wallets = list(self.ledger.wallet)
 
     # -- helpers ------------------------------------------------------------------------------
     def _level_price(self, level: int) -> int:
@@ -264,6 +273,17 @@ class Market:
         h = self._holds.pop(deal, None)
         if h is not None:
             self.res.release(h[0], h[1], self.now)
+
+    def transfer(self, src: int, dst: int, amount: int, reason: int, deal: int = -1) -> bool:
+        """Move ``amount`` wei wallet to wallet (mechanism money: taxes, fees, payouts, shares),
+        with a ``Transfer`` event. Returns False, moving nothing, when ``src`` cannot pay."""
+        if amount <= 0:
+            return amount == 0
+        if self.ledger.wallet[src] < amount:
+            return False
+        self.ledger.transfer(src, dst, amount)
+        self.log.transfer(self.now, deal, src, dst, amount, reason)
+        return True
 
     def mediator_machine(self, mediator: int, job: JobClass) -> tuple[float, int]:
         hw = self._med_class
@@ -325,9 +345,8 @@ class Market:
         self._acts = actions
         self._slot = self.tick % len(self.recent)
         self.recent[self._slot] = 0
-        for h in self.hooks:
-            if hasattr(h, "on_tick_start"):
-                h.on_tick_start(self)
+        for mech in self._hooks["on_tick_start"]:
+            mech.on_tick_start(self)
         self.post_offers()
         new = self.match()
         self.agree(new)
@@ -345,7 +364,7 @@ class Market:
         prices = np.rint(self.base_price * self.price_levels[a.rp_price_level]).astype(np.int64)
         self.res.set_prices(prices, self.now)
         ts = self.cfg.timeouts.submit_results_collateral_wei / WEI_PER_TOKEN
-        self.res.offering = self.ledger.wallet_tokens[self.rp_acct] >= ts
+        self.res.offering = (self.ledger.wallet_tokens[self.rp_acct] >= ts) & self.res.eligible
         if self.closing:
             return
         rng = self.rng
@@ -399,6 +418,8 @@ class Market:
                 self._holds[d.index] = (r, self.jobs.need(j))
                 self.open_jobs[jc] -= 1
                 new.append(d)
+                for mech in self._hooks["on_deal_created"]:
+                    mech.on_deal_created(self, d)
         return new
 
     def agree(self, new: list[Deal]) -> None:
@@ -449,6 +470,8 @@ class Market:
                 if d.cheated:
                     self.n_cheats[rp] += 1
                 self._add_cost(rp, p.cost_wei)
+                for mech in self._hooks["on_executed"]:
+                    mech.on_executed(self, d)
                 if p.ready_in_s < 0:
                     self._release(di)
                 else:
@@ -473,6 +496,8 @@ class Market:
         self.recent[self._slot, 0] += 1
         self.judge_q.push(d.jc, di, self.tick)
         self._arm_timeout(d)
+        for mech in self._hooks["on_result_submitted"]:
+            mech.on_result_submitted(self, d)
 
     def judge(self) -> None:
         if not self.judge_q:
@@ -487,6 +512,8 @@ class Market:
                 if d.state != DealState.ResultsSubmitted:
                     continue
                 check = p >= 1.0 or (p > 0.0 and rng.random() < p)
+                if check and self._hooks["can_check"]:
+                    check = all(mech.can_check(self, d) for mech in self._hooks["can_check"])
                 if check and self.ledger.wallet[jc] + d.judge_collateral >= d.mediation_fee:
                     mediators = self.mediation.select(self, d, t)
                     if not self.flows.check_result(t, d, mediators[0]):
@@ -497,6 +524,8 @@ class Market:
                     for med in mediators:
                         self.med_q.push(med, di, self.tick)
                     self._arm_timeout(d)
+                    for mech in self._hooks["on_checked"]:
+                        mech.on_checked(self, d)
                 else:
                     self.flows.accept_result(t, d)
 
@@ -579,9 +608,8 @@ class Market:
                 if self.active.pop(d.index, False) is None:
                     self._on_end(d)
             ended.clear()
-        for h in self.hooks:
-            if hasattr(h, "on_tick_end"):
-                h.on_tick_end(self)
+        for mech in self._hooks["on_tick_end"]:
+            mech.on_tick_end(self)
 
     def _on_end(self, d: Deal) -> None:
         if d.mode == ExecMode.Pending:
@@ -601,9 +629,8 @@ class Market:
                 self.rep_failed[d.rp] += 1
                 if d.cheated:
                     self.n_caught[d.rp] += 1
-        for h in self.hooks:
-            if hasattr(h, "on_deal_end"):
-                h.on_deal_end(self, d)
+        for mech in self._hooks["on_deal_end"]:
+            mech.on_deal_end(self, d)
 
     # -- views --------------------------------------------------------------------------------
     def total_tokens(self) -> int:

@@ -104,6 +104,8 @@ class ResourceOffers:
         self.modules_mask = np.zeros(n, np.int64)  # 0: every module allowed
         self.any_module_limits = False
         self.offering = np.ones(n, bool)
+        self.eligible = np.ones(n, bool)  # mechanisms may bar nodes (e.g. low reputation)
+        self.score: np.ndarray | None = None  # solvers prefer higher scores when set
         self.offer_id = np.arange(n, dtype=np.int64)  # bumped on every re-post
         self.posted_at = np.zeros(n, np.int64)
         self.next_offer_id = n

@@ -30,6 +30,9 @@ class V1Solver:
             if jobs.mode[j] == MARKET:  # cheapest; ties to the older offer, then the lower row
                 pc = res.price[cand]
                 cand = cand[pc == pc.min()]
+            if res.score is not None and len(cand) > 1:  # reputation ranking (when enabled)
+                sc = res.score[cand]
+                cand = cand[sc == sc.max()]
             if len(cand) > 1:  # fixed price: the oldest affordable offer (lower row on ties)
                 cand = cand[np.argmin(res.posted_at[cand])]
             r = int(cand) if np.ndim(cand) == 0 else int(cand[0])

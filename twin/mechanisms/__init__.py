@@ -1,0 +1,43 @@
+"""The mechanism library: one module per mechanism behind :class:`Mechanism`, chosen by config.
+
+:func:`build_mechanisms` returns the mechanisms a config switches on, in a fixed order (the order
+their ``on_deal_end`` hooks run: fees and taxes first, then shares of slashed collateral, then
+reputation and markets that read the outcome).
+"""
+
+from __future__ import annotations
+
+from twin.mechanisms.base import HOOKS, Mechanism
+
+#: (module path, class name), in hook order; each class has ``enabled(cfg) -> bool``
+_ORDER: tuple[tuple[str, str], ...] = (
+    ("twin.mechanisms.fees", "ProtocolFee"),
+    ("twin.mechanisms.storage", "StorageWindow"),
+    ("twin.mechanisms.taxes", "TaxesAndJackpot"),
+    ("twin.mechanisms.announce", "AnnounceReward"),
+    ("twin.mechanisms.slashing", "SlashingShares"),
+    ("twin.mechanisms.reputation", "Reputation"),
+)
+
+
+def mechanism_classes() -> list[type[Mechanism]]:
+    import importlib
+
+    out = []
+    for mod, cls in _ORDER:
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name == mod:
+                continue
+            raise
+        out.append(getattr(m, cls))
+    return out
+
+
+def build_mechanisms(cfg) -> list[Mechanism]:
+    """Instances of every mechanism ``cfg`` switches on."""
+    return [c.from_config(cfg) for c in mechanism_classes() if c.enabled(cfg)]
+
+
+__all__ = ["HOOKS", "Mechanism", "build_mechanisms", "mechanism_classes"]

@@ -1,0 +1,97 @@
+"""The mechanism interface: one protocol mechanism per module, plugged into the tick schedule.
+
+A mechanism owns its parameters (a config dataclass), its state (arrays or small records it
+allocates in :meth:`Mechanism.attach`) and reacts to the market through hooks that the market
+calls at fixed points of its phases. A mechanism implements only the hooks it needs; the market
+calls a hook only on the mechanisms that override it (no per-tick cost otherwise).
+
+Hooks, in tick order:
+
+- ``on_tick_start(mk)``: before any phase.
+- ``on_deal_created(mk, d)``: a match became a deal (before ``agree``).
+- ``on_executed(mk, d)``: the RP decided how to execute (``d.mode`` set; before the result).
+- ``on_result_submitted(mk, d)``: ``addResult`` succeeded.
+- ``can_check(mk, d) -> bool``: whether the JC may still check ``d`` (e.g. a storage window).
+- ``on_checked(mk, d)``: ``checkResult`` succeeded (mediators were requested).
+- ``on_deal_end(mk, d)``: the deal reached a terminal state or got stuck; balances of the v1
+  flows are final, so a mechanism may now move its own money (taxes, fees, payouts, shares of
+  slashed collateral) with :meth:`twin.market.Market.transfer`.
+- ``on_tick_end(mk)``: after ``settle``.
+
+Observations: ``feature_names(role)`` and ``public_features(mk, focus)`` add columns to each role's
+observation (what a real participant would see: jackpot size, stakes, reputation scores, market
+odds). Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twin.deals import Deal
+    from twin.market import Market
+
+HOOKS = (
+    "on_tick_start",
+    "on_deal_created",
+    "on_executed",
+    "on_result_submitted",
+    "can_check",
+    "on_checked",
+    "on_deal_end",
+    "on_tick_end",
+)
+
+
+class Mechanism:
+    """Base class: every hook is a no-op; subclasses override what they need."""
+
+    name: ClassVar[str] = ""
+    #: system accounts this mechanism needs (names; the market allocates them once, shared)
+    accounts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params) -> None:
+        self.params = params
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        """Whether ``cfg`` switches this mechanism on."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg) -> Mechanism:
+        raise NotImplementedError
+
+    def feature_names(self, role: str) -> tuple[str, ...]:
+        """Names of the columns :meth:`public_features` adds to ``role``'s observation."""
+        return ()
+
+    def attach(self, mk: Market) -> None:
+        """Allocate state once the market's accounts exist."""
+
+    def on_tick_start(self, mk: Market) -> None: ...
+    def on_deal_created(self, mk: Market, d: Deal) -> None: ...
+    def on_executed(self, mk: Market, d: Deal) -> None: ...
+    def on_result_submitted(self, mk: Market, d: Deal) -> None: ...
+    def can_check(self, mk: Market, d: Deal) -> bool:
+        return True
+
+    def on_checked(self, mk: Market, d: Deal) -> None: ...
+    def on_deal_end(self, mk: Market, d: Deal) -> None: ...
+    def on_tick_end(self, mk: Market) -> None: ...
+
+    def public_features(
+        self, mk: Market, focus: dict[str, dict[int, int]]
+    ) -> dict[str, np.ndarray]:
+        """Per role, a matrix (seats x len(feature_names(role))) or a tuple broadcast to every
+        seat. ``focus[role]`` maps a seat row to the deal it decides on."""
+        return {}
+
+    def metrics(self, mk: Market) -> dict[str, float]:
+        return {}
+
+    @classmethod
+    def implements(cls, hook: str) -> bool:
+        return getattr(cls, hook) is not getattr(Mechanism, hook)

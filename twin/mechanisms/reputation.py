@@ -1,0 +1,115 @@
+"""Reputation: per-node counts kept from the ledger's outcomes, and pluggable scores.
+
+Counts per RP (from its deals' terminal states): completed jobs (paid), checks, passed checks,
+failed checks, missed results (submit timeouts), and exponentially decayed passes/fails
+(half-life ``reputation.half_life_s``). Scoring functions (``reputation.score``):
+
+- ``pass_rate``: ``(passed + a) / (checked + a + b)`` with prior pseudo-counts a, b;
+- ``decayed``: the same on the decayed counts (recent behaviour weighs more);
+- ``beta``: beta reputation over every outcome: positive = completed jobs, negative = failed
+  checks + missed results; the score is the beta mean ``(r + a) / (r + s + a + b)``.
+
+Uses: clients do not deal with nodes scored below ``min_score`` (their offers are not matched);
+with ``solver_ranks`` solvers prefer the higher-scored node among equally good offers; mediator
+selection by reputation reads :meth:`score`. Every seat observes the scores it would see: an RP
+its own, a JC the score of the node of the deal it decides on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twin.deals import DealState
+from twin.mechanisms.base import Mechanism
+from twin.mechanisms.fees import PAID_STATES
+
+SCORES = ("pass_rate", "decayed", "beta")
+
+
+class Reputation(Mechanism):
+    name = "reputation"
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.reputation.score != "none"
+
+    @classmethod
+    def from_config(cls, cfg) -> Reputation:
+        return cls(cfg.reputation)
+
+    def attach(self, mk) -> None:
+        n = mk.n_accounts
+        self.completed = np.zeros(n)
+        self.checked = np.zeros(n)
+        self.passed = np.zeros(n)
+        self.failed = np.zeros(n)
+        self.missed = np.zeros(n)
+        self.dec_pass = np.zeros(n)
+        self.dec_fail = np.zeros(n)
+        self.last = np.full(n, float(mk.now))
+        self.rp_acct = mk.rp_acct
+        mk.res.score = self.score(mk.now)[mk.rp_acct] if self.params.solver_ranks else None
+
+    def _decay(self, a: int, now: int) -> None:
+        f = 0.5 ** ((now - self.last[a]) / self.params.half_life_s)
+        self.dec_pass[a] *= f
+        self.dec_fail[a] *= f
+        self.last[a] = now
+
+    def on_deal_end(self, mk, d) -> None:
+        rp, s = d.rp, d.state
+        if s in PAID_STATES:
+            self.completed[rp] += 1
+        if s == DealState.TimeoutSubmitResults or (d.stuck and s == DealState.DealAgreed):
+            self.missed[rp] += 1
+        if d.checked and s in (DealState.MediationAccepted, DealState.MediationRejected):
+            self._decay(rp, mk.now)
+            self.checked[rp] += 1
+            if s == DealState.MediationAccepted:
+                self.passed[rp] += 1
+                self.dec_pass[rp] += 1
+            else:
+                self.failed[rp] += 1
+                self.dec_fail[rp] += 1
+
+    def score(self, now: int, accounts=None) -> np.ndarray:
+        """Scores in [0, 1] of ``accounts`` (default: every account)."""
+        a, b = self.params.prior_pass, self.params.prior_fail
+        idx = slice(None) if accounts is None else accounts
+        kind = self.params.score
+        if kind == "pass_rate":
+            return (self.passed[idx] + a) / (self.checked[idx] + a + b)
+        if kind == "decayed":
+            f = 0.5 ** ((now - self.last[idx]) / self.params.half_life_s)
+            p, q = self.dec_pass[idx] * f, self.dec_fail[idx] * f
+            return (p + a) / (p + q + a + b)
+        r, s = self.completed[idx], self.failed[idx] + self.missed[idx]
+        return (r + a) / (r + s + a + b)
+
+    def on_tick_end(self, mk) -> None:
+        rp_scores = self.score(mk.now, mk.rp_acct)
+        if self.params.min_score > 0:
+            mk.res.eligible = rp_scores >= self.params.min_score
+        if self.params.solver_ranks:
+            mk.res.score = rp_scores
+
+    def feature_names(self, role: str) -> tuple[str, ...]:
+        return {"rp": ("own_score",), "jc": ("focus_rp_score",), "mediator": ("focus_rp_score",)}[
+            role
+        ]
+
+    def public_features(self, mk, focus) -> dict:
+        out = {"rp": self.score(mk.now, mk.rp_acct)[:, None]}
+        for role, n in (("jc", mk.n_jc), ("mediator", mk.n_med)):
+            col = np.zeros((n, 1))
+            f = focus.get(role, {})
+            if f:
+                rows = np.fromiter(f.keys(), np.int64, len(f))
+                rps = np.fromiter((mk.deals[di].rp for di in f.values()), np.int64, len(f))
+                col[rows, 0] = self.score(mk.now, rps)
+            out[role] = col
+        return out
+
+    def metrics(self, mk) -> dict[str, float]:
+        s = self.score(mk.now, mk.rp_acct)
+        return {"mean_rp_score": float(s.mean()), "min_rp_score": float(s.min())}
