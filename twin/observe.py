@@ -70,114 +70,150 @@ class Observation:
 
 def observe(mk, n_price_levels: int) -> Observation:
     """Build every seat's observation of market ``mk`` (a :class:`twin.market.Market`)."""
-    L = mk.ledger
-    T = WEI_PER_TOKEN
-    deals, row = mk.deals, mk.row
-    rec = mk.recent.sum(axis=0)
-    offering = mk.res.offering
-    mean_ask = (
-        float(mk.res.price[offering].mean() / max(1, mk.base_price)) if offering.any() else 0.0
-    )
-    ep = mk.cfg.market.episode_ticks
-    time_left = max(0, ep - mk.tick) / ep
-    public = (
-        rec[1] / max(1, rec[0]),
-        rec[2] / max(1, rec[2] + rec[3]),
-        math.log1p(len(mk.jobs.live)),
-        mean_ask,
-        time_left,
-    )
-    ring = mk.collusion.ring
-    wt, et = L.wallet_tokens, L.escrow_tokens
+    return Observer(mk, n_price_levels)()
 
-    # -- resource providers
-    acc = mk.rp_acct
-    X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
-    X[:, 0:7] = symlog(np.stack((wt[acc], et[acc], mk.open_deals[acc], mk.exec_q.count[acc], mk.rep_completed[acc],
-                                 mk.rep_checked[acc], mk.rep_failed[acc]), axis=1))  # fmt: skip
-    X[:, 7] = mk.res.free_cpu / np.maximum(1, mk.res.cap_cpu)
-    X[:, 8] = mk.res.price / max(1, mk.base_price)
-    X[:, 9:17] = 0.0
-    X[:, 17:22] = public
-    M = np.ones((mk.n_rp, 4 + n_price_levels), np.int8)
-    M[:, 1:4] = 0
-    if mk.exec_q:
+
+def _symlog_rows(rows: list[tuple[float, ...]], width: int) -> list[list[float]]:
+    """:func:`symlog` of equal-width rows of floats, in one numpy pass (same values as the
+    array path of :func:`symlog`)."""
+    if not rows:
+        return []
+    return symlog(np.array(rows, np.float64).reshape(len(rows), width)).tolist()
+
+
+class Observer:
+    """Builds the :class:`Observation` of one market, step after step.
+
+    What does not change during an episode (account ranges, capacities, machine speeds and
+    costs, mask templates) is computed once here. Each call returns fresh matrices (callers may
+    keep the previous ones), built with a fixed, small number of numpy calls plus Python work
+    per *focus deal* (seats with a decision pending), not per seat.
+    """
+
+    def __init__(self, mk, n_price_levels: int) -> None:
+        self.mk = mk
+        self.n_levels = n_price_levels
+        # accounts of a group are contiguous ([owner, solvers, jcs, rps, mediators]): slices
+        self.rp0, self.jc0, self.med0 = int(mk.rp_acct[0]), int(mk.jc_acct[0]), int(mk.med_acct[0])
+        for acc, a0 in ((mk.rp_acct, self.rp0), (mk.jc_acct, self.jc0), (mk.med_acct, self.med0)):
+            assert np.array_equal(acc, np.arange(a0, a0 + len(acc))), (
+                "group accounts not contiguous"
+            )
+        self.rp = slice(self.rp0, self.rp0 + mk.n_rp)
+        self.jc = slice(self.jc0, self.jc0 + mk.n_jc)
+        self.med = slice(self.med0, self.med0 + mk.n_med)
+        self.cap_cpu = np.maximum(1, mk.res.cap_cpu)
         fl = mk.fleet
-        focus = {int(row[a]): di for a, di in mk.exec_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 7))
-        for k, (r, di) in enumerate(focus.items()):
-            d = deals[di]
-            job = mk.job_classes[d.module]
-            c = d.instruction_price * d.units
-            speed = float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r])
-            my = ring[d.rp]
-            vals[k] = (c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
-                       runtime_s(d.units, speed) * int(fl.cost_wei_per_s[r]) / T, job.nondeterminism_prob,
-                       float(my >= 0 and any(ring[x] == my for x in d.mediators)))  # fmt: skip
-        X[rows, 9] = 1.0
-        X[rows, 10:15] = symlog(vals[:, :5])
-        X[rows, 15:17] = vals[:, 5:7]
-        M[rows, 1:4] = 1
+        self.cpu_speed, self.gpu_speed = fl.cpu_speed.tolist(), fl.gpu_speed.tolist()
+        self.cost_wei_per_s = [int(c) for c in fl.cost_wei_per_s]
+        self.rp_mask0 = np.ones((mk.n_rp, 4 + n_price_levels), np.int8)
+        self.rp_mask0[:, 1:4] = 0
+        self.jc_mask0 = np.zeros((mk.n_jc, 3), np.int8)
+        self.jc_mask0[:, 2] = 1
+        self.med_mask0 = np.zeros((mk.n_med, 2), np.int8)
+        self.med_mask0[:, 0] = 1
 
-    # -- job creators
-    acc = mk.jc_acct
-    J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
-    J[:, 0:4] = symlog(
-        np.stack((wt[acc], et[acc], mk.open_deals[acc], mk.judge_q.count[acc]), axis=1)
-    )
-    J[:, 4:16] = 0.0
-    J[:, 16:21] = public
-    JM = np.zeros((mk.n_jc, 3), np.int8)
-    JM[:, 2] = 1
-    if mk.judge_q:
-        focus = {int(row[a]): di for a, di in mk.judge_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 12))
-        wallet = L.wallet
-        for k, di in enumerate(focus.values()):
-            d = deals[di]
-            rp = d.rp
-            vals[k] = (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
-                       (mk.now - d.submitted_at) / max(1, d.judge_timeout), mk.rep_completed[rp], mk.rep_checked[rp],
-                       mk.rep_failed[rp], (mk.rep_failed[rp] + 1) / (mk.rep_checked[rp] + 2),
-                       mk.job_classes[d.module].nondeterminism_prob, float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc]),
-                       float(wallet[d.jc] + d.judge_collateral >= d.mediation_fee))  # fmt: skip
-        J[rows, 4] = 1.0
-        J[rows, 5:9] = symlog(vals[:, 0:4])
-        J[rows, 9] = vals[:, 4]
-        J[rows, 10:13] = symlog(vals[:, 5:8])
-        J[rows, 13:16] = vals[
-            :, 8:11
-        ]  # fail rate with a uniform prior; non-determinism; ring partner
-        JM[rows, 0] = 1
-        JM[rows, 1] = vals[:, 11]
+    def __call__(self) -> Observation:
+        mk = self.mk
+        L = mk.ledger
+        T = WEI_PER_TOKEN
+        deals, ring = mk.deals, mk.collusion.ring
+        rec = mk.recent.sum(axis=0).tolist()
+        offering = mk.res.offering
+        n_offering = np.count_nonzero(offering)
+        mean_ask = 0.0
+        if n_offering:  # as ndarray.mean(): float64 sum, then divided by the count
+            ask_sum = np.add.reduce(mk.res.price[offering], dtype=np.float64)
+            mean_ask = float(ask_sum / n_offering / max(1, mk.base_price))
+        ep = mk.cfg.market.episode_ticks
+        time_left = max(0, ep - mk.tick) / ep
+        public = [
+            rec[1] / max(1, rec[0]),
+            rec[2] / max(1, rec[2] + rec[3]),
+            math.log1p(len(mk.jobs.live)),
+            mean_ask,
+            time_left,
+        ]
 
-    # -- mediators
-    acc = mk.med_acct
-    Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
-    Z[:, 0:3] = symlog(np.stack((wt[acc], et[acc], mk.med_q.count[acc]), axis=1))
-    Z[:, 3:11] = 0.0
-    Z[:, 11:14] = (public[0], public[1], public[4])
-    ZM = np.zeros((mk.n_med, 2), np.int8)
-    ZM[:, 0] = 1
-    if mk.med_q:
-        focus = {int(row[a]): di for a, di in mk.med_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 7))
-        bribe = mk.collusion.bribe_wei / T
-        for k, (r, di) in enumerate(focus.items()):
-            d = deals[di]
-            med = int(acc[r])
-            job = mk.job_classes[d.module]
-            speed, cost = mk.mediator_machine(med, job)
-            my = ring[med]
-            rp_in, jc_in = my >= 0 and ring[d.rp] == my, my >= 0 and ring[d.jc] == my
-            vals[k] = (d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
-                       bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T,
-                       float(rp_in), float(jc_in))  # fmt: skip
-        Z[rows, 3] = 1.0
-        Z[rows, 4:9] = symlog(vals[:, 0:5])
-        Z[rows, 9:11] = vals[:, 5:7]
-        ZM[rows, 1] = (vals[:, 5] + vals[:, 6]) > 0
-    return Observation(X, M, J, JM, Z, ZM)
+        # per-account features of every account at once (rows: features, columns: accounts);
+        # an account waits in one queue only (its role's), so the queue counts add up
+        pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
+        acct = symlog(np.array((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending,
+                                mk.rep_completed, mk.rep_checked, mk.rep_failed)))  # fmt: skip
+
+        # -- resource providers
+        X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
+        X[:, 0:7] = acct[:, self.rp].T
+        X[:, 7] = mk.res.free_cpu / self.cap_cpu
+        X[:, 8] = mk.res.price / max(1, mk.base_price)
+        X[:, 9:17] = 0.0
+        X[:, 17:22] = public
+        M = self.rp_mask0.copy()
+        if mk.exec_q:
+            rows, logs, raws = [], [], []
+            cpu_speed, gpu_speed, cost_s = self.cpu_speed, self.gpu_speed, self.cost_wei_per_s
+            for a, q in mk.exec_q.q.items():
+                d = deals[q[0][0]]
+                r = a - self.rp0
+                job = mk.job_classes[d.module]
+                c = d.instruction_price * d.units
+                speed = gpu_speed[r] if job.kind == "gpu" else cpu_speed[r]
+                my = ring[d.rp]
+                rows.append(r)
+                logs.append((c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
+                             runtime_s(d.units, speed) * cost_s[r] / T))  # fmt: skip
+                raws.append((job.nondeterminism_prob, float(my >= 0 and any(ring[x] == my for x in d.mediators))))  # fmt: skip
+            X[rows, 9:17] = [
+                (1.0, *lg, *rw) for lg, rw in zip(_symlog_rows(logs, 5), raws, strict=True)
+            ]
+            M[rows, 1:4] = 1
+
+        # -- job creators
+        J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
+        J[:, 0:4] = acct[0:4, self.jc].T
+        J[:, 4:16] = 0.0
+        J[:, 16:21] = public
+        JM = self.jc_mask0.copy()
+        if mk.judge_q:
+            rows, logs, raws, allowed = [], [], [], []
+            wallet, rep_completed, rep_checked, rep_failed = L.wallet, mk.rep_completed, mk.rep_checked, mk.rep_failed  # fmt: skip
+            for a, q in mk.judge_q.q.items():
+                d = deals[q[0][0]]
+                rp = d.rp
+                rows.append(a - self.jc0)
+                logs.append((d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
+                             rep_completed[rp], rep_checked[rp], rep_failed[rp]))  # fmt: skip
+                # wait share; fail rate with a uniform prior; non-determinism; ring partner
+                raws.append(((mk.now - d.submitted_at) / max(1, d.judge_timeout),
+                             (rep_failed[rp] + 1) / (rep_checked[rp] + 2), mk.job_classes[d.module].nondeterminism_prob,
+                             float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc])))  # fmt: skip
+                allowed.append((1, wallet[d.jc] + d.judge_collateral >= d.mediation_fee))
+            J[rows, 4:16] = [(1.0, *lg[0:4], rw[0], *lg[4:7], *rw[1:4])
+                             for lg, rw in zip(_symlog_rows(logs, 7), raws, strict=True)]  # fmt: skip
+            JM[rows, 0:2] = allowed
+
+        # -- mediators
+        Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
+        Z[:, 0:2] = acct[0:2, self.med].T
+        Z[:, 2] = acct[3, self.med]
+        Z[:, 3:11] = 0.0
+        Z[:, 11:14] = (public[0], public[1], public[4])
+        ZM = self.med_mask0.copy()
+        if mk.med_q:
+            rows, logs, raws = [], [], []
+            bribe = mk.collusion.bribe_wei / T
+            for a, q in mk.med_q.q.items():
+                d = deals[q[0][0]]
+                job = mk.job_classes[d.module]
+                speed, cost = mk.mediator_machine(a, job)
+                my = ring[a]
+                rp_in, jc_in = my >= 0 and ring[d.rp] == my, my >= 0 and ring[d.jc] == my
+                rows.append(a - self.med0)
+                logs.append((d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
+                             bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T))  # fmt: skip
+                raws.append((float(rp_in), float(jc_in)))
+            Z[rows, 3:11] = [
+                (1.0, *lg, *rw) for lg, rw in zip(_symlog_rows(logs, 5), raws, strict=True)
+            ]
+            ZM[rows, 1] = [rw[0] + rw[1] > 0 for rw in raws]
+        return Observation(X, M, J, JM, Z, ZM)
