@@ -39,7 +39,7 @@ from twin.deals import CallRejected, Deal, DealFlows, DealState, ExecMode
 from twin.events import EventLog, TransferReason
 from twin.execution import plan
 from twin.hardware import CATALOGUE, draw_fleet
-from twin.ids import account_address, content_id
+from twin.ids import account_address, canonical_json, content_id, placeholder
 from twin.ledger import WEI_PER_TOKEN, Ledger, tokens_to_wei
 from twin.mediation import PROTOCOLS
 from twin.mediation.base import Vote
@@ -204,6 +204,7 @@ class Market:
         self._seq = 0
         self._deal_ids: dict[int, str] = {}
         self._job_cids: dict[int, str] = {}
+        self._mediators_json: dict[tuple[int, ...], str] = {}  # mediator list -> its JSON
 
         # per-account counters (struct of arrays)
         self.cost_wei = [0] * n
@@ -275,13 +276,17 @@ class Market:
                 "jobOffer": self.job_offer_record(d.job_offer),
                 "resourceOffer": int(d.resource_offer),
                 "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
-                            "mediators": [addr(x) for x in d.mediators]},
+                            "mediators": placeholder("mediators")},
                 "timeouts": [d.agree_timeout, d.submit_timeout, d.judge_timeout, d.mediate_timeout,
                              d.submit_collateral, d.judge_collateral],
                 "pricing": [d.instruction_price, d.payment_collateral, d.results_multiple, d.mediation_fee],
                 "salt": self.salt,
             }  # fmt: skip
-            did = self._deal_ids[index] = content_id(record)
+            meds = self._mediators_json.get(d.mediators)
+            if meds is None:  # one encoding per mediator list (every deal shares it without trust)
+                meds = canonical_json([addr(x) for x in d.mediators]).decode()
+                self._mediators_json[d.mediators] = meds
+            did = self._deal_ids[index] = content_id(record, {"mediators": meds})
         return did
 
     def job_offer_record(self, j: int) -> dict:
