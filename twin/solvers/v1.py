@@ -4,14 +4,28 @@ Job offers are processed oldest first. A market-priced job takes the cheapest ma
 offer (ties to the older offer); a fixed-priced job takes the oldest affordable one. A match is
 final (never retried). Capacity is reserved as matches are made, so a later job in the same round
 sees what is left of a machine.
+
+The round applies the rule of :func:`twin.solvers.base.feasible` to each job in turn, with what
+does not change during a round computed once: the offers of this solver, the fixed-price and
+trust filters, and each offer's rank by (price, posting time, row). The preferred offer of a job
+is then the feasible one of smallest rank key (``argmin``); a reservation re-posts the offer, so
+only its posting-time rank changes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from twin.orderbook import MARKET, JobOffers, ResourceOffers, Trust
-from twin.solvers.base import Match, feasible
+from twin.orderbook import FIXED, MARKET, JobOffers, ResourceOffers, Trust
+from twin.solvers.base import Match
+
+_NONE = np.iinfo(np.int64).max  # rank key of an offer that does not fit
+
+
+def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rank of each value among the distinct values (0 = smallest), and the number of ranks."""
+    uniq, rank = np.unique(values, return_inverse=True)
+    return rank.reshape(-1).astype(np.int64), len(uniq)
 
 
 class V1Solver:
@@ -19,23 +33,63 @@ class V1Solver:
 
     def match(self, jobs: JobOffers, res: ResourceOffers, trust: Trust, rp_accounts: np.ndarray,
               solver_id: int, now: int) -> list[Match]:  # fmt: skip
+        live = jobs.live
+        if not live:
+            return []
+        idx = np.array(live, np.int64)
+        idx = idx[(jobs.solver[idx] == solver_id) & (jobs.status[idx] == JobOffers.OPEN)]
+        if not len(idx):
+            return []
+        mine = res.offering & (res.solver == solver_id)
+        if not mine.any():
+            return []
+        # rank keys: market jobs prefer (price, posted_at, row), fixed jobs (posted_at, row)
+        n = len(res)
+        price_rank, _ = _dense_rank(res.price)
+        posted_rank, n_posted = _dense_rank(np.append(res.posted_at, now))
+        rank_now = int(posted_rank[-1])  # a reservation re-posts the offer at ``now``
+        posted_rank = posted_rank[:-1]
+        tier = n_posted * n
+        key_fixed = posted_rank * n + np.arange(n)
+        key_market = price_rank * tier + key_fixed
+        rp_fixed = res.mode == FIXED
+        any_fixed = bool(rp_fixed.any())
+        rp_bits = None if trust.all else trust.bits[rp_accounts]
+        vram_ok: dict[int, np.ndarray] = {}
+        module_ok: dict[int, np.ndarray] = {}
+
+        cols = (jobs.cpu, jobs.gpu, jobs.ram, jobs.disk)
+        needs = np.stack([c[idx] for c in cols], axis=1)  # (milli-CPU, GPUs, RAM MB, disk MB)
+        attrs = zip(idx.tolist(), jobs.vram[idx].tolist(), jobs.module[idx].tolist(),
+                    jobs.mode[idx].tolist(), jobs.price[idx].tolist(), jobs.jc[idx].tolist(), needs, strict=True)  # fmt: skip
         out: list[Match] = []
-        for j in jobs.live:
-            if jobs.solver[j] != solver_id or jobs.status[j] != JobOffers.OPEN:
+        free = res.free
+        for j, vram, module, mode, price, jc, need in attrs:
+            ok = np.logical_and.reduce(free >= need, axis=1)
+            ok &= mine
+            if need[1]:
+                v = vram_ok.get(vram)
+                if v is None:
+                    v = vram_ok[vram] = res.vram >= vram
+                ok &= v
+            if res.any_module_limits:
+                m = module_ok.get(module)
+                if m is None:
+                    mm = res.modules_mask
+                    m = module_ok[module] = (mm == 0) | ((mm >> module) & 1).astype(bool)
+                ok &= m
+            if mode == FIXED and any_fixed:
+                ok &= ~rp_fixed | (res.price <= price)
+            if rp_bits is not None:
+                ok &= (rp_bits & trust.bits[jc]).any(axis=1)
+            r = int(np.where(ok, key_market if mode == MARKET else key_fixed, _NONE).argmin())
+            if not ok[r]:
                 continue
-            ok = feasible(jobs, j, res, trust, rp_accounts, solver_id)
-            cand = np.flatnonzero(ok)
-            if not len(cand):
-                continue
-            if jobs.mode[j] == MARKET:  # cheapest; ties to the older offer, then the lower row
-                pc = res.price[cand]
-                cand = cand[pc == pc.min()]
-            if len(cand) > 1:  # fixed price: the oldest affordable offer (lower row on ties)
-                cand = cand[np.argmin(res.posted_at[cand])]
-            r = int(cand) if np.ndim(cand) == 0 else int(cand[0])
             out.append(Match(j, r, int(res.offer_id[r]), int(res.price[r])))
             jobs.close(j, JobOffers.MATCHED)
-            res.reserve(r, jobs.need(j), now)
+            res.reserve(r, need, now)
+            key_fixed[r] = rank_now * n + r
+            key_market[r] = int(price_rank[r]) * tier + rank_now * n + r
         if out:
             jobs.compact()
         return out
