@@ -73,14 +73,6 @@ def observe(mk, n_price_levels: int) -> Observation:
     return Observer(mk, n_price_levels)()
 
 
-def _symlog_rows(rows: list[tuple[float, ...]], width: int) -> list[list[float]]:
-    """:func:`symlog` of equal-width rows of floats, in one numpy pass (same values as the
-    array path of :func:`symlog`)."""
-    if not rows:
-        return []
-    return symlog(np.array(rows, np.float64).reshape(len(rows), width)).tolist()
-
-
 class Observer:
     """Builds the :class:`Observation` of one market, step after step.
 
@@ -116,8 +108,6 @@ class Observer:
     def __call__(self) -> Observation:
         mk = self.mk
         L = mk.ledger
-        T = WEI_PER_TOKEN
-        deals, ring = mk.deals, mk.collusion.ring
         rec = mk.recent.sum(axis=0).tolist()
         offering = mk.res.offering
         n_offering = np.count_nonzero(offering)
@@ -141,6 +131,15 @@ class Observer:
         acct = symlog(np.array((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending,
                                 mk.rep_completed, mk.rep_checked, mk.rep_failed)))  # fmt: skip
 
+        # focus deals: Python work per seat with a decision pending, then one symlog pass over
+        # the money and count terms of all of them
+        rp_rows, rp_logs, rp_raws = self._rp_focus()
+        jc_rows, jc_logs, jc_raws = self._jc_focus()
+        med_rows, med_logs, med_raws = self._med_focus()
+        logs = rp_logs + jc_logs + med_logs
+        if logs:
+            logs = symlog(np.array(logs, np.float64)).tolist()
+
         # -- resource providers
         X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
         X[:, 0:7] = acct[:, self.rp].T
@@ -149,24 +148,11 @@ class Observer:
         X[:, 9:17] = 0.0
         X[:, 17:22] = public
         M = self.rp_mask0.copy()
-        if mk.exec_q:
-            rows, logs, raws = [], [], []
-            cpu_speed, gpu_speed, cost_s = self.cpu_speed, self.gpu_speed, self.cost_wei_per_s
-            for a, q in mk.exec_q.q.items():
-                d = deals[q[0][0]]
-                r = a - self.rp0
-                job = mk.job_classes[d.module]
-                c = d.instruction_price * d.units
-                speed = gpu_speed[r] if job.kind == "gpu" else cpu_speed[r]
-                my = ring[d.rp]
-                rows.append(r)
-                logs.append((c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
-                             runtime_s(d.units, speed) * cost_s[r] / T))  # fmt: skip
-                raws.append((job.nondeterminism_prob, float(my >= 0 and any(ring[x] == my for x in d.mediators))))  # fmt: skip
-            X[rows, 9:17] = [
-                (1.0, *lg, *rw) for lg, rw in zip(_symlog_rows(logs, 5), raws, strict=True)
+        if rp_rows:
+            X[rp_rows, 9:17] = [
+                (1.0, *logs[5 * k : 5 * k + 5], *rw) for k, rw in enumerate(rp_raws)
             ]
-            M[rows, 1:4] = 1
+            M[rp_rows, 1:4] = 1
 
         # -- job creators
         J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
@@ -174,23 +160,12 @@ class Observer:
         J[:, 4:16] = 0.0
         J[:, 16:21] = public
         JM = self.jc_mask0.copy()
-        if mk.judge_q:
-            rows, logs, raws, allowed = [], [], [], []
-            wallet, rep_completed, rep_checked, rep_failed = L.wallet, mk.rep_completed, mk.rep_checked, mk.rep_failed  # fmt: skip
-            for a, q in mk.judge_q.q.items():
-                d = deals[q[0][0]]
-                rp = d.rp
-                rows.append(a - self.jc0)
-                logs.append((d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
-                             rep_completed[rp], rep_checked[rp], rep_failed[rp]))  # fmt: skip
-                # wait share; fail rate with a uniform prior; non-determinism; ring partner
-                raws.append(((mk.now - d.submitted_at) / max(1, d.judge_timeout),
-                             (rep_failed[rp] + 1) / (rep_checked[rp] + 2), mk.job_classes[d.module].nondeterminism_prob,
-                             float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc])))  # fmt: skip
-                allowed.append((1, wallet[d.jc] + d.judge_collateral >= d.mediation_fee))
-            J[rows, 4:16] = [(1.0, *lg[0:4], rw[0], *lg[4:7], *rw[1:4])
-                             for lg, rw in zip(_symlog_rows(logs, 7), raws, strict=True)]  # fmt: skip
-            JM[rows, 0:2] = allowed
+        if jc_rows:
+            o = len(rp_logs)
+            J[jc_rows, 4:16] = [(1.0, *logs[o + 7 * k : o + 7 * k + 4], rw[0], *logs[o + 7 * k + 4 : o + 7 * k + 7],
+                                 *rw[1:4]) for k, rw in enumerate(jc_raws)]  # fmt: skip
+            JM[jc_rows, 0] = 1
+            JM[jc_rows, 1] = [rw[4] for rw in jc_raws]
 
         # -- mediators
         Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
@@ -199,21 +174,70 @@ class Observer:
         Z[:, 3:11] = 0.0
         Z[:, 11:14] = (public[0], public[1], public[4])
         ZM = self.med_mask0.copy()
-        if mk.med_q:
-            rows, logs, raws = [], [], []
-            bribe = mk.collusion.bribe_wei / T
-            for a, q in mk.med_q.q.items():
-                d = deals[q[0][0]]
-                job = mk.job_classes[d.module]
-                speed, cost = mk.mediator_machine(a, job)
-                my = ring[a]
-                rp_in, jc_in = my >= 0 and ring[d.rp] == my, my >= 0 and ring[d.jc] == my
-                rows.append(a - self.med0)
-                logs.append((d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
-                             bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T))  # fmt: skip
-                raws.append((float(rp_in), float(jc_in)))
-            Z[rows, 3:11] = [
-                (1.0, *lg, *rw) for lg, rw in zip(_symlog_rows(logs, 5), raws, strict=True)
+        if med_rows:
+            o = len(rp_logs) + len(jc_logs)
+            Z[med_rows, 3:11] = [
+                (1.0, *logs[o + 5 * k : o + 5 * k + 5], *rw) for k, rw in enumerate(med_raws)
             ]
-            ZM[rows, 1] = [rw[0] + rw[1] > 0 for rw in raws]
+            ZM[med_rows, 1] = [rw[0] + rw[1] > 0 for rw in med_raws]
         return Observation(X, M, J, JM, Z, ZM)
+
+    # Focus deals, one per seat with a decision pending: (rows, values to symlog (flat, a fixed
+    # number per row), raw values per row).
+    def _rp_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
+        cpu_speed, gpu_speed, cost_s = self.cpu_speed, self.gpu_speed, self.cost_wei_per_s
+        rows, logs, raws = [], [], []
+        for a, q in mk.exec_q.q.items():
+            d = deals[q[0][0]]
+            r = a - self.rp0
+            job = job_classes[d.module]
+            c = d.instruction_price * d.units
+            speed = gpu_speed[r] if job.kind == "gpu" else cpu_speed[r]
+            my = ring[d.rp]
+            rows.append(r)
+            logs += (c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
+                     runtime_s(d.units, speed) * cost_s[r] / T)  # fmt: skip
+            raws.append((job.nondeterminism_prob, float(my >= 0 and any(ring[x] == my for x in d.mediators))))  # fmt: skip
+        return rows, logs, raws
+
+    def _jc_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes, wallet = (
+            mk.deals,
+            mk.collusion.ring,
+            mk.job_classes,
+            mk.ledger.wallet,
+        )
+        rep_completed, rep_checked, rep_failed = mk.rep_completed, mk.rep_checked, mk.rep_failed
+        rows, logs, raws = [], [], []
+        for a, q in mk.judge_q.q.items():
+            d = deals[q[0][0]]
+            rp = d.rp
+            rows.append(a - self.jc0)
+            logs += (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
+                     rep_completed[rp], rep_checked[rp], rep_failed[rp])  # fmt: skip
+            # wait share; fail rate with a uniform prior; non-determinism; ring partner; can check
+            raws.append(((mk.now - d.submitted_at) / max(1, d.judge_timeout),
+                         (rep_failed[rp] + 1) / (rep_checked[rp] + 2), job_classes[d.module].nondeterminism_prob,
+                         float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc]),
+                         wallet[d.jc] + d.judge_collateral >= d.mediation_fee))  # fmt: skip
+        return rows, logs, raws
+
+    def _med_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
+        bribe = mk.collusion.bribe_wei / T
+        rows, logs, raws = [], [], []
+        for a, q in mk.med_q.q.items():
+            d = deals[q[0][0]]
+            job = job_classes[d.module]
+            speed, cost = mk.mediator_machine(a, job)
+            my = ring[a]
+            rp_in, jc_in = my >= 0 and ring[d.rp] == my, my >= 0 and ring[d.jc] == my
+            rows.append(a - self.med0)
+            logs += (d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
+                     bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T)  # fmt: skip
+            raws.append((float(rp_in), float(jc_in)))
+        return rows, logs, raws
