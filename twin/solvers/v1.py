@@ -22,10 +22,10 @@ from twin.solvers.base import Match
 _NONE = np.iinfo(np.int64).max  # rank key of an offer that does not fit
 
 
-def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """Rank of each value among the distinct values (0 = smallest), and the number of ranks."""
-    uniq, rank = np.unique(values, return_inverse=True)
-    return rank.reshape(-1).astype(np.int64), len(uniq)
+def _rank(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """Order-preserving integer rank of each value: how many of ``sorted_values`` are smaller
+    (equal values get equal ranks)."""
+    return np.searchsorted(sorted_values, values)
 
 
 class V1Solver:
@@ -43,23 +43,22 @@ class V1Solver:
         mine = res.offering & (res.solver == solver_id)
         if not mine.any():
             return []
-        # rank keys: market jobs prefer (price, posted_at, row), fixed jobs (posted_at, row)
-        n = len(res)
-        price_rank, _ = _dense_rank(res.price)
-        posted_rank, n_posted = _dense_rank(np.append(res.posted_at, now))
-        rank_now = int(posted_rank[-1])  # a reservation re-posts the offer at ``now``
-        posted_rank = posted_rank[:-1]
-        tier = n_posted * n
+        # rank keys: market jobs prefer (price, posted_at, row), fixed jobs (posted_at, row); a
+        # reservation re-posts the offer at ``now`` (ranks < n + 1, so keys < (n + 1)^3)
+        n = len(res.price)
+        price_rank = _rank(res.price, np.sort(res.price))
+        posted = np.sort(np.append(res.posted_at, now))
+        posted_rank, rank_now = _rank(res.posted_at, posted), int(np.searchsorted(posted, now))
+        tier = (n + 1) * n
         key_fixed = posted_rank * n + np.arange(n)
         key_market = price_rank * tier + key_fixed
-        rp_fixed = res.mode == FIXED
-        any_fixed = bool(rp_fixed.any())
+        rp_fixed, any_fixed = None, False  # RPs with fixed-price offers (for fixed-price jobs)
         rp_bits = None if trust.all else trust.bits[rp_accounts]
         vram_ok: dict[int, np.ndarray] = {}
         module_ok: dict[int, np.ndarray] = {}
 
-        cols = (jobs.cpu, jobs.gpu, jobs.ram, jobs.disk)
-        needs = np.stack([c[idx] for c in cols], axis=1)  # (milli-CPU, GPUs, RAM MB, disk MB)
+        # rows: (milli-CPU, GPUs, RAM MB, disk MB) each job needs
+        needs = np.array([jobs.cpu[idx], jobs.gpu[idx], jobs.ram[idx], jobs.disk[idx]]).T
         attrs = zip(idx.tolist(), jobs.vram[idx].tolist(), jobs.module[idx].tolist(),
                     jobs.mode[idx].tolist(), jobs.price[idx].tolist(), jobs.jc[idx].tolist(), needs, strict=True)  # fmt: skip
         out: list[Match] = []
@@ -78,8 +77,12 @@ class V1Solver:
                     mm = res.modules_mask
                     m = module_ok[module] = (mm == 0) | ((mm >> module) & 1).astype(bool)
                 ok &= m
-            if mode == FIXED and any_fixed:
-                ok &= ~rp_fixed | (res.price <= price)
+            if mode == FIXED:
+                if rp_fixed is None:
+                    rp_fixed = res.mode == FIXED
+                    any_fixed = bool(rp_fixed.any())
+                if any_fixed:
+                    ok &= ~rp_fixed | (res.price <= price)
             if rp_bits is not None:
                 ok &= (rp_bits & trust.bits[jc]).any(axis=1)
             r = int(np.where(ok, key_market if mode == MARKET else key_fixed, _NONE).argmin())
