@@ -125,28 +125,26 @@ class Observer:
             time_left,
         ]
 
-        # per-account features of every account at once (rows: features, columns: accounts);
-        # an account waits in one queue only (its role's), so the queue counts add up
-        pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
-        acct = symlog(np.array((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending,
-                                mk.rep_completed, mk.rep_checked, mk.rep_failed)))  # fmt: skip
-
-        # focus deals: Python work per seat with a decision pending, then one symlog pass over
-        # the money and count terms of all of them
+        # focus deals: Python work per seat with a decision pending
         rp_rows, rp_logs, rp_raws = self._rp_focus()
         jc_rows, jc_logs, jc_raws = self._jc_focus()
         med_rows, med_logs, med_raws = self._med_focus()
-        logs = rp_logs + jc_logs + med_logs
-        if logs:
-            logs = symlog(np.array(logs, np.float64)).tolist()
+
+        # one symlog pass over the per-account features of every account (an account waits in
+        # one queue only, its role's, so the queue counts add up) and the focus deals' terms
+        n = mk.n_accounts
+        pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
+        flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
+                                      mk.rep_checked, mk.rep_failed, rp_logs + jc_logs + med_logs)))  # fmt: skip
+        acct = flat[: 7 * n].reshape(7, n)  # rows: features, columns: accounts
+        logs = flat[7 * n :].tolist()
 
         # -- resource providers
         X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
         X[:, 0:7] = acct[:, self.rp].T
         X[:, 7] = mk.res.free_cpu / self.cap_cpu
         X[:, 8] = mk.res.price / max(1, mk.base_price)
-        X[:, 9:17] = 0.0
-        X[:, 17:22] = public
+        X[:, 9:22] = [0.0] * 8 + public
         M = self.rp_mask0.copy()
         if rp_rows:
             X[rp_rows, 9:17] = [
@@ -157,8 +155,7 @@ class Observer:
         # -- job creators
         J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
         J[:, 0:4] = acct[0:4, self.jc].T
-        J[:, 4:16] = 0.0
-        J[:, 16:21] = public
+        J[:, 4:21] = [0.0] * 12 + public
         JM = self.jc_mask0.copy()
         if jc_rows:
             o = len(rp_logs)
@@ -171,8 +168,7 @@ class Observer:
         Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
         Z[:, 0:2] = acct[0:2, self.med].T
         Z[:, 2] = acct[3, self.med]
-        Z[:, 3:11] = 0.0
-        Z[:, 11:14] = (public[0], public[1], public[4])
+        Z[:, 3:14] = [0.0] * 8 + [public[0], public[1], public[4]]
         ZM = self.med_mask0.copy()
         if med_rows:
             o = len(rp_logs) + len(jc_logs)
