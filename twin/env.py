@@ -22,7 +22,8 @@ Action spaces
 Observation spaces
     ``Dict(observation=Box(-inf, inf, (d,), float32), action_mask=Box(0, 1, (k,), int8))``
     (a JC with ``env.jc_action=probability`` has no mask: every probability is allowed); the
-    features of each role are listed in :data:`twin.observe.FEATURES` (own balances and open
+    features of each role are ``env.features[role]`` (:data:`twin.observe.FEATURES` plus the
+    public features of the mechanisms switched on: own balances and open
     deals, the terms of the deal it decides on, public ledger aggregates per node, recent
     mediation outcomes, an orderbook summary); the mask marks the allowed actions.
 
@@ -38,6 +39,8 @@ Episodes
 from __future__ import annotations
 
 import functools
+import operator
+from itertools import repeat
 
 import numpy as np
 from gymnasium import spaces
@@ -47,9 +50,11 @@ from agents.baselines import PolicyContext, policy_from_config
 from twin.config import TwinConfig
 from twin.configuration import to_config
 from twin.market import Actions, Market
-from twin.observe import FEATURES, observe
+from twin.mechanisms import build_mechanisms
+from twin.observe import Observer, feature_names
 
 GROUPS = ("rp", "jc", "mediator")
+_JC_CHECK_PROB = np.array([0.0, 1.0, np.nan])  # discrete JC action -> probability of checking
 
 
 class MarketEnv(ParallelEnv):
@@ -81,6 +86,9 @@ class MarketEnv(ParallelEnv):
             self.scripted_rows[g] = np.setdiff1d(rows, self.exposed_rows[g])
             self.scripted[g] = policy_from_config(g, gc, self.ctx)
         self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
+        mechs = build_mechanisms(c)
+        #: observation columns per role: the base features, then each mechanism's public ones
+        self.features = {g: feature_names(mechs, g) for g in GROUPS}
         self.possible_agents = [a for g in GROUPS for a in self.names[g]]
         self.agents: list[str] = []
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
@@ -94,10 +102,10 @@ class MarketEnv(ParallelEnv):
         k = {"rp": 4 * self.n_levels, "jc": 3, "mediator": 2}[g]
         if g == "jc" and self.cfg.env.jc_action == "probability":
             return spaces.Dict(
-                {"observation": spaces.Box(-np.inf, np.inf, (len(FEATURES[g]),), np.float32)}
+                {"observation": spaces.Box(-np.inf, np.inf, (len(self.features[g]),), np.float32)}
             )
         return spaces.Dict({
-            "observation": spaces.Box(-np.inf, np.inf, (len(FEATURES[g]),), np.float32),
+            "observation": spaces.Box(-np.inf, np.inf, (len(self.features[g]),), np.float32),
             "action_mask": spaces.Box(0, 1, (k,), np.int8),
         })  # fmt: skip
 
@@ -120,10 +128,12 @@ class MarketEnv(ParallelEnv):
         mk = self.market
         self._acct = {"rp": mk.rp_acct, "jc": mk.jc_acct, "mediator": mk.med_acct}
         self._exposed_acct = {g: self._acct[g][self.exposed_rows[g]] for g in GROUPS}
+        self._agent_acct = np.concatenate([self._exposed_acct[g] for g in GROUPS])  # agent order
         self._wealth = mk.wealth_tokens().copy()
         self._cost = mk.cost_tokens.copy()
         self.agents = list(self.possible_agents)
-        self._obs = observe(mk, self.n_levels)
+        self._observer = Observer(mk, self.n_levels)
+        self._obs = self._observer()
         return self._observations(), {a: {} for a in self.agents}
 
     def step(self, actions: dict):
@@ -132,15 +142,13 @@ class MarketEnv(ParallelEnv):
             raise RuntimeError("call reset() before step()")
         acts = self._to_market_actions(actions)
         mk.step(acts)
-        self._obs = observe(mk, self.n_levels)
-        wealth, cost = mk.wealth_tokens(), mk.cost_tokens
+        self._obs = self._observer()
+        wealth, cost = mk.wealth_tokens(), mk.cost_tokens  # wealth: a fresh array
         reward = (wealth - self._wealth) - (cost - self._cost)
-        self._wealth = wealth.copy()
+        self._wealth = wealth
         self._cost = cost.copy()
         obs = self._observations()
-        rewards = {}
-        for g in GROUPS:
-            rewards.update(zip(self.names[g], reward[self._exposed_acct[g]].tolist(), strict=True))
+        rewards = dict(zip(self.possible_agents, reward[self._agent_acct].tolist(), strict=True))
         done = mk.done
         terms = dict.fromkeys(self.agents, False)
         truncs = dict.fromkeys(self.agents, done)
@@ -157,27 +165,23 @@ class MarketEnv(ParallelEnv):
 
     # -- translation ----------------------------------------------------------------------------
     def _observations(self) -> dict:
+        """Per-agent observation dicts: rows (views) of this step's fresh matrices."""
         o = self._obs
-        mats = {
-            "rp": (o.rp, o.rp_mask),
-            "jc": (o.jc, o.jc_mask),
-            "mediator": (o.mediator, o.mediator_mask),
-        }
+        mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
         out = {}
-        for g in GROUPS:
+        for g, (X, M) in zip(GROUPS, mats, strict=True):
             names = self.names[g]
             if not names:
                 continue
-            X, M = mats[g]
             if len(names) != len(X):
                 X, M = X[self.exposed_rows[g]], M[self.exposed_rows[g]]
             if g == "jc" and self.cfg.env.jc_action == "probability":
-                out.update({n: {"observation": x} for n, x in zip(names, X, strict=True)})
+                out.update({n: {"observation": x} for n, x in zip(names, list(X), strict=True)})
             else:
                 out.update(
                     {
                         n: {"observation": x, "action_mask": m}
-                        for n, x, m in zip(names, X, M, strict=True)
+                        for n, x, m in zip(names, list(X), list(M), strict=True)
                     }
                 )
         return out
@@ -186,22 +190,18 @@ class MarketEnv(ParallelEnv):
         mk, o = self.market, self._obs
         a = Actions.default(mk)
         a.jc_check_prob[:] = np.nan
-        mats = {
-            "rp": (o.rp, o.rp_mask),
-            "jc": (o.jc, o.jc_mask),
-            "mediator": (o.mediator, o.mediator_mask),
-        }
-        for g in GROUPS:
+        mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
+        get = actions.get
+        for g, (X, M) in zip(GROUPS, mats, strict=True):
             rows = self.scripted_rows[g]
             if len(rows):
-                X, M = mats[g]
                 self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))
             names = self.names[g]
             if not names:
                 continue
-            vals = [actions.get(n) for n in names]
+            vals = [get(n) for n in names]
             rows = self.exposed_rows[g]
-            if any(v is None for v in vals):  # agents without an action keep the defaults (no-ops)
+            if any(map(operator.is_, vals, repeat(None))):  # agents without an action: no-ops
                 keep = [i for i, v in enumerate(vals) if v is not None]
                 if not keep:
                     continue
@@ -211,15 +211,19 @@ class MarketEnv(ParallelEnv):
         return a
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
+        """Write the actions ``vals`` (one row per seat) of group ``g``'s ``rows`` into ``a``.
+        Out-of-range choices are clipped (RP) or mean wait (JC) / honest (mediator)."""
+        if len(rows) == len(self.exposed_rows[g]) == self.n[g]:
+            rows = slice(None)  # every seat of the group: plain (not fancy) assignment
         if g == "rp":
-            flat = np.clip(vals[:, 0].astype(np.int64), 0, 4 * self.n_levels - 1)
+            flat = np.minimum(np.maximum(vals[:, 0].astype(np.int64), 0), 4 * self.n_levels - 1)
             a.rp_mode[rows], a.rp_price_level[rows] = np.divmod(flat, self.n_levels)
         elif g == "jc":
             if self.cfg.env.jc_action == "probability":
-                a.jc_check_prob[rows] = np.clip(vals[:, 0].astype(float), 0.0, 1.0)
-            else:
-                choice = vals[:, 0].astype(np.int64)
-                a.jc_check_prob[rows] = np.select([choice == 0, choice == 1], [0.0, 1.0], np.nan)
+                a.jc_check_prob[rows] = np.minimum(np.maximum(vals[:, 0].astype(float), 0.0), 1.0)
+            else:  # 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN)
+                choice = vals[:, 0].astype(np.int64).astype(np.uint64)  # negatives: huge
+                a.jc_check_prob[rows] = _JC_CHECK_PROB[np.minimum(choice, 2)]
         else:
             a.med_collude[rows] = vals[:, 0].astype(np.int64) == 1
 

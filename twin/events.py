@@ -71,6 +71,9 @@ class EventKind(enum.IntEnum):
     CallReverted = 4
 
 
+_STATE_CHANGE, _PAYMENT, _MEDIATION_REQUESTED, _TRANSFER, _CALL_REVERTED = map(int, EventKind)
+
+
 @dataclass(frozen=True, slots=True)
 class DealStateChange:
     time_s: int
@@ -137,8 +140,10 @@ class EventLog:
     def clear(self) -> None:
         self.rows.clear()
 
+    # Rows hold plain ints (not enum members): a tuple of atomic values is untracked by the
+    # garbage collector, so a long log does not slow down every full collection.
     def state_change(self, t: int, deal: int, state: int) -> None:
-        self.rows.append((EventKind.DealStateChange, t, deal, state))
+        self.rows.append((_STATE_CHANGE, t, deal, state))
 
     def payment(
         self,
@@ -151,16 +156,16 @@ class EventLog:
         src: int,
         dst: int,
     ) -> None:
-        self.rows.append((EventKind.Payment, t, deal, payee, amount, reason, direction, src, dst))
+        self.rows.append((_PAYMENT, t, deal, payee, amount, int(reason), int(direction), src, dst))
 
     def mediation_requested(self, t: int, deal: int, mediator: int) -> None:
-        self.rows.append((EventKind.MediationRequested, t, deal, mediator))
+        self.rows.append((_MEDIATION_REQUESTED, t, deal, mediator))
 
     def transfer(self, t: int, deal: int, src: int, dst: int, amount: int, reason: int) -> None:
-        self.rows.append((EventKind.Transfer, t, deal, src, dst, amount, reason))
+        self.rows.append((_TRANSFER, t, deal, src, dst, amount, int(reason)))
 
     def reverted(self, t: int, deal: int, call: str, caller: int, reason: str) -> None:
-        self.rows.append((EventKind.CallReverted, t, deal, call, caller, reason))
+        self.rows.append((_CALL_REVERTED, t, deal, call, caller, reason))
 
     def to_bytes(self) -> bytes:
         """A canonical byte serialisation (for byte-for-byte determinism checks)."""

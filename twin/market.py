@@ -29,6 +29,7 @@ deal is terminal (bounded by the sum of the timeouts), so that each episode sett
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ from twin.deals import CallRejected, Deal, DealFlows, DealState, ExecMode
 from twin.events import EventLog, TransferReason
 from twin.execution import plan
 from twin.hardware import CATALOGUE, draw_fleet
-from twin.ids import account_address, content_id
+from twin.ids import account_address, canonical_json, content_id, placeholder
 from twin.ledger import WEI_PER_TOKEN, Ledger, tokens_to_wei
 from twin.mechanisms import HOOKS, build_mechanisms
 from twin.mediation import PROTOCOLS
@@ -122,6 +123,9 @@ class Market:
         self.role = np.zeros(n, np.int8)
         self.role[self.solver_acct], self.role[self.jc_acct] = ROLE_SOLVER, ROLE_JC
         self.role[self.rp_acct], self.role[self.med_acct] = ROLE_RP, ROLE_MEDIATOR
+        # each group's accounts are contiguous: slices index them without copying
+        self._jc_slice = slice(int(self.jc_acct[0]), int(self.jc_acct[-1]) + 1)
+        self._rp_slice = slice(int(self.rp_acct[0]), int(self.rp_acct[-1]) + 1)
         self.row = np.zeros(n, np.int64)  # row of an account within its group
         for g in (self.solver_acct, self.jc_acct, self.rp_acct, self.med_acct):
             self.row[g] = np.arange(len(g))
@@ -145,6 +149,12 @@ class Market:
         }
         self._mod_log_median = np.log([j.work_median_units for j in jcs_])
         self._mod_sigma = np.array([j.work_sigma for j in jcs_])
+        self._mod_log_median_list = self._mod_log_median.tolist()
+        self._mod_sigma_list = self._mod_sigma.tolist()
+        self._mod_spec = np.stack(
+            [self._mod_attr[f] for f in ("cpu_milli", "gpu_count", "vram_mb", "ram_mb", "disk_mb")],
+            axis=1,
+        )
         self.fleet = draw_fleet(self.n_rp, cfg.hardware.shares, self.rng, m.token_usd)
         self._med_class = CATALOGUE[MEDIATOR_HARDWARE]
         self._med_cost = self._med_class.cost_wei_per_s(m.token_usd)
@@ -165,6 +175,7 @@ class Market:
         # orderbook, solvers, trust, mediation, collusion
         self.base_price = pr.instruction_price_wei
         self.price_levels = np.array(pr.price_levels)
+        self._level_prices = np.rint(self.base_price * self.price_levels).astype(np.int64)
         solver_of_rp = np.arange(self.n_rp) % self.n_solver
         self.solver_of_jc = np.arange(self.n_jc) % self.n_solver
         self.res = ResourceOffers(
@@ -211,6 +222,7 @@ class Market:
         self._seq = 0
         self._deal_ids: dict[int, str] = {}
         self._job_cids: dict[int, str] = {}
+        self._mediators_json: dict[tuple[int, ...], str] = {}  # mediator list -> its JSON
 
         # per-account counters (struct of arrays)
         self.cost_wei = [0] * n
@@ -299,13 +311,17 @@ class Market:
                 "jobOffer": self.job_offer_record(d.job_offer),
                 "resourceOffer": int(d.resource_offer),
                 "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
-                            "mediators": [addr(x) for x in d.mediators]},
+                            "mediators": placeholder("mediators")},
                 "timeouts": [d.agree_timeout, d.submit_timeout, d.judge_timeout, d.mediate_timeout,
                              d.submit_collateral, d.judge_collateral],
                 "pricing": [d.instruction_price, d.payment_collateral, d.results_multiple, d.mediation_fee],
                 "salt": self.salt,
             }  # fmt: skip
-            did = self._deal_ids[index] = content_id(record)
+            meds = self._mediators_json.get(d.mediators)
+            if meds is None:  # one encoding per mediator list (every deal shares it without trust)
+                meds = canonical_json([addr(x) for x in d.mediators]).decode()
+                self._mediators_json[d.mediators] = meds
+            did = self._deal_ids[index] = content_id(record, {"mediators": meds})
         return did
 
     def job_offer_record(self, j: int) -> dict:
@@ -361,10 +377,10 @@ class Market:
         a, m = self._acts, self.cfg.market
         for j in self.jobs.expire(self.now):
             self.open_jobs[int(self.jobs.jc[j])] -= 1
-        prices = np.rint(self.base_price * self.price_levels[a.rp_price_level]).astype(np.int64)
-        self.res.set_prices(prices, self.now)
+        self.res.set_prices(self._level_prices[a.rp_price_level], self.now)
         ts = self.cfg.timeouts.submit_results_collateral_wei / WEI_PER_TOKEN
-        self.res.offering = (self.ledger.wallet_tokens[self.rp_acct] >= ts) & self.res.eligible
+        wt = self.ledger.wallet_tokens
+        self.res.offering = (wt[self._rp_slice] >= ts) & self.res.eligible
         if self.closing:
             return
         rng = self.rng
@@ -372,30 +388,32 @@ class Market:
             self.cfg.pricing.payment_collateral_wei + self.cfg.timeouts.judge_results_collateral_wei
         ) / WEI_PER_TOKEN
         want = rng.random(self.n_jc) < m.job_rate_per_tick
+        jc = self._jc_slice
         post = np.flatnonzero(
-            want
-            & (self.open_jobs[self.jc_acct] < m.max_open_jobs_per_jc)
-            & (self.ledger.wallet_tokens[self.jc_acct] >= need)
+            want & (self.open_jobs[jc] < m.max_open_jobs_per_jc) & (wt[jc] >= need)
         )
         k = len(post)
         if not k:
             return
-        mods = np.searchsorted(self._module_cdf, rng.random(k), side="right").clip(
-            0, len(self.job_classes) - 1
+        mods = np.minimum(
+            np.searchsorted(self._module_cdf, rng.random(k), side="right"),
+            len(self.job_classes) - 1,
         )
-        units = np.maximum(
-            1, np.ceil(rng.lognormal(self._mod_log_median[mods], self._mod_sigma[mods]))
-        ).astype(np.int64)
+        # log-normal work, drawn as rng.lognormal(median, sigma) draws it (exp(mu + sigma * z),
+        # same draws, same values) without its slow array-parameter path
+        lm, sg = self._mod_log_median_list, self._mod_sigma_list
+        units = [max(1, math.ceil(math.exp(lm[i] + sg[i] * z)))
+                 for i, z in zip(mods.tolist(), rng.standard_normal(k).tolist(), strict=True)]  # fmt: skip
         bid = np.rint(
             self.base_price * rng.uniform(m.bid_multiple_low, m.bid_multiple_high, k)
         ).astype(np.int64)
         mode = np.where(rng.random(k) < m.fixed_price_share, FIXED, MARKET).astype(np.int8)
-        ma = self._mod_attr
-        jcs = self.jc_acct[post]
+        spec = self._mod_spec[mods]
+        jcs = post + self._jc_slice.start
         self.jobs.post_many({
-            "jc": jcs, "module": mods, "units": units, "cpu": ma["cpu_milli"][mods], "gpu": ma["gpu_count"][mods],
-            "vram": ma["vram_mb"][mods], "ram": ma["ram_mb"][mods], "disk": ma["disk_mb"][mods], "mode": mode, "price": bid,
-            "solver": self.solver_of_jc[post], "posted_at": np.full(k, self.now), "expires_at": np.full(k, self.now + m.offer_ttl_s),
+            "jc": jcs, "module": mods, "units": units, "cpu": spec[:, 0], "gpu": spec[:, 1],
+            "vram": spec[:, 2], "ram": spec[:, 3], "disk": spec[:, 4], "mode": mode, "price": bid,
+            "solver": self.solver_of_jc[post], "posted_at": self.now, "expires_at": self.now + m.offer_ttl_s,
         })  # fmt: skip
         self.open_jobs[jcs] += 1
 

@@ -9,8 +9,8 @@ yet executed; JC: results submitted, not yet judged; mediator: check requested, 
 Its terms fill the ``focus_*`` features (zeros when there is none). The action taken in the next
 tick applies to every deal the seat has waiting.
 
-Masks (1 = allowed): RP over the flat action ``mode * n_price_levels + level`` with modes
-``honest, cheat, inflate, skip`` (without a focus deal only ``honest``, a no-op, at any level); JC ``[accept, check, wait]`` (without a focus deal
+Masks (1 = allowed): RP ``[honest, cheat, inflate, skip] + [price levels...]`` (without a focus
+deal only ``honest``, which is then a no-op); JC ``[accept, check, wait]`` (without a focus deal
 only ``wait``; ``check`` needs the mediation fee); mediator ``[honest, collude]`` (``collude``
 only when a member of the mediator's collusion ring is a party of the focus deal).
 """
@@ -70,115 +70,211 @@ class Observation:
 
 def observe(mk, n_price_levels: int) -> Observation:
     """Build every seat's observation of market ``mk`` (a :class:`twin.market.Market`)."""
-    L = mk.ledger
-    T = WEI_PER_TOKEN
-    deals, row = mk.deals, mk.row
-    rec = mk.recent.sum(axis=0)
-    offering = mk.res.offering
-    mean_ask = (
-        float(mk.res.price[offering].mean() / max(1, mk.base_price)) if offering.any() else 0.0
-    )
-    ep = mk.cfg.market.episode_ticks
-    time_left = max(0, ep - mk.tick) / ep
-    public = (
-        rec[1] / max(1, rec[0]),
-        rec[2] / max(1, rec[2] + rec[3]),
-        math.log1p(len(mk.jobs.live)),
-        mean_ask,
-        time_left,
-    )
-    ring = mk.collusion.ring
-    wt, et = L.wallet_tokens, L.escrow_tokens
+    return Observer(mk, n_price_levels)()
 
-    # -- resource providers
-    acc = mk.rp_acct
-    X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
-    X[:, 0:7] = symlog(np.stack((wt[acc], et[acc], mk.open_deals[acc], mk.exec_q.count[acc], mk.rep_completed[acc],
-                                 mk.rep_checked[acc], mk.rep_failed[acc]), axis=1))  # fmt: skip
-    X[:, 7] = mk.res.free_cpu / np.maximum(1, mk.res.cap_cpu)
-    X[:, 8] = mk.res.price / max(1, mk.base_price)
-    X[:, 9:17] = 0.0
-    X[:, 17:22] = public
-    M = np.ones((mk.n_rp, 4, n_price_levels), np.int8)  # (mode, price level), flattened below
-    M[:, 1:4] = 0
-    if mk.exec_q:
+
+class Observer:
+    """Builds the :class:`Observation` of one market, step after step.
+
+    What does not change during an episode (account ranges, capacities, machine speeds and
+    costs, mask templates) is computed once here. Each call returns fresh matrices (callers may
+    keep the previous ones), built with a fixed, small number of numpy calls plus Python work
+    per *focus deal* (seats with a decision pending), not per seat.
+    """
+
+    def __init__(self, mk, n_price_levels: int) -> None:
+        self.mk = mk
+        self.n_levels = n_price_levels
+        # accounts of a group are contiguous ([owner, solvers, jcs, rps, mediators]): slices
+        self.rp0, self.jc0, self.med0 = int(mk.rp_acct[0]), int(mk.jc_acct[0]), int(mk.med_acct[0])
+        for acc, a0 in ((mk.rp_acct, self.rp0), (mk.jc_acct, self.jc0), (mk.med_acct, self.med0)):
+            assert np.array_equal(acc, np.arange(a0, a0 + len(acc))), (
+                "group accounts not contiguous"
+            )
+        self.rp = slice(self.rp0, self.rp0 + mk.n_rp)
+        self.jc = slice(self.jc0, self.jc0 + mk.n_jc)
+        self.med = slice(self.med0, self.med0 + mk.n_med)
+        self.cap_cpu = np.maximum(1, mk.res.cap_cpu)
         fl = mk.fleet
-        focus = {int(row[a]): di for a, di in mk.exec_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 7))
-        for k, (r, di) in enumerate(focus.items()):
-            d = deals[di]
-            job = mk.job_classes[d.module]
+        self.cpu_speed, self.gpu_speed = fl.cpu_speed.tolist(), fl.gpu_speed.tolist()
+        self.cost_wei_per_s = [int(c) for c in fl.cost_wei_per_s]
+        self.rp_mask0 = np.ones((mk.n_rp, 4, n_price_levels), np.int8)  # (mode, level), flattened
+        self.rp_mask0[:, 1:4] = 0
+        #: mechanisms that add observation columns (see :func:`feature_names`)
+        self.mechs = {
+            role: [m for m in mk.mechanisms if m.feature_names(role)]
+            for role in ("rp", "jc", "mediator")
+        }
+        self.jc_mask0 = np.zeros((mk.n_jc, 3), np.int8)
+        self.jc_mask0[:, 2] = 1
+        self.med_mask0 = np.zeros((mk.n_med, 2), np.int8)
+        self.med_mask0[:, 0] = 1
+
+    def __call__(self) -> Observation:
+        mk = self.mk
+        L = mk.ledger
+        rec = mk.recent.sum(axis=0).tolist()
+        offering = mk.res.offering
+        n_offering = np.count_nonzero(offering)
+        mean_ask = 0.0
+        if n_offering:  # as ndarray.mean(): float64 sum, then divided by the count
+            ask_sum = np.add.reduce(mk.res.price[offering], dtype=np.float64)
+            mean_ask = float(ask_sum / n_offering / max(1, mk.base_price))
+        ep = mk.cfg.market.episode_ticks
+        time_left = max(0, ep - mk.tick) / ep
+        public = [
+            rec[1] / max(1, rec[0]),
+            rec[2] / max(1, rec[2] + rec[3]),
+            math.log1p(len(mk.jobs.live)),
+            mean_ask,
+            time_left,
+        ]
+
+        # focus deals: Python work per seat with a decision pending
+        rp_rows, rp_logs, rp_raws = self._rp_focus()
+        jc_rows, jc_logs, jc_raws = self._jc_focus()
+        med_rows, med_logs, med_raws = self._med_focus()
+
+        # one symlog pass over the per-account features of every account (an account waits in
+        # one queue only, its role's, so the queue counts add up) and the focus deals' terms
+        n = mk.n_accounts
+        pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
+        flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
+                                      mk.rep_checked, mk.rep_failed, rp_logs + jc_logs + med_logs)))  # fmt: skip
+        acct = flat[: 7 * n].reshape(7, n)  # rows: features, columns: accounts
+        logs = flat[7 * n :].tolist()
+
+        # -- resource providers
+        X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
+        X[:, 0:7] = acct[:, self.rp].T
+        X[:, 7] = mk.res.free_cpu / self.cap_cpu
+        X[:, 8] = mk.res.price / max(1, mk.base_price)
+        X[:, 9:22] = [0.0] * 8 + public
+        M = self.rp_mask0.copy()
+        if rp_rows:
+            X[rp_rows, 9:17] = [
+                (1.0, *logs[5 * k : 5 * k + 5], *rw) for k, rw in enumerate(rp_raws)
+            ]
+            M[rp_rows, 1:4] = 1
+        M = M.reshape(mk.n_rp, 4 * self.n_levels)
+
+        # -- job creators
+        J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
+        J[:, 0:4] = acct[0:4, self.jc].T
+        J[:, 4:21] = [0.0] * 12 + public
+        JM = self.jc_mask0.copy()
+        if jc_rows:
+            o = len(rp_logs)
+            J[jc_rows, 4:16] = [(1.0, *logs[o + 7 * k : o + 7 * k + 4], rw[0], *logs[o + 7 * k + 4 : o + 7 * k + 7],
+                                 *rw[1:4]) for k, rw in enumerate(jc_raws)]  # fmt: skip
+            JM[jc_rows, 0] = 1
+            JM[jc_rows, 1] = [rw[4] for rw in jc_raws]
+
+        # -- mediators
+        Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
+        Z[:, 0:2] = acct[0:2, self.med].T
+        Z[:, 2] = acct[3, self.med]
+        Z[:, 3:14] = [0.0] * 8 + [public[0], public[1], public[4]]
+        ZM = self.med_mask0.copy()
+        if med_rows:
+            o = len(rp_logs) + len(jc_logs)
+            Z[med_rows, 3:11] = [
+                (1.0, *logs[o + 5 * k : o + 5 * k + 5], *rw) for k, rw in enumerate(med_raws)
+            ]
+            ZM[med_rows, 1] = [rw[0] + rw[1] > 0 for rw in med_raws]
+        if any(self.mechs.values()):
+            X, J, Z = self._mechanism_columns(X, J, Z)
+        return Observation(X, M, J, JM, Z, ZM)
+
+    # Focus deals, one per seat with a decision pending: (rows, values to symlog (flat, a fixed
+    # number per row), raw values per row).
+    def _rp_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
+        cpu_speed, gpu_speed, cost_s = self.cpu_speed, self.gpu_speed, self.cost_wei_per_s
+        rows, logs, raws = [], [], []
+        for a, q in mk.exec_q.q.items():
+            d = deals[q[0][0]]
+            r = a - self.rp0
+            job = job_classes[d.module]
             c = d.instruction_price * d.units
-            speed = float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r])
+            speed = gpu_speed[r] if job.kind == "gpu" else cpu_speed[r]
             my = ring[d.rp]
-            vals[k] = (c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
-                       runtime_s(d.units, speed) * int(fl.cost_wei_per_s[r]) / T, job.nondeterminism_prob,
-                       float(my >= 0 and any(ring[x] == my for x in d.mediators)))  # fmt: skip
-        X[rows, 9] = 1.0
-        X[rows, 10:15] = symlog(vals[:, :5])
-        X[rows, 15:17] = vals[:, 5:7]
-        M[rows, 1:4] = 1
-    M = M.reshape(mk.n_rp, 4 * n_price_levels)
+            rows.append(r)
+            logs += (c / T, d.payment_collateral / T, d.results_multiple * c / T, d.mediation_fee / T,
+                     runtime_s(d.units, speed) * cost_s[r] / T)  # fmt: skip
+            raws.append((job.nondeterminism_prob, float(my >= 0 and any(ring[x] == my for x in d.mediators))))  # fmt: skip
+        return rows, logs, raws
 
-    # -- job creators
-    acc = mk.jc_acct
-    J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
-    J[:, 0:4] = symlog(
-        np.stack((wt[acc], et[acc], mk.open_deals[acc], mk.judge_q.count[acc]), axis=1)
-    )
-    J[:, 4:16] = 0.0
-    J[:, 16:21] = public
-    JM = np.zeros((mk.n_jc, 3), np.int8)
-    JM[:, 2] = 1
-    if mk.judge_q:
-        focus = {int(row[a]): di for a, di in mk.judge_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 12))
-        wallet = L.wallet
-        for k, di in enumerate(focus.values()):
-            d = deals[di]
+    def _jc_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes, wallet = (
+            mk.deals,
+            mk.collusion.ring,
+            mk.job_classes,
+            mk.ledger.wallet,
+        )
+        rep_completed, rep_checked, rep_failed = mk.rep_completed, mk.rep_checked, mk.rep_failed
+        rows, logs, raws = [], [], []
+        for a, q in mk.judge_q.q.items():
+            d = deals[q[0][0]]
             rp = d.rp
-            vals[k] = (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
-                       (mk.now - d.submitted_at) / max(1, d.judge_timeout), mk.rep_completed[rp], mk.rep_checked[rp],
-                       mk.rep_failed[rp], (mk.rep_failed[rp] + 1) / (mk.rep_checked[rp] + 2),
-                       mk.job_classes[d.module].nondeterminism_prob, float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc]),
-                       float(wallet[d.jc] + d.judge_collateral >= d.mediation_fee))  # fmt: skip
-        J[rows, 4] = 1.0
-        J[rows, 5:9] = symlog(vals[:, 0:4])
-        J[rows, 9] = vals[:, 4]
-        J[rows, 10:13] = symlog(vals[:, 5:8])
-        J[rows, 13:16] = vals[
-            :, 8:11
-        ]  # fail rate with a uniform prior; non-determinism; ring partner
-        JM[rows, 0] = 1
-        JM[rows, 1] = vals[:, 11]
+            rows.append(a - self.jc0)
+            logs += (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
+                     rep_completed[rp], rep_checked[rp], rep_failed[rp])  # fmt: skip
+            # wait share; fail rate with a uniform prior; non-determinism; ring partner; can check
+            raws.append(((mk.now - d.submitted_at) / max(1, d.judge_timeout),
+                         (rep_failed[rp] + 1) / (rep_checked[rp] + 2), job_classes[d.module].nondeterminism_prob,
+                         float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc]),
+                         wallet[d.jc] + d.judge_collateral >= d.mediation_fee))  # fmt: skip
+        return rows, logs, raws
 
-    # -- mediators
-    acc = mk.med_acct
-    Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
-    Z[:, 0:3] = symlog(np.stack((wt[acc], et[acc], mk.med_q.count[acc]), axis=1))
-    Z[:, 3:11] = 0.0
-    Z[:, 11:14] = (public[0], public[1], public[4])
-    ZM = np.zeros((mk.n_med, 2), np.int8)
-    ZM[:, 0] = 1
-    if mk.med_q:
-        focus = {int(row[a]): di for a, di in mk.med_q.first().items()}
-        rows = np.fromiter(focus.keys(), np.int64, len(focus))
-        vals = np.empty((len(rows), 7))
+    def _med_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk, T = self.mk, WEI_PER_TOKEN
+        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
         bribe = mk.collusion.bribe_wei / T
-        for k, (r, di) in enumerate(focus.items()):
-            d = deals[di]
-            med = int(acc[r])
-            job = mk.job_classes[d.module]
-            speed, cost = mk.mediator_machine(med, job)
-            my = ring[med]
+        rows, logs, raws = [], [], []
+        for a, q in mk.med_q.q.items():
+            d = deals[q[0][0]]
+            job = job_classes[d.module]
+            speed, cost = mk.mediator_machine(a, job)
+            my = ring[a]
             rp_in, jc_in = my >= 0 and ring[d.rp] == my, my >= 0 and ring[d.jc] == my
-            vals[k] = (d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
-                       bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T,
-                       float(rp_in), float(jc_in))  # fmt: skip
-        Z[rows, 3] = 1.0
-        Z[rows, 4:9] = symlog(vals[:, 0:5])
-        Z[rows, 9:11] = vals[:, 5:7]
-        ZM[rows, 1] = (vals[:, 5] + vals[:, 6]) > 0
-    return Observation(X, M, J, JM, Z, ZM)
+            rows.append(a - self.med0)
+            logs += (d.job_cost / T, d.results_collateral / T, d.mediation_fee / T,
+                     bribe if (rp_in or jc_in) else 0.0, runtime_s(d.units, speed) * cost / T)  # fmt: skip
+            raws.append((float(rp_in), float(jc_in)))
+        return rows, logs, raws
+
+    def _mechanism_columns(self, X: np.ndarray, J: np.ndarray, Z: np.ndarray):
+        """Append the public features of the mechanisms (jackpot size, scores, stakes, odds...)."""
+        mk = self.mk
+        focus = {
+            "rp": {a - self.rp0: di for a, di in mk.exec_q.first().items()},
+            "jc": {a - self.jc0: di for a, di in mk.judge_q.first().items()},
+            "mediator": {a - self.med0: di for a, di in mk.med_q.first().items()},
+        }
+        out = []
+        for role, base in (("rp", X), ("jc", J), ("mediator", Z)):
+            cols = [base]
+            for m in self.mechs[role]:
+                k = len(m.feature_names(role))
+                v = m.public_features(mk, focus).get(role)
+                block = np.zeros((len(base), k), np.float32)
+                if v is not None:
+                    block[:] = (
+                        np.asarray(v, np.float32).reshape(-1, k)
+                        if np.ndim(v) == 2
+                        else np.asarray(v, np.float32)
+                    )
+                cols.append(block)
+            out.append(np.hstack(cols) if len(cols) > 1 else base)
+        return out
+
+
+def feature_names(mechanisms, role: str) -> tuple[str, ...]:
+    """Every observation column of ``role``: the base features then each mechanism's."""
+    names = FEATURES[role]
+    for m in mechanisms:
+        names = names + tuple(f"{m.name}.{f}" for f in m.feature_names(role))
+    return names

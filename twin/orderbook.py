@@ -94,9 +94,12 @@ class ResourceOffers:
 
     def __init__(self, cpu, gpu, vram, ram, disk, solver: np.ndarray, price: np.ndarray) -> None:
         n = len(cpu)
-        #: capacity and free capacity per RP, columns (milli-CPU, GPUs, RAM MB, disk MB)
-        self.cap = np.stack([np.asarray(x, np.int64) for x in (cpu, gpu, ram, disk)], axis=1)
-        self.free = self.cap.copy()
+        #: capacity and free capacity per RP, columns (milli-CPU, GPUs, RAM MB, disk MB); column-major
+        #: so that comparing every RP with one job's needs runs along contiguous columns
+        self.cap = np.asfortranarray(
+            np.stack([np.asarray(x, np.int64) for x in (cpu, gpu, ram, disk)], axis=1)
+        )
+        self.free = self.cap.copy(order="F")
         self.vram = np.asarray(vram, np.int64).copy()
         self.solver = np.asarray(solver, np.int64)
         self.price = np.asarray(price, np.int64).copy()
