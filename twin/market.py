@@ -403,7 +403,7 @@ class Market:
         self.open_jobs[jcs] += 1
 
     def match(self) -> list[Deal]:
-        if not self.jobs.live:
+        if not self.jobs.live or self.closing:  # a closed market makes no new deals
             return []
         new: list[Deal] = []
         pr, to = self.cfg.pricing, self.cfg.timeouts
