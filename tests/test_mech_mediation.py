@@ -330,10 +330,10 @@ MINI = ("market.n_job_creators=1", "market.n_resource_providers=1", "market.n_me
         "collusion.mediators_per_ring=2", "collusion.rps_per_ring=1")  # fmt: skip
 
 
-def _run(mk, collude_accounts=()):
+def _run(mk, collude_accounts=(), mode=ExecMode.Cheat):
     """The RP fakes its result, the JC checks, the given mediators honour the ring's agreement."""
     a = Actions.default(mk)
-    a.rp_mode[:] = int(ExecMode.Cheat)
+    a.rp_mode[:] = int(mode)
     a.jc_check_prob[:] = 1.0
     for m in collude_accounts:
         a.med_collude[mk.row[m]] = True
@@ -397,6 +397,27 @@ def test_ring_of_two_accepts_a_fake_result(compose, split):
         assert delta[m] == shares[m] + BRIBE
     assert delta[honest] == shares.get(honest, 0) and delta[mk.owner] == 0
     assert sum(mk.ledger.escrow) == 0 and mk.ledger.total() == mk.ledger.minted
+
+
+def test_ring_of_two_rejects_a_correct_result_for_a_ring_jc(compose):
+    # the ring holds the JC (not the RP): its two mediators reject the honest RP's correct result,
+    # each bribed 0.5 token by the JC; the RP loses R to the owner, the JC gets P back and pays
+    # F plus two bribes; F // 2 to each colluder (majority), nothing to the honest mediator
+    mk = Market(compose(*MINI, "collusion.rps_per_ring=0", "collusion.jcs_per_ring=1",
+                        "mediation.fee_split=majority"), seed=3)  # fmt: skip
+    ring = [int(m) for m in mk.med_acct if mk.collusion.ring[m] >= 0]
+    assert len(ring) == 2 and mk.collusion.ring[mk.jc_acct[0]] == mk.collusion.ring[ring[0]]
+    d = _run(mk, collude_accounts=ring, mode=ExecMode.Honest)
+    jc, rp, R = d.jc, d.rp, d.results_collateral
+    assert d.correct and not d.cheated and d.state == DealState.MediationRejected
+    bribes = [(r[3], r[4], r[5]) for r in mk.log.rows if r[0] == EventKind.Transfer]
+    assert bribes == [(jc, m, BRIBE) for m in sorted(ring)]
+    payees = [m for m in _drawn(mk) if m in ring]
+    assert _after_votes(mk) == [("Pay", jc, P, 0, 2)] + [("Pay", m, F // 2, 4, 1) for m in payees] + [
+        ("Pay", rp, R, 1, 3), ("DSC", 6)]  # fmt: skip
+    delta = _deltas(mk)
+    assert delta[jc] == -F - 2 * BRIBE and delta[rp] == -R and delta[mk.owner] == R
+    assert all(delta[m] == F // 2 + BRIBE for m in ring)
 
 
 @pytest.mark.parametrize("slashing", ["owner", "mediators"])

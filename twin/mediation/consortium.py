@@ -71,8 +71,19 @@ mediator whose ring's agreement applies receives the bribe at once; it keeps it 
 and a mediator whose briber could not pay has nothing to honour and votes on its re-execution.
 The model is the whitepaper's idealised obfuscation: the verdict and the public tally remain
 visible, so in a small consortium the outcome alone can still reveal a defection (two colluders of
-a 2-of-3 consortium that see a rejection know one of them defected); and the mediators' reputation
-(kept by the contract from the votes it verifies) stays public.
+a 2-of-3 consortium that see a rejection know one of them defected); the mediators' reputation
+(kept by the contract from the votes it verifies) stays public; and a share of slashed collateral
+that :mod:`twin.mechanisms.slashing` pays to the voters names the deal.
+
+**Observations** (:meth:`ConsortiumMediation.feature_names`). A mediator sees ``votes_public``
+(1 without commit-reveal), for its focus deal the round it was drawn in (``focus_round``, over
+``max_rounds``) and how many of its ring partners were drawn with it (``focus_ring_partners_drawn``,
+over ``n``; draws are public), what it observed of its partners (``ring_partner_defected_last``,
+``ring_partner_loyalty``: beta mean of their kept agreements; both 0 under commit-reveal), its own
+reputation and its auction markup. A ring RP deciding how to execute sees the share of its ring
+among the deal's trusted mediators and the hypergeometric probability that a uniform first round
+draws at least ``k`` of them (:func:`ring_consensus_probability`; exact for ``uniform``, an
+estimate for the other rules).
 
 Parameters (``cfg.mediation``): ``n_mediators`` (n, mediators per round), ``threshold`` (k),
 ``selection``, ``max_rounds``, ``max_nodes`` (mediators over all rounds, 0: no cap),
