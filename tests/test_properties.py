@@ -35,6 +35,8 @@ scenario = st.fixed_dictionaries({
     "mechanisms": st.lists(st.sampled_from(
         ["taxes=forced_errors", "slashing=client_and_burn", "reputation=beta", "fees=protocol_fee", "storage=window",
          "announce=reward"]), unique=True, max_size=6),
+    "mediation": st.sampled_from(["v1", "consortium", "consortium_recursive", "auction", "reputation",
+                                  "commit_reveal"]),
 })  # fmt: skip
 
 
@@ -48,6 +50,7 @@ def build(compose, s):
         f"collusion.n_rings={s['rings']}", f"market.jc_wallet_tokens={s['jc_wallet']}",
         f"market.rp_wallet_tokens={s['rp_wallet']}", f"market.solvers={s['solvers']}",
         f"env.jc_action={s['jc_action']}", "env.expose=all", "execution.cheat_runtime_s=1",
+        f"mediation={s['mediation']}",
         *s["mechanisms"], *(["taxes=jackpot"] if "announce=reward" in s["mechanisms"] and "taxes=forced_errors" not in s["mechanisms"] else []),
     )  # fmt: skip
 

@@ -306,6 +306,7 @@ def validate(cfg: TwinConfig) -> TwinConfig:
                 raise ConfigError(
                     f"collusion.{fld}: n_rings x {fld} = {c.n_rings * getattr(c, fld)} exceeds {name} = {n}"
                 )
+    _check_mediation(cfg.mediation)
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):
@@ -315,6 +316,26 @@ def validate(cfg: TwinConfig) -> TwinConfig:
         except ValueError as e:
             raise ConfigError(f"policies.{group}: {e}") from None
     return cfg
+
+
+def _check_mediation(md: MediationConfig) -> None:
+    if md.protocol == "v1":  # one mediator, by the v1 rule: the consortium's knobs must stay off
+        for fld, v1 in (("n_mediators", 1), ("threshold", 1), ("max_rounds", 1),
+                        ("selection", "v1_hash"), ("commit_reveal", False)):  # fmt: skip
+            if getattr(md, fld) != v1:
+                raise ConfigError(
+                    f"mediation.{fld} = {getattr(md, fld)!r} needs mediation.protocol=consortium "
+                    f"(v1 has one mediator: {fld} = {v1!r})"
+                )
+        return
+    if md.threshold > md.n_mediators:
+        raise ConfigError(
+            f"mediation.threshold (k = {md.threshold}) must be <= mediation.n_mediators (n = {md.n_mediators})"
+        )
+    if md.max_nodes and md.max_nodes < md.n_mediators:
+        raise ConfigError(
+            f"mediation.max_nodes = {md.max_nodes} must be 0 (no cap) or >= mediation.n_mediators = {md.n_mediators}"
+        )
 
 
 def _check_shares(name: str, shares: dict[str, float], allowed: dict) -> None:

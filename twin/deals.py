@@ -3,7 +3,9 @@
 A :class:`Deal` holds the immutable terms (members, timeouts, pricing), the v1 ``Agreement``
 timestamps and the twin's own bookkeeping (how the result was produced, who checked, costs).
 :class:`DealFlows` performs every v1 call on a deal -- ``agree``, ``add_result``,
-``accept_result``, ``check_result``, the mediator's verdict and the four timeouts -- moving tokens
+``accept_result``, ``check_result``, the mediator's verdict (v1's single mediator, or a
+consortium's :meth:`DealFlows.mediation_verdict` with the fee split among several mediators) and
+the four timeouts -- moving tokens
 in the :class:`~twin.ledger.Ledger` and appending the events of ``docs/protocol-flows.md`` to the
 :class:`~twin.events.EventLog`, in that exact order. A call that is not allowed (wrong state,
 timeout not reached, insufficient funds) raises :class:`CallRejected` before anything moves; a
@@ -14,6 +16,7 @@ deployed contracts would strand funds, the deal's escrow is marked locked for go
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 from twin.events import EventLog
 from twin.events import PaymentDirection as D
@@ -79,7 +82,7 @@ class Deal:
         "timeout_agree_at", "timeout_submit_at", "timeout_judge_at", "timeout_mediate_at",
         "mode", "units_reported", "correct", "failed", "ready_at", "exec_cost", "decided_tick",
         "mediator", "verdict_at", "collusive", "bribe", "mediation_cost", "stuck", "ended_at",
-        "cheated", "checked", "slash_to", "slashed", "forced_error",
+        "cheated", "checked", "slash_to", "slashed", "forced_error", "voters",
     )  # fmt: skip
 
     def __init__(self, index: int, jc: int, rp: int, solver: int, mediators: tuple[int, ...], module: int,
@@ -124,6 +127,9 @@ class Deal:
         self.slash_to = -1  # where this deal's slashed collateral goes (-1: the protocol's default)
         self.slashed = 0  # wei slashed from this deal's parties so far
         self.forced_error = False  # a wrong result the protocol forced (taxes and jackpots)
+        #: mediators the verdict paid (consortium mediation: every voter, or the majority voters,
+        #: in draw order; v1 leaves it empty: the one mediator is ``mediator``)
+        self.voters: tuple[int, ...] = ()
 
     # -- derived amounts ---------------------------------------------------------------------
     @property
@@ -343,6 +349,56 @@ class DealFlows:
             return False
         d.mediation_rejected_at = t
         self._set(t, d, DealState.MediationRejected)
+        return True
+
+    # -- consortium mediation (twin.mediation.consortium; v1's calls above stay as they are) -----
+    def request_mediators(self, t: int, d: Deal, mediators: Sequence[int]) -> None:
+        """Ask more mediators to vote on a checked deal: one ``MediationRequested`` each, in
+        draw order (the rest of a consortium's first round after ``checkResult``, or a new round
+        of recursive mediation). Nothing moves."""
+        if not mediators:
+            return
+        self._need(d, DealState.ResultsChecked, "requestMediators")
+        for m in mediators:
+            self.log.mediation_requested(t, d.index, m)
+
+    def mediation_verdict(
+        self, t: int, d: Deal, accept: bool, fee_payees: Sequence[tuple[int, int]]
+    ) -> bool:
+        """A consortium's verdict: v1's ``mediationAcceptResult`` / ``mediationRejectResult``
+        flows with the fee ``F`` paid in shares, one ``Payment(payee, share, MediationFee,
+        PaidOut)`` per ``(payee, share)`` of ``fee_payees`` in order, where v1 pays ``F`` to its
+        one mediator. The shares must sum to ``F``. Atomic like every call; with a single payee
+        the events are exactly v1's."""
+        call = "mediationAcceptResult" if accept else "mediationRejectResult"
+        self._need(d, DealState.ResultsChecked, call)
+        if sum(w for _, w in fee_payees) != d.mediation_fee or any(w < 0 for _, w in fee_payees):
+            raise ValueError(
+                f"{call}: fee shares {list(fee_payees)} do not split F = {d.mediation_fee}"
+            )
+        pay = d.payment
+
+        def moves() -> None:
+            if accept:
+                self._out(t, d, d.rp, pay, R.JobPayment)
+                for payee, share in fee_payees:
+                    self._out(t, d, payee, share, R.MediationFee)
+                self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
+                self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            else:
+                self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
+                for payee, share in fee_payees:
+                    self._out(t, d, payee, share, R.MediationFee)
+                self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+
+        if not self._atomic(t, d, call, d.mediator, moves):
+            return False
+        if accept:
+            d.mediation_accepted_at = t
+            self._set(t, d, DealState.MediationAccepted)
+        else:
+            d.mediation_rejected_at = t
+            self._set(t, d, DealState.MediationRejected)
         return True
 
     # -- timeouts (pull-based; strict: callable only when now > start + window) -----------------

@@ -72,7 +72,10 @@ class MarketEnv(ParallelEnv):
             "mediator": c.market.n_mediators,
         }
         self.n_levels = len(c.pricing.price_levels)
-        self.ctx = PolicyContext(self.n_levels, c.pricing.default_price_level, c.env.jc_action)
+        self.ctx = PolicyContext(
+            self.n_levels, c.pricing.default_price_level, c.env.jc_action,
+            c.mediation.defect_probability,
+        )  # fmt: skip
         self.learning_rows: dict[str, np.ndarray] = {}
         self.exposed_rows: dict[str, np.ndarray] = {}
         self.scripted_rows: dict[str, np.ndarray] = {}

@@ -13,6 +13,9 @@ typed, frozen event records below, whose fields mirror the contracts' events:
   pools), with a :class:`TransferReason`.
 - :class:`CallReverted`: a call that the protocol preset makes revert (e.g. the deployed v1
   timeouts); nothing moves, the deal keeps its state.
+- :class:`MediationVoted` and :class:`VoteRevealed`: a consortium mediator's vote (public), or
+  its sealed commitment and, once the round's votes are all in, the anonymous reveals
+  (commit-reveal; :mod:`twin.mediation.consortium`). v1 mediation emits neither.
 
 The log is deterministic: the same seed and actions give the same tuples, and
 :meth:`EventLog.to_bytes` gives the same bytes.
@@ -61,6 +64,7 @@ class TransferReason(enum.IntEnum):
     ForcedErrorRefund = 11
     StakeSlash = 12
     ContractPayment = 13
+    MediationPayout = 14  # unlinkable payout of pooled mediation fees (commit-reveal consortium)
 
 
 class EventKind(enum.IntEnum):
@@ -69,6 +73,12 @@ class EventKind(enum.IntEnum):
     MediationRequested = 2
     Transfer = 3
     CallReverted = 4
+    MediationVoted = 5
+    VoteRevealed = 6
+
+
+#: ``MediationVoted.vote`` values: the vote itself, or a sealed commitment (commit-reveal)
+VOTE_REJECT, VOTE_ACCEPT, VOTE_SEALED = 0, 1, 2
 
 
 _STATE_CHANGE, _PAYMENT, _MEDIATION_REQUESTED, _TRANSFER, _CALL_REVERTED = map(int, EventKind)
@@ -119,7 +129,34 @@ class CallReverted:
     reason: str
 
 
-Event = DealStateChange | Payment | MediationRequested | Transfer | CallReverted
+@dataclass(frozen=True, slots=True)
+class MediationVoted:
+    """A consortium mediator voted: ``vote`` 0 reject, 1 accept, 2 sealed commitment."""
+
+    time_s: int
+    deal_id: str
+    mediator: int
+    vote: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRevealed:
+    """One revealed vote of a commit-reveal round, not linked to its mediator."""
+
+    time_s: int
+    deal_id: str
+    vote: int
+
+
+Event = (
+    DealStateChange
+    | Payment
+    | MediationRequested
+    | Transfer
+    | CallReverted
+    | MediationVoted
+    | VoteRevealed
+)
 
 
 class EventLog:
@@ -167,6 +204,12 @@ class EventLog:
     def reverted(self, t: int, deal: int, call: str, caller: int, reason: str) -> None:
         self.rows.append((_CALL_REVERTED, t, deal, call, caller, reason))
 
+    def mediation_voted(self, t: int, deal: int, mediator: int, vote: int) -> None:
+        self.rows.append((EventKind.MediationVoted, t, deal, mediator, vote))
+
+    def vote_revealed(self, t: int, deal: int, vote: int) -> None:
+        self.rows.append((EventKind.VoteRevealed, t, deal, vote))
+
     def to_bytes(self) -> bytes:
         """A canonical byte serialisation (for byte-for-byte determinism checks)."""
         return "\n".join(
@@ -188,5 +231,9 @@ class EventLog:
                 yield MediationRequested(t, did, r[3])
             elif kind == EventKind.Transfer:
                 yield Transfer(t, did, r[3], r[4], r[5], TransferReason(r[6]))
+            elif kind == EventKind.MediationVoted:
+                yield MediationVoted(t, did, r[3], r[4])
+            elif kind == EventKind.VoteRevealed:
+                yield VoteRevealed(t, did, r[3])
             else:
                 yield CallReverted(t, did, r[3], r[4], r[5])

@@ -15,8 +15,8 @@ One tick (``tick_s`` simulated seconds) runs the phases of :data:`PHASES` in ord
 4. ``execute``: RPs decide how to produce the results of deals agreed before this tick.
 5. ``submit``: results that are ready are submitted (``addResult``); capacity is freed.
 6. ``judge``: JCs accept, check or wait on results submitted before this tick.
-7. ``mediate``: requested mediators decide (re-execute honestly, or collude) and votes that are
-   ready decide their deals.
+7. ``mediate``: votes that are due are cast and may decide their deals (or open a new round of
+   a consortium); requested mediators decide (re-execute honestly, or collude).
 8. ``timeouts``: the party entitled to a timeout calls it as soon as it is callable.
 9. ``settle``: terminal deals leave the active set, capacity is released, counters updated.
 
@@ -196,7 +196,9 @@ class Market:
             np.concatenate([self.jc_acct, self.rp_acct]),
             self.rng,
         )
-        self.mediation = PROTOCOLS["v1"]()
+        # the mediation protocol; one that is also a mechanism (hooks, features) is built with them
+        proto = PROTOCOLS[cfg.mediation.protocol]
+        self.mediation = next((x for x in self.mechanisms if isinstance(x, proto)), None) or proto()
         c = cfg.collusion
         self.collusion = CollusionRings(n, c.n_rings, self.med_acct, c.mediators_per_ring, self.rp_acct, c.rps_per_ring,
                                         self.jc_acct, c.jcs_per_ring, c.bribe_wei, self.rng)  # fmt: skip
@@ -213,7 +215,8 @@ class Market:
         self.judge_q = SeatQueues(n)  # JC account -> submitted results awaiting its judgement
         self.med_q = SeatQueues(n)  # mediator account -> checks awaiting its vote
         self._requested: dict[int, tuple[int, ...]] = {}  # deal -> mediators asked
-        self._votes: dict[int, list[Vote]] = {}
+        self._votes: dict[int, list[Vote]] = {}  # deal -> votes taken, not yet cast
+        self._cast_votes: dict[int, list[Vote]] = {}  # deal -> votes cast, in cast order
         self._ready: list[tuple[int, int, int]] = []  # heap (time, seq, deal): results ready
         self._due_votes: list[tuple[int, int, int, int]] = []  # heap (time, seq, deal, mediator)
         self._timeouts: list[
@@ -418,7 +421,7 @@ class Market:
         self.open_jobs[jcs] += 1
 
     def match(self) -> list[Deal]:
-        if not self.jobs.live:
+        if not self.jobs.live or self.closing:  # a closed market makes no new deals
             return []
         new: list[Deal] = []
         pr, to = self.cfg.pricing, self.cfg.timeouts
@@ -536,6 +539,7 @@ class Market:
                     mediators = self.mediation.select(self, d, t)
                     if not self.flows.check_result(t, d, mediators[0]):
                         continue  # reverted (a preset defect drained the JC's escrow): deal stuck
+                    self.flows.request_mediators(t, d, mediators[1:])  # consortium: the rest
                     self.n_checks[jc] += 1
                     self.recent[self._slot, 1] += 1
                     self._requested[di] = mediators
@@ -580,24 +584,39 @@ class Market:
         d = self.deals[di]
         if d.state != DealState.ResultsChecked:
             return
-        votes = self._votes.get(di, [])
-        cast = [v for v in votes if v.mediator == med]
+        taken = self._votes.get(di, [])
+        k = next((i for i, v in enumerate(taken) if v.mediator == med), -1)
+        if k < 0:
+            return
+        vote = taken.pop(k)
         self.n_mediations[med] += 1
-        if cast and cast[0].collusive:
+        if vote.collusive:
             self.n_collusive[med] += 1
             d.collusive = True
-            d.bribe += cast[0].bribe_wei
-        verdict = self.mediation.decide(self, d, votes)
+            d.bribe += vote.bribe_wei
+        cast = self._cast_votes.setdefault(di, [])
+        cast.append(vote)
+        verdict = self.mediation.decide(self, d, cast)
         if verdict is None:
             return
+        self._forget(di)
+        self.mediation.settle(self, d, verdict, cast)
+        self.recent[self._slot, 3 if verdict else 2] += 1
+
+    def _forget(self, di: int) -> None:
         self._votes.pop(di, None)
+        self._cast_votes.pop(di, None)
         self._requested.pop(di, None)
-        if verdict:
-            self.flows.mediation_accept(self.now, d)
-            self.recent[self._slot, 3] += 1
-        else:
-            self.flows.mediation_reject(self.now, d)
-            self.recent[self._slot, 2] += 1
+
+    def request_mediators(self, d: Deal, mediators: tuple[int, ...]) -> None:
+        """Ask more mediators to vote on the checked deal ``d`` now (a new round of a
+        consortium): a ``MediationRequested`` event each; they vote from the next tick on."""
+        if not mediators:
+            return
+        self.flows.request_mediators(self.now, d, mediators)
+        self._requested[d.index] = self._requested.get(d.index, ()) + tuple(mediators)
+        for med in mediators:
+            self.med_q.push(med, d.index, self.tick)
 
     def timeouts(self) -> None:
         q, t = self._timeouts, self.now
@@ -618,6 +637,7 @@ class Market:
                 self.flows.timeout_mediate(t, d, d.jc)
                 for med in self._requested.get(di, ()):
                     self.med_q.remove(med, di)
+                self._forget(di)
 
     def settle(self) -> None:
         ended = self.flows.ended

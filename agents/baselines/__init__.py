@@ -31,6 +31,9 @@ class PolicyContext:
     n_price_levels: int = 5
     default_price_level: int = 2
     jc_action: str = "discrete"  # or "probability"
+    #: a scripted colluder breaks its ring's agreement with this probability per decision
+    #: (``mediation.defect_probability``)
+    defect_probability: float = 0.0
 
 
 class Policy:
@@ -189,12 +192,18 @@ class HonestMediator(Policy):
 
 
 class ColludingMediator(Policy):
-    """Honours its ring's collusion agreement whenever a ring member is a party."""
+    """Honours its ring's collusion agreement whenever a ring member is a party, except that
+    each seat's decision defects (votes on its honest re-execution) with the context's
+    ``defect_probability``."""
 
     role, name = "mediator", "colluding_mediator"
 
     def act_batch(self, obs, mask, rng):
-        return mask[:, 1:2].astype(np.int64)
+        collude = mask[:, 1:2].astype(np.int64)
+        p = self.ctx.defect_probability
+        if p > 0:
+            collude &= (rng.random((len(obs), 1)) >= p).astype(np.int64)
+        return collude
 
 
 class RandomMediator(Policy):

@@ -15,6 +15,7 @@ _ORDER: tuple[tuple[str, str], ...] = (
     ("twin.mechanisms.storage", "StorageWindow"),
     ("twin.mechanisms.taxes", "TaxesAndJackpot"),
     ("twin.mechanisms.announce", "AnnounceReward"),
+    ("twin.mediation.consortium", "ConsortiumMediation"),
     ("twin.mechanisms.slashing", "SlashingShares"),
     ("twin.mechanisms.reputation", "Reputation"),
 )

@@ -32,7 +32,11 @@ class SlashingConfig:
 
 @dataclass
 class MediationConfig:
-    """Mediation protocol chosen per deal (v1: one mediator by the timestamp-hash rule)."""
+    """Mediation protocol chosen per deal (v1: one mediator by the timestamp-hash rule).
+
+    ``protocol=v1`` takes one mediator: ``n_mediators``, ``threshold`` and ``max_rounds`` stay 1,
+    ``selection`` v1_hash and ``commit_reveal`` off (validated). See
+    :mod:`twin.mediation.consortium` for the consortium's rules."""
 
     protocol: str = knob(
         "v1",
@@ -52,6 +56,19 @@ class MediationConfig:
     )
     defect_probability: float = knob(
         0.0, "a scripted colluder breaks the agreement with this probability", lo=0.0, hi=1.0
+    )
+    ask_markup_max: float = knob(
+        1.0,
+        "auction: a mediator's fee ask is its re-execution cost x (1 + markup), its markup drawn "
+        "once, uniformly in [0, this] (basis-point grid)",
+        lo=0.0,
+        hi=100.0,
+    )
+    reputation_prior: float = knob(
+        1.0,
+        "reputation selection: beta prior pseudo-counts of agreeing and disagreeing votes",
+        lo=1e-6,
+        hi=1e6,
     )
 
 

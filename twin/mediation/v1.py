@@ -74,3 +74,8 @@ class V1Mediation:
 
     def decide(self, market: Market, deal: Deal, votes: list[Vote]) -> bool | None:
         return votes[0].accept if votes else None
+
+    def settle(self, market: Market, deal: Deal, accept: bool, votes: list[Vote]) -> bool:
+        if accept:
+            return market.flows.mediation_accept(market.now, deal)
+        return market.flows.mediation_reject(market.now, deal)
