@@ -81,7 +81,9 @@ class EventKind(enum.IntEnum):
 VOTE_REJECT, VOTE_ACCEPT, VOTE_SEALED = 0, 1, 2
 
 
-_STATE_CHANGE, _PAYMENT, _MEDIATION_REQUESTED, _TRANSFER, _CALL_REVERTED = map(int, EventKind)
+_STATE_CHANGE, _PAYMENT, _MEDIATION_REQUESTED, _TRANSFER, _CALL_REVERTED, _VOTED, _REVEALED = (
+    int(k) for k in EventKind
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +207,10 @@ class EventLog:
         self.rows.append((_CALL_REVERTED, t, deal, call, caller, reason))
 
     def mediation_voted(self, t: int, deal: int, mediator: int, vote: int) -> None:
-        self.rows.append((EventKind.MediationVoted, t, deal, mediator, vote))
+        self.rows.append((_VOTED, t, deal, mediator, vote))
 
     def vote_revealed(self, t: int, deal: int, vote: int) -> None:
-        self.rows.append((EventKind.VoteRevealed, t, deal, vote))
+        self.rows.append((_REVEALED, t, deal, vote))
 
     def to_bytes(self) -> bytes:
         """A canonical byte serialisation (for byte-for-byte determinism checks)."""
