@@ -1,0 +1,131 @@
+"""Deploy the full Lilypad contract set wired together, and describe a deployment as a
+`Deployment` (JSON-serialisable, so the bridge can attach to an existing deployment).
+
+The contracts take their peers' addresses as immutable constructor arguments; the addresses are
+computed in advance from the deployer's nonce (CREATE addresses), and checked after deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.utils.address import get_create_address
+
+from bridge.artifacts import all_abis, load_artifact
+from bridge.errors import ErrorDecoder
+from bridge.transact import Sender
+
+TOKEN_NAME = "Lilypad"
+TOKEN_SYMBOL = "LP"
+DEFAULT_INITIAL_SUPPLY_WEI = 10**9 * 10**18  # 1e9 whole tokens
+MEDIATION_KINDS = ("v1",)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Addresses of one deployed contract set (checksummed hex strings)."""
+
+    chain_id: int
+    controller: str
+    storage: str
+    payments: str
+    mediation: str
+    users: str
+    token: str
+    owner: str
+    funder: str
+    slashing_destination: str
+    mediation_kind: str = "v1"
+    deployer: str = ""
+    block_number: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Deployment:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown Deployment fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Deployment:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def deploy(
+    w3: Web3,
+    deployer: LocalAccount,
+    *,
+    owner: str | None = None,
+    funder: str | None = None,
+    slashing_destination: str | None = None,
+    initial_supply_wei: int = DEFAULT_INITIAL_SUPPLY_WEI,
+    mediation_kind: str = "v1",
+) -> Deployment:
+    """Deploys Token, Storage, Payments, Mediation, Users and Controller from `deployer`.
+
+    Args:
+        owner: owner of the payments contract (sets the slashing destination); default deployer.
+        funder: receives the whole initial token supply; default deployer.
+        slashing_destination: receives slashed collateral; default the owner.
+        initial_supply_wei: total token supply in base units.
+        mediation_kind: which mediation contract to deploy ("v1").
+    """
+    if mediation_kind not in MEDIATION_KINDS:
+        raise ValueError(f"mediation_kind must be one of {MEDIATION_KINDS}, not {mediation_kind!r}")
+    owner = Web3.to_checksum_address(owner or deployer.address)
+    funder = Web3.to_checksum_address(funder or deployer.address)
+    slashing = Web3.to_checksum_address(slashing_destination or owner)
+    sender = Sender(w3, ErrorDecoder(all_abis()), {deployer.address: "deployer"})
+    nonce = w3.eth.get_transaction_count(deployer.address, "pending")
+    order = ("token", "storage", "payments", "mediation", "users", "controller")
+    at = {name: get_create_address(deployer.address, nonce + i) for i, name in enumerate(order)}
+    mediation_contract = {"v1": "LilypadMediation"}[mediation_kind]
+    plan = [
+        ("token", "LilypadToken",
+         (TOKEN_NAME, TOKEN_SYMBOL, initial_supply_wei, funder, at["payments"])),
+        ("storage", "LilypadStorage", (at["controller"],)),
+        ("payments", "LilypadPayments", (at["token"], at["controller"], owner, slashing)),
+        ("mediation", mediation_contract, (at["controller"], at["storage"])),
+        ("users", "LilypadUsers", ()),
+        ("controller", "LilypadController",
+         (at["storage"], at["payments"], at["mediation"], at["users"])),
+    ]  # fmt: skip
+    block = 0
+    for name, contract_name, args in plan:
+        artifact = load_artifact(contract_name)
+        factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        receipt = sender.deploy(deployer, factory, args, f"deploy {contract_name}")
+        if receipt["contractAddress"] != at[name]:
+            raise RuntimeError(
+                f"{contract_name} deployed at {receipt['contractAddress']}, expected {at[name]}: "
+                "another transaction from the deployer interleaved with the deployment"
+            )
+        block = receipt["blockNumber"]
+    return Deployment(
+        chain_id=w3.eth.chain_id,
+        controller=at["controller"],
+        storage=at["storage"],
+        payments=at["payments"],
+        mediation=at["mediation"],
+        users=at["users"],
+        token=at["token"],
+        owner=owner,
+        funder=funder,
+        slashing_destination=slashing,
+        mediation_kind=mediation_kind,
+        deployer=deployer.address,
+        block_number=block,
+    )
