@@ -46,7 +46,12 @@ def anvil_binary() -> Path:
             platform.machine().lower(), platform.machine().lower()
         )
         path = (
-            REPO_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{machine}" / "bin" / "anvil"
+            REPO_ROOT
+            / "node_modules"
+            / "@foundry-rs"
+            / f"anvil-{system}-{machine}"
+            / "bin"
+            / "anvil"
         )
     if not path.is_file() or not os.access(path, os.X_OK):
         raise AnvilNotFoundError(
@@ -84,6 +89,7 @@ class Anvil:
         genesis_timestamp_s: unix time of the genesis block (None: wall clock).
         hardfork: EVM hardfork, matching the compiled contracts.
         startup_timeout_s: how long to wait for the node to answer.
+        extra_args: further command-line arguments (e.g. `("--steps-tracing",)`).
     """
 
     def __init__(
@@ -97,7 +103,9 @@ class Anvil:
         genesis_timestamp_s: int | None = None,
         hardfork: str = DEFAULT_HARDFORK,
         startup_timeout_s: float = 30.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        self.extra_args = tuple(extra_args)
         self.mnemonic = mnemonic
         self.chain_id = chain_id
         self.accounts = accounts
@@ -142,6 +150,7 @@ class Anvil:
             ]  # fmt: skip
             if self.genesis_timestamp_s is not None:
                 command += ["--timestamp", str(self.genesis_timestamp_s)]
+            command += list(self.extra_args)
             self._process = subprocess.Popen(
                 command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )

@@ -52,9 +52,7 @@ def parties_from_mnemonic(
     names: Iterable[str], mnemonic: str = DEFAULT_MNEMONIC, first_index: int = 0
 ) -> dict[str, LocalAccount]:
     """One local account per party name, at consecutive derivation indices."""
-    return {
-        name: account_from_mnemonic(first_index + i, mnemonic) for i, name in enumerate(names)
-    }
+    return {name: account_from_mnemonic(first_index + i, mnemonic) for i, name in enumerate(names)}
 
 
 class LilypadClient:
@@ -71,7 +69,9 @@ class LilypadClient:
         def contract(name: str, address: str):
             return w3.eth.contract(address=address, abi=load_artifact(name).abi)
 
-        mediation_name = {"v1": "LilypadMediation"}.get(deployment.mediation_kind, "LilypadMediation")
+        mediation_name = {"v1": "LilypadMediation"}.get(
+            deployment.mediation_kind, "LilypadMediation"
+        )
         self.controller = contract("LilypadController", deployment.controller)
         self.storage = contract("LilypadStorage", deployment.storage)
         self.payments = contract("LilypadPayments", deployment.payments)

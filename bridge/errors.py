@@ -36,7 +36,7 @@ def _canonical_type(entry: dict) -> str:
     t = entry["type"]
     if t.startswith("tuple"):
         inner = ",".join(_canonical_type(c) for c in entry["components"])
-        return f"({inner}){t[len('tuple'):]}"
+        return f"({inner}){t[len('tuple') :]}"
     return t
 
 
@@ -50,7 +50,11 @@ class ErrorDecoder:
                 continue
             types = [_canonical_type(i) for i in entry["inputs"]]
             selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
-            self._errors[selector] = {"name": entry["name"], "inputs": entry["inputs"], "types": types}
+            self._errors[selector] = {
+                "name": entry["name"],
+                "inputs": entry["inputs"],
+                "types": types,
+            }
 
     def decode(self, data: bytes | str | None) -> DecodedError:
         raw = _to_bytes(data)
@@ -63,7 +67,9 @@ class ErrorDecoder:
             return DecodedError("Error", {"message": message}, hexdata)
         if selector == keccak(text="Panic(uint256)")[:4]:
             (code,) = abi_decode(["uint256"], body)
-            return DecodedError("Panic", {"code": hex(code), "meaning": PANIC_CODES.get(code, "?")}, hexdata)
+            return DecodedError(
+                "Panic", {"code": hex(code), "meaning": PANIC_CODES.get(code, "?")}, hexdata
+            )
         spec = self._errors.get(selector)
         if spec is None:
             return DecodedError("UnknownError", {"selector": "0x" + selector.hex()}, hexdata)

@@ -56,7 +56,7 @@ class Sender:
         """Estimates, signs, sends and waits for `fn` sent by `account`."""
         sender = {"from": account.address}
         try:
-            gas = fn.estimate_gas(sender)
+            gas = fn.estimate_gas(sender, block_identifier="pending")
         except (ContractLogicError, Web3RPCError, ValueError) as exc:
             raise self._fail(function, account, exc) from None
         tx = fn.build_transaction(
