@@ -3,25 +3,31 @@
 Every party signs its own transactions from a local account (`parties_from_mnemonic`). Each
 protocol call returns a `TxResult` with the decoded `Payment` / `DealStateChange` /
 `MediationRequested` events of the transaction, in log order; a revert raises `ChainCallError`
-naming the function, the caller and the decoded custom error. Chain time can be advanced or set.
+naming the function, the caller and the decoded custom error. Chain time can be advanced or set,
+and the chain state snapshotted and restored (anvil).
+
+Hot reads (balances, escrow, per-deal escrow, agreements) use raw `eth_call`s, batched where
+several are needed; `controller`, `storage`, ... are also exposed as web3 contract objects for
+anything else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
-from web3.types import TxReceipt
 
+from bridge.abi import AbiCodec
 from bridge.anvil import DEFAULT_MNEMONIC
 from bridge.artifacts import all_abis, load_artifact
 from bridge.deploy import Deployment
 from bridge.errors import ErrorDecoder
-from bridge.transact import Sender
+from bridge.transact import RpcError, Sender
 from bridge.types import (
     Agreement,
     AgreementState,
@@ -38,9 +44,10 @@ from bridge.types import (
 
 Account.enable_unaudited_hdwallet_features()
 
-PAYMENT_TOPIC = keccak(text="Payment(string,address,uint256,uint8,uint8)")
-DEAL_STATE_CHANGE_TOPIC = keccak(text="DealStateChange(string,uint8)")
-MEDIATION_REQUESTED_TOPIC = keccak(text="MediationRequested(string,address)")
+PAYMENT_TOPIC = "0x" + keccak(text="Payment(string,address,uint256,uint8,uint8)").hex()
+DEAL_STATE_CHANGE_TOPIC = "0x" + keccak(text="DealStateChange(string,uint8)").hex()
+MEDIATION_REQUESTED_TOPIC = "0x" + keccak(text="MediationRequested(string,address)").hex()
+MEDIATION_CONTRACTS = {"v1": "LilypadMediation"}
 
 
 def account_from_mnemonic(index: int, mnemonic: str = DEFAULT_MNEMONIC) -> LocalAccount:
@@ -65,36 +72,41 @@ class LilypadClient:
         self.deployment = deployment
         self.decoder = ErrorDecoder(all_abis())
         self.sender = Sender(w3, self.decoder, labels)
-
-        def contract(name: str, address: str):
-            return w3.eth.contract(address=address, abi=load_artifact(name).abi)
-
-        mediation_name = {"v1": "LilypadMediation"}.get(
-            deployment.mediation_kind, "LilypadMediation"
-        )
-        self.controller = contract("LilypadController", deployment.controller)
-        self.storage = contract("LilypadStorage", deployment.storage)
-        self.payments = contract("LilypadPayments", deployment.payments)
-        self.mediation = contract(mediation_name, deployment.mediation)
-        self.users = contract("LilypadUsers", deployment.users)
-        self.token = contract("LilypadToken", deployment.token)
+        mediation_name = MEDIATION_CONTRACTS.get(deployment.mediation_kind, "LilypadMediation")
+        names = {
+            "controller": ("LilypadController", deployment.controller),
+            "storage": ("LilypadStorage", deployment.storage),
+            "payments": ("LilypadPayments", deployment.payments),
+            "mediation": (mediation_name, deployment.mediation),
+            "users": ("LilypadUsers", deployment.users),
+            "token": ("LilypadToken", deployment.token),
+        }
+        self._codecs: dict[str, AbiCodec] = {}
+        self._addresses: dict[str, str] = {}
+        for key, (contract_name, address) in names.items():
+            abi = load_artifact(contract_name).abi
+            self._codecs[key] = AbiCodec(abi)
+            self._addresses[key] = to_checksum_address(address)
+            setattr(self, key, w3.eth.contract(address=address, abi=abi))
         self._event_sources = {
-            to_checksum_address(deployment.payments): PAYMENT_TOPIC,
-            to_checksum_address(deployment.storage): DEAL_STATE_CHANGE_TOPIC,
-            to_checksum_address(deployment.mediation): MEDIATION_REQUESTED_TOPIC,
+            self._addresses["payments"].lower(): PAYMENT_TOPIC,
+            self._addresses["storage"].lower(): DEAL_STATE_CHANGE_TOPIC,
+            self._addresses["mediation"].lower(): MEDIATION_REQUESTED_TOPIC,
         }
 
     def add_labels(self, labels: Mapping[str, str]) -> None:
         self.sender.labels.update({k.lower(): v for k, v in labels.items()})
 
-    # ----------------------------------------------------------------- protocol calls
+    # ---------------------------------------------------------------- transactions
 
-    def _run(self, account: LocalAccount, fn, function: str) -> TxResult:
-        receipt = self.sender.call(account, fn, function)
+    def transact(self, account: LocalAccount, contract: str, function: str, *args: Any) -> TxResult:
+        """Sends `contract.function(*args)` (contract: "controller", "token", ...) from `account`."""
+        data = self._codecs[contract].encode_call(function, *args)
+        receipt = self.sender.send(account, self._addresses[contract], data, function)
         return self._result(receipt, function, account.address)
 
     def agree(self, account: LocalAccount, terms: DealTerms) -> TxResult:
-        return self._run(account, self.controller.functions.agree(*terms.abi_args()), "agree")
+        return self.transact(account, "controller", "agree", *terms.abi_args())
 
     def add_result(
         self,
@@ -104,103 +116,121 @@ class LilypadClient:
         data_id: str,
         instruction_count: int,
     ) -> TxResult:
-        fn = self.controller.functions.addResult(deal_id, results_id, data_id, instruction_count)
-        return self._run(account, fn, "addResult")
+        args = (deal_id, results_id, data_id, instruction_count)
+        return self.transact(account, "controller", "addResult", *args)
 
     def accept_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        return self._run(account, self.controller.functions.acceptResult(deal_id), "acceptResult")
+        return self.transact(account, "controller", "acceptResult", deal_id)
 
     def check_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        return self._run(account, self.controller.functions.checkResult(deal_id), "checkResult")
+        return self.transact(account, "controller", "checkResult", deal_id)
 
     def timeout_agree(self, account: LocalAccount, deal_id: str) -> TxResult:
-        return self._run(account, self.controller.functions.timeoutAgree(deal_id), "timeoutAgree")
+        return self.transact(account, "controller", "timeoutAgree", deal_id)
 
     def timeout_submit_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        fn = self.controller.functions.timeoutSubmitResult(deal_id)
-        return self._run(account, fn, "timeoutSubmitResult")
+        return self.transact(account, "controller", "timeoutSubmitResult", deal_id)
 
     def timeout_judge_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        fn = self.controller.functions.timeoutJudgeResult(deal_id)
-        return self._run(account, fn, "timeoutJudgeResult")
+        return self.transact(account, "controller", "timeoutJudgeResult", deal_id)
 
     def timeout_mediate_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        fn = self.controller.functions.timeoutMediateResult(deal_id)
-        return self._run(account, fn, "timeoutMediateResult")
+        return self.transact(account, "controller", "timeoutMediateResult", deal_id)
 
     def mediation_accept_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        fn = self.mediation.functions.mediationAcceptResult(deal_id)
-        return self._run(account, fn, "mediationAcceptResult")
+        return self.transact(account, "mediation", "mediationAcceptResult", deal_id)
 
     def mediation_reject_result(self, account: LocalAccount, deal_id: str) -> TxResult:
-        fn = self.mediation.functions.mediationRejectResult(deal_id)
-        return self._run(account, fn, "mediationRejectResult")
-
-    # ---------------------------------------------------------------------- tokens
+        return self.transact(account, "mediation", "mediationRejectResult", deal_id)
 
     def transfer(self, account: LocalAccount, to: str, amount_wei: int) -> TxResult:
-        return self._run(account, self.token.functions.transfer(to, amount_wei), "transfer")
+        return self.transact(account, "token", "transfer", to, amount_wei)
 
     def pay_escrow(self, account: LocalAccount, amount_wei: int) -> TxResult:
-        return self._run(account, self.token.functions.payEscrow(amount_wei), "payEscrow")
+        return self.transact(account, "token", "payEscrow", amount_wei)
 
     def withdraw_escrow(self, account: LocalAccount, amount_wei: int) -> TxResult:
-        fn = self.token.functions.withdrawEscrow(amount_wei)
-        return self._run(account, fn, "withdrawEscrow")
+        return self.transact(account, "token", "withdrawEscrow", amount_wei)
 
     def set_slashing_destination(self, account: LocalAccount, destination: str) -> TxResult:
-        fn = self.payments.functions.setSlashingDestination(destination)
-        return self._run(account, fn, "setSlashingDestination")
+        return self.transact(account, "payments", "setSlashingDestination", destination)
 
     # ------------------------------------------------------------------------ reads
 
+    def view(self, contract: str, function: str, *args: Any) -> tuple:
+        """Calls a view function; returns the decoded outputs as a tuple."""
+        data = self._codecs[contract].encode_call(function, *args)
+        result = self.sender.rpc(
+            "eth_call", [{"to": self._addresses[contract], "data": "0x" + data.hex()}, "latest"]
+        )
+        return self._codecs[contract].decode_output(function, bytes.fromhex(result[2:]))
+
     def balance(self, address: str) -> int:
         """Wallet (ERC-20) balance in base units."""
-        return int(self.token.functions.balanceOf(address).call())
+        return int(self.view("token", "balanceOf", address)[0])
 
     def escrow(self, address: str) -> int:
         """Pooled escrow balance in base units."""
-        return int(self.token.functions.escrowBalanceOf(address).call())
+        return int(self.view("token", "escrowBalanceOf", address)[0])
+
+    def balances(self, addresses: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """(wallet, escrow) of each address, read in one JSON-RPC batch."""
+        addresses = list(addresses)
+        token, codec = self._addresses["token"], self._codecs["token"]
+        requests = []
+        for a in addresses:
+            for fn in ("balanceOf", "escrowBalanceOf"):
+                data = "0x" + codec.encode_call(fn, a).hex()
+                requests.append(("eth_call", [{"to": token, "data": data}, "latest"]))
+        responses = self.w3.provider.make_batch_request(requests)
+        if isinstance(responses, dict):
+            raise RpcError(f"batch eth_call failed: {responses.get('error')}")
+        values = []
+        for r in sorted(responses, key=lambda r: r["id"]):
+            if "error" in r:
+                raise RpcError(f"eth_call failed: {r['error']}")
+            values.append(int(r["result"], 16))
+        return {a: (values[2 * i], values[2 * i + 1]) for i, a in enumerate(addresses)}
 
     def total_supply(self) -> int:
-        return int(self.token.functions.totalSupply().call())
+        return int(self.view("token", "totalSupply")[0])
 
     def deal_escrow(self, deal_id: str) -> tuple[int, int]:
         """(job creator, resource provider) tokens the deal holds in escrow."""
-        jc, rp = self.payments.functions.dealEscrow(deal_id).call()
+        jc, rp = self.view("payments", "dealEscrow", deal_id)
         return int(jc), int(rp)
 
     def agreement(self, deal_id: str) -> Agreement:
-        return Agreement.from_abi(self.storage.functions.getAgreement(deal_id).call())
+        return Agreement.from_abi(self.view("storage", "getAgreement", deal_id)[0])
 
     def state(self, deal_id: str) -> AgreementState:
         return self.agreement(deal_id).state
 
     def deal(self, deal_id: str) -> DealTerms:
-        return DealTerms.from_abi(self.storage.functions.getDeal(deal_id).call())
+        return DealTerms.from_abi(self.view("storage", "getDeal", deal_id)[0])
 
     def result(self, deal_id: str) -> Result:
-        return Result(*self.storage.functions.getResult(deal_id).call())
+        return Result(*self.view("storage", "getResult", deal_id)[0])
 
     def has_deal(self, deal_id: str) -> bool:
-        return bool(self.storage.functions.hasDeal(deal_id).call())
+        return bool(self.view("storage", "hasDeal", deal_id)[0])
 
     def deals_for_party(self, address: str) -> list[str]:
-        return list(self.storage.functions.getDealsForParty(address).call())
+        return list(self.view("storage", "getDealsForParty", address)[0])
 
     def mediator(self, deal_id: str) -> str:
-        return to_checksum_address(self.mediation.functions.getMediator(deal_id).call())
+        return to_checksum_address(self.view("mediation", "getMediator", deal_id)[0])
 
     # ---------------------------------------------------------------------- events
 
-    def events(self, receipt: TxReceipt) -> tuple[ProtocolEvent, ...]:
-        """The protocol events of a receipt, in log order."""
+    def events(self, receipt: dict) -> tuple[ProtocolEvent, ...]:
+        """The protocol events of a raw receipt, in log order."""
         out: list[ProtocolEvent] = []
         for log in receipt["logs"]:
-            topic = self._event_sources.get(to_checksum_address(log["address"]))
-            if topic is None or not log["topics"] or bytes(log["topics"][0]) != topic:
+            topic = self._event_sources.get(log["address"].lower())
+            if topic is None or not log["topics"] or log["topics"][0] != topic:
                 continue
-            data = bytes(log["data"])
+            data = bytes.fromhex(log["data"][2:])
             if topic == PAYMENT_TOPIC:
                 deal_id, payee, amount, reason, direction = abi_decode(
                     ["string", "address", "uint256", "uint8", "uint8"], data
@@ -217,15 +247,15 @@ class LilypadClient:
                 out.append(MediationRequested(deal_id, to_checksum_address(mediator)))
         return tuple(out)
 
-    def _result(self, receipt: TxReceipt, function: str, caller: str) -> TxResult:
-        block = self.w3.eth.get_block(receipt["blockNumber"])
+    def _result(self, receipt: dict, function: str, caller: str) -> TxResult:
+        block = self.sender.rpc("eth_getBlockByNumber", [receipt["blockNumber"], False])
         return TxResult(
             function=function,
             caller=caller,
-            tx_hash=Web3.to_hex(receipt["transactionHash"]),
-            block_number=int(receipt["blockNumber"]),
-            timestamp=int(block["timestamp"]),
-            gas_used=int(receipt["gasUsed"]),
+            tx_hash=receipt["transactionHash"],
+            block_number=int(receipt["blockNumber"], 16),
+            timestamp=int(block["timestamp"], 16),
+            gas_used=int(receipt["gasUsed"], 16),
             events=self.events(receipt),
         )
 
@@ -233,29 +263,23 @@ class LilypadClient:
 
     def now(self) -> int:
         """Timestamp of the latest block."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+        return int(self.sender.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
 
     def set_next_timestamp(self, timestamp: int) -> None:
         """The next mined block (e.g. the next transaction) gets exactly `timestamp`."""
-        self._rpc("evm_setNextBlockTimestamp", [int(timestamp)])
+        self.sender.rpc("evm_setNextBlockTimestamp", [int(timestamp)])
 
     def increase_time(self, seconds: int) -> None:
         """Moves chain time forward by `seconds` and mines a block."""
-        self._rpc("evm_increaseTime", [int(seconds)])
+        self.sender.rpc("evm_increaseTime", [int(seconds)])
         self.mine()
 
     def mine(self) -> None:
-        self._rpc("evm_mine", [])
+        self.sender.rpc("evm_mine", [])
 
     def snapshot(self) -> str:
-        return self._rpc("evm_snapshot", [])
+        return self.sender.rpc("evm_snapshot", [])
 
     def revert(self, snapshot_id: str) -> None:
-        if not self._rpc("evm_revert", [snapshot_id]):
-            raise RuntimeError(f"evm_revert({snapshot_id}) failed")
-
-    def _rpc(self, method: str, params: list):
-        response = self.w3.provider.make_request(method, params)
-        if "error" in response:
-            raise RuntimeError(f"{method} failed: {response['error']}")
-        return response.get("result")
+        if not self.sender.rpc("evm_revert", [snapshot_id]):
+            raise RpcError(f"evm_revert({snapshot_id}) failed")

@@ -15,6 +15,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.utils.address import get_create_address
 
+from bridge.abi import AbiCodec
 from bridge.artifacts import all_abis, load_artifact
 from bridge.errors import ErrorDecoder
 from bridge.transact import Sender
@@ -106,14 +107,15 @@ def deploy(
     block = 0
     for name, contract_name, args in plan:
         artifact = load_artifact(contract_name)
-        factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        receipt = sender.deploy(deployer, factory, args, f"deploy {contract_name}")
-        if receipt["contractAddress"] != at[name]:
+        data = AbiCodec(artifact.abi).encode_constructor(artifact.bytecode, *args)
+        receipt = sender.send(deployer, None, data, f"deploy {contract_name}")
+        deployed = Web3.to_checksum_address(receipt["contractAddress"])
+        if deployed != at[name]:
             raise RuntimeError(
-                f"{contract_name} deployed at {receipt['contractAddress']}, expected {at[name]}: "
+                f"{contract_name} deployed at {deployed}, expected {at[name]}: "
                 "another transaction from the deployer interleaved with the deployment"
             )
-        block = receipt["blockNumber"]
+        block = int(receipt["blockNumber"], 16)
     return Deployment(
         chain_id=w3.eth.chain_id,
         controller=at["controller"],

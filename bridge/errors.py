@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
+from bridge.abi import canonical_type
 from bridge.types import ENUMS
 
 PANIC_CODES = {
@@ -31,15 +32,6 @@ class DecodedError:
         return f"{self.name}({inner})"
 
 
-def _canonical_type(entry: dict) -> str:
-    """ABI type string of one input (tuples expanded)."""
-    t = entry["type"]
-    if t.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in entry["components"])
-        return f"({inner}){t[len('tuple') :]}"
-    return t
-
-
 class ErrorDecoder:
     """Maps 4-byte selectors of the given ABI entries' errors to names and typed arguments."""
 
@@ -48,7 +40,7 @@ class ErrorDecoder:
         for entry in abi_entries:
             if entry.get("type") != "error":
                 continue
-            types = [_canonical_type(i) for i in entry["inputs"]]
+            types = [canonical_type(i) for i in entry["inputs"]]
             selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
             self._errors[selector] = {
                 "name": entry["name"],

@@ -19,12 +19,6 @@ TOKEN = 10**18
 START_TOKENS_WEI = 1_000 * TOKEN  # every party but the owner starts with this
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/chain" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.chain)
-
-
 @pytest.fixture(scope="session")
 def anvil_node() -> Iterator[Anvil]:
     with Anvil() as node:

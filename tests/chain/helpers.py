@@ -36,7 +36,8 @@ def default_terms(addr: dict[str, str], deal_id: str = DEAL_ID, **overrides) -> 
 
 def balances(client: LilypadClient, addr: dict[str, str]) -> dict[str, tuple[int, int]]:
     """(wallet, escrow) of every named party."""
-    return {name: (client.balance(a), client.escrow(a)) for name, a in addr.items()}
+    read = client.balances(addr.values())
+    return {name: read[a] for name, a in addr.items()}
 
 
 def assert_moves(

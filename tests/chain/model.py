@@ -349,7 +349,7 @@ class Model:
     def _withdrawEscrow(self, caller, now, amount) -> list:
         if self.free.get(caller, 0) < amount:
             raise Rejected("InsufficientFreeEscrow")
-        self.free[caller] -= amount
+        self.free[caller] = self.free.get(caller, 0) - amount
         self.wallet[caller] = self.wallet.get(caller, 0) + amount
         return []
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from bridge.types import Agreement
 from bridge.types import AgreementState as S
 from tests.chain.helpers import (
@@ -23,6 +25,8 @@ from tests.chain.model import choose_mediator
 
 D = DEAL_ID
 T_ = TOKEN
+
+pytestmark = pytest.mark.chain
 
 
 def agreed_deal(client, parties, addr, terms, t0: int):
@@ -99,11 +103,11 @@ def test_happy_path(client, parties, addr):
         "data-cid",
         1,
     )
-    assert client.storage.functions.getJobCost(D).call() == 1 * T_
-    assert client.storage.functions.getResultsCollateral(D).call() == 2 * T_
+    assert client.view("storage", "getJobCost", D)[0] == 1 * T_
+    assert client.view("storage", "getResultsCollateral", D)[0] == 2 * T_
     assert client.has_deal(D) and not client.has_deal("unknown")
-    assert client.storage.functions.isState(D, int(S.ResultsAccepted)).call()
-    assert client.storage.functions.isState("unknown", 0).call()  # unknown reads as state 0
+    assert client.view("storage", "isState", D, int(S.ResultsAccepted))[0]
+    assert client.view("storage", "isState", "unknown", 0)[0]  # unknown reads as state 0
     assert client.deals_for_party(jc) == [D] and client.deals_for_party(rp) == [D]
     assert client.deals_for_party(addr["solver"]) == []
 
@@ -431,11 +435,11 @@ def test_free_escrow_is_kept_apart_from_deals(client, parties, addr):
     terms = default_terms(addr)
     client.agree(jc, terms)  # deposits come from the wallet, not the free escrow
     assert client.escrow(addr["jc"]) == 8 * T_
-    assert client.token.functions.freeEscrowBalanceOf(addr["jc"]).call() == 5 * T_
+    assert client.view("token", "freeEscrowBalanceOf", addr["jc"])[0] == 5 * T_
     expect_revert("InsufficientFreeEscrow", client.withdraw_escrow, jc, 6 * T_)
     client.withdraw_escrow(jc, 5 * T_)
     assert client.escrow(addr["jc"]) == 3 * T_
-    assert client.token.functions.totalEscrow().call() == 3 * T_
+    assert client.view("token", "totalEscrow")[0] == 3 * T_
 
 
 def test_slashing_destination_is_owner_settable(client, parties, addr):
@@ -448,7 +452,7 @@ def test_slashing_destination_is_owner_settable(client, parties, addr):
         client.set_slashing_destination, parties["owner"], "0x" + "00" * 20,
     )  # fmt: skip
     client.set_slashing_destination(parties["owner"], addr["treasury"])
-    assert client.payments.functions.slashingDestination().call() == addr["treasury"]
+    assert client.view("payments", "slashingDestination")[0] == addr["treasury"]
     terms = default_terms(addr, submit_results_timeout_s=5)
     t0 = client.now() + 100
     b0 = balances(client, addr)

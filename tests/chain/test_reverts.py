@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.errors import ChainCallError
 from bridge.types import AgreementState as S
 from bridge.types import ServiceType
 from tests.chain.helpers import DEAL_ID, TOKEN, balances, default_terms, expect_revert
@@ -14,6 +13,8 @@ from tests.chain.model import choose_mediator
 
 D = DEAL_ID
 ZERO = "0x" + "00" * 20
+
+pytestmark = pytest.mark.chain
 
 
 @pytest.fixture
@@ -250,10 +251,11 @@ def test_no_mediator_before_the_check(client, parties, addr, submitted):
 def test_controller_mediation_callbacks_are_for_the_mediation_contract(
     client, parties, addr, checked
 ):
-    fn = client.controller.functions.mediationAcceptResult(D, [checked])
-    with pytest.raises(ChainCallError) as info:
-        client.sender.call(parties[{addr[n]: n for n in ("m1", "m2", "m3")}[checked]], fn, "x")
-    assert info.value.error_name == "NotMediationContract"
+    mediator = parties[{addr[n]: n for n in ("m1", "m2", "m3")}[checked]]
+    expect_revert(
+        "NotMediationContract",
+        client.transact, mediator, "controller", "mediationAcceptResult", D, [checked],
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------- access control
@@ -263,22 +265,18 @@ def test_internal_contracts_only_answer_their_callers(client, parties, addr):
     outsider = parties["outsider"]
     money = (addr["jc"], addr["rp"], 1, 1, 1, 1, 1, 1)
     calls = [
-        (client.storage.functions.announceState(D), "NotController"),
-        (client.storage.functions.closeDeal(D, 3), "NotController"),
-        (
-            client.storage.functions.createDeal(D, b"", addr["jc"], addr["rp"], True),
-            "NotController",
-        ),
-        (client.payments.functions.acceptResult(D, money), "NotController"),
-        (client.payments.functions.agreeJobCreator(D, money), "NotController"),
-        (client.token.functions.escrowDeposit(addr["jc"], 1), "NotPayments"),
-        (client.token.functions.escrowRelease(addr["jc"], addr["outsider"], 1), "NotPayments"),
-        (client.mediation.functions.requestMediation(D, [addr["m1"]]), "NotController"),
+        ("storage", "announceState", (D,), "NotController"),
+        ("storage", "closeDeal", (D, 3), "NotController"),
+        ("storage", "createDeal", (D, b"", addr["jc"], addr["rp"], True), "NotController"),
+        ("storage", "recordResult", (D, b""), "NotController"),
+        ("payments", "acceptResult", (D, money), "NotController"),
+        ("payments", "agreeJobCreator", (D, money), "NotController"),
+        ("token", "escrowDeposit", (addr["jc"], 1), "NotPayments"),
+        ("token", "escrowRelease", (addr["jc"], addr["outsider"], 1), "NotPayments"),
+        ("mediation", "requestMediation", (D, [addr["m1"]]), "NotController"),
     ]
-    for fn, error in calls:
-        with pytest.raises(ChainCallError) as info:
-            client.sender.call(outsider, fn, fn.fn_name)
-        assert info.value.error_name == error, str(info.value)
+    for contract, function, args, error in calls:
+        expect_revert(error, client.transact, outsider, contract, function, *args)
 
 
 def test_plain_transfers_to_the_token_contract_are_refused(client, parties, addr):
