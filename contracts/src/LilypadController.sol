@@ -123,7 +123,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         bytes memory result = DealCodec.encodeResult(dealId, resultsId, dataId, instructionCount);
         d.instructionCount = instructionCount;
         DealMoney memory money = _money(d);
-        _storage.recordResult(dealId, result);
+        _storage.recordResult(dealId, result, instructionCount);
         _payments.addResult(dealId, money);
         _storage.announceState(dealId);
     }

@@ -2,17 +2,20 @@
 pragma solidity ^0.8.28;
 
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {
-    AgreementState, Deal, Agreement, Result, DealCore
-} from "./LilypadTypes.sol";
+import {AgreementState, Deal, Agreement, Result, DealCore} from "./LilypadTypes.sol";
 import {ILilypadStorage} from "./interfaces/ILilypadStorage.sol";
 import {BlobStore} from "./libraries/BlobStore.sol";
 import {DealCodec} from "./libraries/DealCodec.sol";
 
 /// @title LilypadStorage
-/// @notice Owns the deals, agreements and results of the protocol. The immutable deal terms and
-/// result strings live in write-once blobs (see `BlobStore`, `DealCodec`); the mutable agreement
-/// is two packed slots per deal, keyed by `keccak256(bytes(dealId))`. Only the controller writes.
+/// @notice Owns the deals, agreements and results of the protocol. Per deal (keyed by
+/// `keccak256(bytes(dealId))`):
+/// - the immutable terms: a write-once blob (`DealCodec` layout) at an address derived from the
+///   key (`BlobStore`), written by the first `agree`;
+/// - the result strings: a second blob, at an address derived from the key, written by
+///   `addResult`;
+/// - everything mutable (state, who agreed, timestamps, instruction count): one storage slot.
+/// Only the controller writes.
 contract LilypadStorage is ILilypadStorage {
     using SafeCast for uint256;
 
@@ -22,34 +25,29 @@ contract LilypadStorage is ILilypadStorage {
     error DealAlreadyExists(string dealId);
     /// @dev A controller mutator for a deal that is not stored.
     error DealNotFound(string dealId);
+    /// @dev A call that matches no function (the fallback only serves blob writes in progress).
+    error UnknownFunction(bytes4 selector);
 
-    /// @dev `agreedBy` bits.
+    /// @dev `agreedBy` bits (a stored deal always has at least one party bit set).
     uint8 private constant RESOURCE_PROVIDER_AGREED = 1;
     uint8 private constant JOB_CREATOR_AGREED = 2;
     uint8 private constant RESOURCE_PROVIDER_FIRST = 4;
 
-    /// @dev One slot: blob pointer (160) + state (8) + agreedBy (8) + createdAt (40) + agreedAfter (32).
+    /// @dev One slot (248 bits). Times are offsets in seconds from `createdAt`.
     struct DealRecord {
-        address terms;
         AgreementState state;
         uint8 agreedBy;
-        uint40 createdAt;
+        uint40 createdAt; // dealCreatedAt (first agree)
         uint32 agreedAfter; // dealAgreedAt - dealCreatedAt
-    }
-
-    /// @dev One slot: result blob pointer (160) + three offsets from dealCreatedAt (3 x 32).
-    /// Written when the result is submitted, or when the deal ends before that.
-    struct ResultRecord {
-        address result;
-        uint32 submittedAfter;
-        uint32 checkedAfter;
-        uint32 closedAfter; // time of the terminal transition
+        uint32 submittedAfter; // resultsSubmittedAt - dealCreatedAt
+        uint32 checkedAfter; // resultsCheckedAt - dealCreatedAt
+        uint32 closedAfter; // time of the terminal transition - dealCreatedAt
+        uint64 instructionCount; // n of the result
     }
 
     address private immutable _controller;
     mapping(bytes32 key => DealRecord) private _deals;
-    mapping(bytes32 key => ResultRecord) private _results;
-    /// @dev Head of each party's list of deals (a deal blob pointer; each blob links back).
+    /// @dev Head of each party's list of deals (a terms blob pointer; each blob links back).
     mapping(address party => address) private _lastDealOf;
 
     modifier onlyController() {
@@ -59,6 +57,12 @@ contract LilypadStorage is ILilypadStorage {
 
     constructor(address controller) {
         _controller = controller;
+    }
+
+    /// @dev Serves the blob being written to its loader (see `BlobStore`); reverts otherwise.
+    fallback() external {
+        BlobStore.serveStaged();
+        revert UnknownFunction(msg.sig);
     }
 
     // ================================================================ controller
@@ -72,20 +76,23 @@ contract LilypadStorage is ILilypadStorage {
         bool byResourceProvider
     ) external onlyController {
         bytes32 key = _key(dealId);
-        if (_deals[key].terms != address(0)) revert DealAlreadyExists(dealId);
+        if (_deals[key].agreedBy != 0) revert DealAlreadyExists(dealId);
         address pointer = BlobStore.write(
-            abi.encodePacked(_lastDealOf[jobCreator], _lastDealOf[resourceProvider], terms)
+            key, abi.encodePacked(_lastDealOf[jobCreator], _lastDealOf[resourceProvider], terms)
         );
         _lastDealOf[jobCreator] = pointer;
         _lastDealOf[resourceProvider] = pointer;
         _deals[key] = DealRecord({
-            terms: pointer,
             state: AgreementState.DealNegotiating,
             agreedBy: byResourceProvider
                 ? RESOURCE_PROVIDER_AGREED | RESOURCE_PROVIDER_FIRST
                 : JOB_CREATOR_AGREED,
             createdAt: block.timestamp.toUint40(),
-            agreedAfter: 0
+            agreedAfter: 0,
+            submittedAfter: 0,
+            checkedAfter: 0,
+            closedAfter: 0,
+            instructionCount: 0
         });
         emit DealStateChange(dealId, AgreementState.DealNegotiating);
     }
@@ -102,35 +109,31 @@ contract LilypadStorage is ILilypadStorage {
     }
 
     /// @inheritdoc ILilypadStorage
-    function recordResult(string calldata dealId, bytes calldata result) external onlyController {
+    function recordResult(string calldata dealId, bytes calldata result, uint256 instructionCount)
+        external
+        onlyController
+    {
         bytes32 key = _key(dealId);
         DealRecord storage record = _deals[key];
-        if (record.terms == address(0)) revert DealNotFound(dealId);
+        if (record.agreedBy == 0) revert DealNotFound(dealId);
+        BlobStore.write(_resultSalt(key), result);
         record.state = AgreementState.ResultsSubmitted;
-        _results[key] = ResultRecord({
-            result: BlobStore.write(result),
-            submittedAfter: _sinceCreation(record),
-            checkedAfter: 0,
-            closedAfter: 0
-        });
+        record.submittedAfter = _sinceCreation(record);
+        record.instructionCount = instructionCount.toUint64();
     }
 
     /// @inheritdoc ILilypadStorage
     function recordCheck(string calldata dealId) external onlyController {
-        bytes32 key = _key(dealId);
-        DealRecord storage record = _deals[key];
-        if (record.terms == address(0)) revert DealNotFound(dealId);
+        DealRecord storage record = _existing(dealId);
         record.state = AgreementState.ResultsChecked;
-        _results[key].checkedAfter = _sinceCreation(record);
+        record.checkedAfter = _sinceCreation(record);
     }
 
     /// @inheritdoc ILilypadStorage
     function closeDeal(string calldata dealId, AgreementState terminal) external onlyController {
-        bytes32 key = _key(dealId);
-        DealRecord storage record = _deals[key];
-        if (record.terms == address(0)) revert DealNotFound(dealId);
+        DealRecord storage record = _existing(dealId);
         record.state = terminal;
-        _results[key].closedAfter = _sinceCreation(record);
+        record.closedAfter = _sinceCreation(record);
     }
 
     /// @inheritdoc ILilypadStorage
@@ -150,20 +153,17 @@ contract LilypadStorage is ILilypadStorage {
     function loadCore(string calldata dealId) external view returns (DealCore memory core) {
         bytes32 key = _key(dealId);
         DealRecord memory record = _deals[key];
-        if (record.terms == address(0)) return core;
-        ResultRecord memory result = _results[key];
+        if (record.agreedBy == 0) return core;
+        uint256 created = record.createdAt;
         core.state = record.state;
         core.resourceProviderAgreed = record.agreedBy & RESOURCE_PROVIDER_AGREED != 0;
         core.jobCreatorAgreed = record.agreedBy & JOB_CREATOR_AGREED != 0;
-        core.dealCreatedAt = record.createdAt;
-        core.dealAgreedAt = uint256(record.createdAt) + record.agreedAfter;
-        core.resultsSubmittedAt = uint256(record.createdAt) + result.submittedAfter;
-        core.resultsCheckedAt = uint256(record.createdAt) + result.checkedAfter;
-        DealCodec.decodeCore(BlobStore.read(record.terms), core);
-        if (result.result != address(0)) {
-            core.instructionCount =
-                DealCodec.decodeInstructionCount(BlobStore.read(result.result, 0, 8));
-        }
+        core.dealCreatedAt = created;
+        core.dealAgreedAt = created + record.agreedAfter;
+        core.resultsSubmittedAt = created + record.submittedAfter;
+        core.resultsCheckedAt = created + record.checkedAfter;
+        core.instructionCount = record.instructionCount;
+        DealCodec.decodeCore(BlobStore.read(_termsPointer(key)), core);
     }
 
     /// @inheritdoc ILilypadStorage
@@ -178,14 +178,15 @@ contract LilypadStorage is ILilypadStorage {
             bytes32 termsHash
         )
     {
-        DealRecord memory record = _deals[_key(dealId)];
-        if (record.terms == address(0)) return (false, state, false, false, 0);
+        bytes32 key = _key(dealId);
+        DealRecord memory record = _deals[key];
+        if (record.agreedBy == 0) return (false, state, false, false, 0);
         return (
             true,
             record.state,
             record.agreedBy & RESOURCE_PROVIDER_AGREED != 0,
             record.agreedBy & JOB_CREATOR_AGREED != 0,
-            DealCodec.termsHash(BlobStore.read(record.terms))
+            DealCodec.termsHash(BlobStore.read(_termsPointer(key)))
         );
     }
 
@@ -197,44 +198,40 @@ contract LilypadStorage is ILilypadStorage {
     {
         bytes32 key = _key(dealId);
         DealRecord memory record = _deals[key];
-        if (record.terms == address(0)) return (false, 0, mediators);
+        if (record.agreedBy == 0) return (false, 0, mediators);
         checked = _isChecked(record.state);
-        if (checked) resultsCheckedAt = uint256(record.createdAt) + _results[key].checkedAfter;
-        mediators = DealCodec.decodeMediators(BlobStore.read(record.terms));
+        if (checked) resultsCheckedAt = uint256(record.createdAt) + record.checkedAfter;
+        mediators = DealCodec.decodeMediators(BlobStore.read(_termsPointer(key)));
     }
 
     // ========================================================= views of spec §5
 
     /// @inheritdoc ILilypadStorage
     function getDeal(string calldata dealId) external view returns (Deal memory deal) {
-        address pointer = _deals[_key(dealId)].terms;
-        if (pointer != address(0)) deal = DealCodec.decodeDeal(BlobStore.read(pointer));
+        bytes32 key = _key(dealId);
+        if (_deals[key].agreedBy != 0) {
+            deal = DealCodec.decodeDeal(BlobStore.read(_termsPointer(key)));
+        }
     }
 
     /// @inheritdoc ILilypadStorage
     function getAgreement(string calldata dealId) external view returns (Agreement memory a) {
-        bytes32 key = _key(dealId);
-        DealRecord memory record = _deals[key];
-        if (record.terms == address(0)) return a;
-        ResultRecord memory result = _results[key];
+        DealRecord memory record = _deals[_key(dealId)];
+        if (record.agreedBy == 0) return a;
         uint256 created = record.createdAt;
         uint256 agreedAt = created + record.agreedAfter;
-        bool bothAgreed = record.agreedBy & (RESOURCE_PROVIDER_AGREED | JOB_CREATOR_AGREED)
-            == (RESOURCE_PROVIDER_AGREED | JOB_CREATOR_AGREED);
-        bool rpFirst = record.agreedBy & RESOURCE_PROVIDER_FIRST != 0;
-        a.state = record.state;
-        a.dealCreatedAt = created;
-        if (record.agreedBy & RESOURCE_PROVIDER_AGREED != 0) {
-            a.resourceProviderAgreedAt = rpFirst ? created : agreedAt;
-        }
-        if (record.agreedBy & JOB_CREATOR_AGREED != 0) {
-            a.jobCreatorAgreedAt = rpFirst ? agreedAt : created;
-        }
-        if (bothAgreed) a.dealAgreedAt = agreedAt;
-        if (result.result != address(0)) a.resultsSubmittedAt = created + result.submittedAfter;
-        if (_isChecked(record.state)) a.resultsCheckedAt = created + result.checkedAfter;
-        uint256 closedAt = created + result.closedAfter;
         AgreementState s = record.state;
+        bool rpFirst = record.agreedBy & RESOURCE_PROVIDER_FIRST != 0;
+        bool rpAgreed = record.agreedBy & RESOURCE_PROVIDER_AGREED != 0;
+        bool jcAgreed = record.agreedBy & JOB_CREATOR_AGREED != 0;
+        a.state = s;
+        a.dealCreatedAt = created;
+        if (rpAgreed) a.resourceProviderAgreedAt = rpFirst ? created : agreedAt;
+        if (jcAgreed) a.jobCreatorAgreedAt = rpFirst ? agreedAt : created;
+        if (rpAgreed && jcAgreed) a.dealAgreedAt = agreedAt;
+        if (_isSubmitted(s)) a.resultsSubmittedAt = created + record.submittedAfter;
+        if (_isChecked(s)) a.resultsCheckedAt = created + record.checkedAfter;
+        uint256 closedAt = created + record.closedAfter;
         if (s == AgreementState.ResultsAccepted) a.resultsAcceptedAt = closedAt;
         else if (s == AgreementState.MediationAccepted) a.mediationAcceptedAt = closedAt;
         else if (s == AgreementState.MediationRejected) a.mediationRejectedAt = closedAt;
@@ -246,20 +243,25 @@ contract LilypadStorage is ILilypadStorage {
 
     /// @inheritdoc ILilypadStorage
     function getResult(string calldata dealId) external view returns (Result memory result) {
-        address pointer = _results[_key(dealId)].result;
-        if (pointer != address(0)) result = DealCodec.decodeResult(BlobStore.read(pointer), dealId);
+        bytes32 key = _key(dealId);
+        DealRecord memory record = _deals[key];
+        if (_isSubmitted(record.state)) {
+            result = DealCodec.decodeResult(
+                BlobStore.read(BlobStore.pointerOf(address(this), _resultSalt(key))),
+                dealId,
+                record.instructionCount
+            );
+        }
     }
 
     /// @inheritdoc ILilypadStorage
     function getJobCost(string calldata dealId) public view returns (uint256) {
         bytes32 key = _key(dealId);
-        address resultPointer = _results[key].result;
-        if (resultPointer == address(0)) return 0;
-        bytes memory terms = BlobStore.read(_deals[key].terms);
+        DealRecord memory record = _deals[key];
+        if (!_isSubmitted(record.state)) return 0;
         DealCore memory core;
-        DealCodec.decodeCore(terms, core);
-        uint256 count = DealCodec.decodeInstructionCount(BlobStore.read(resultPointer, 0, 8));
-        return core.instructionPrice * count;
+        DealCodec.decodeCore(BlobStore.read(_termsPointer(key)), core);
+        return core.instructionPrice * record.instructionCount;
     }
 
     /// @inheritdoc ILilypadStorage
@@ -267,13 +269,13 @@ contract LilypadStorage is ILilypadStorage {
         uint256 cost = getJobCost(dealId);
         if (cost == 0) return 0;
         DealCore memory core;
-        DealCodec.decodeCore(BlobStore.read(_deals[_key(dealId)].terms), core);
+        DealCodec.decodeCore(BlobStore.read(_termsPointer(_key(dealId))), core);
         return core.resultsCollateralMultiple * cost;
     }
 
     /// @inheritdoc ILilypadStorage
     function hasDeal(string calldata dealId) external view returns (bool) {
-        return _deals[_key(dealId)].terms != address(0);
+        return _deals[_key(dealId)].agreedBy != 0;
     }
 
     /// @inheritdoc ILilypadStorage
@@ -306,15 +308,30 @@ contract LilypadStorage is ILilypadStorage {
         return keccak256(bytes(dealId));
     }
 
+    function _termsPointer(bytes32 key) private view returns (address) {
+        return BlobStore.pointerOf(address(this), key);
+    }
+
+    function _resultSalt(bytes32 key) private pure returns (bytes32) {
+        return keccak256(abi.encodePacked(key, "result"));
+    }
+
     function _existing(string calldata dealId) private view returns (DealRecord storage record) {
         record = _deals[_key(dealId)];
-        if (record.terms == address(0)) revert DealNotFound(dealId);
+        if (record.agreedBy == 0) revert DealNotFound(dealId);
     }
 
     function _sinceCreation(DealRecord storage record) private view returns (uint32) {
         return (block.timestamp - record.createdAt).toUint32();
     }
 
+    /// @dev States reached through `addResult`.
+    function _isSubmitted(AgreementState s) private pure returns (bool) {
+        return s == AgreementState.ResultsSubmitted || s == AgreementState.ResultsAccepted
+            || s == AgreementState.TimeoutJudgeResults || _isChecked(s);
+    }
+
+    /// @dev States reached through `checkResult`.
     function _isChecked(AgreementState s) private pure returns (bool) {
         return s == AgreementState.ResultsChecked || s == AgreementState.MediationAccepted
             || s == AgreementState.MediationRejected || s == AgreementState.TimeoutMediateResults;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.errors import ChainCallError
 from bridge.types import AgreementState as S
 from bridge.types import ServiceType
 from tests.chain.helpers import DEAL_ID, TOKEN, balances, default_terms, expect_revert
@@ -268,7 +269,7 @@ def test_internal_contracts_only_answer_their_callers(client, parties, addr):
         ("storage", "announceState", (D,), "NotController"),
         ("storage", "closeDeal", (D, 3), "NotController"),
         ("storage", "createDeal", (D, b"", addr["jc"], addr["rp"], True), "NotController"),
-        ("storage", "recordResult", (D, b""), "NotController"),
+        ("storage", "recordResult", (D, b"", 1), "NotController"),
         ("payments", "acceptResult", (D, money), "NotController"),
         ("payments", "agreeJobCreator", (D, money), "NotController"),
         ("token", "escrowDeposit", (addr["jc"], 1), "NotPayments"),
@@ -277,6 +278,13 @@ def test_internal_contracts_only_answer_their_callers(client, parties, addr):
     ]
     for contract, function, args, error in calls:
         expect_revert(error, client.transact, outsider, contract, function, *args)
+
+
+def test_storage_fallback_only_serves_blob_writes_in_progress(client, parties, addr):
+    for data in (b"", b"\x12\x34\x56\x78"):
+        with pytest.raises(ChainCallError) as info:
+            client.sender.send(parties["outsider"], client.storage.address, data, "fallback")
+        assert info.value.error_name == "UnknownFunction"
 
 
 def test_plain_transfers_to_the_token_contract_are_refused(client, parties, addr):

@@ -47,7 +47,8 @@ interface ILilypadStorage {
         bool byResourceProvider
     ) external;
     function completeAgreement(string calldata dealId, bool byResourceProvider) external;
-    function recordResult(string calldata dealId, bytes calldata result) external;
+    function recordResult(string calldata dealId, bytes calldata result, uint256 instructionCount)
+        external;
     function recordCheck(string calldata dealId) external;
     function closeDeal(string calldata dealId, AgreementState terminal) external;
     function announceState(string calldata dealId) external;

@@ -26,7 +26,8 @@ import {BlobStore} from "./BlobStore.sol";
 /// The deal blob is `prevDealOfJobCreator (20) ++ prevDealOfResourceProvider (20) ++ terms`: the two
 /// links chain each party's deals for `getDealsForParty`.
 ///
-/// Result blob: `instructionCount (8, uint64) ++ len(resultsId) (2) ++ resultsId ++ dataId`.
+/// Result blob: `len(resultsId) (2) ++ resultsId ++ dataId` (the instruction count, a uint64, is
+/// kept in the deal's record).
 ///
 /// Values wider than their packed field are rejected (`ValueTooLarge`) instead of truncated, so a
 /// stored deal always reads back exactly as agreed.
@@ -168,7 +169,8 @@ library DealCodec {
 
     // ----------------------------------------------------------------- result
 
-    /// @notice Packs a result; rejects an instruction count wider than 64 bits.
+    /// @notice Packs the strings of a result; rejects an instruction count wider than 64 bits
+    /// (the count itself is kept in the deal's record).
     function encodeResult(
         string calldata dealId,
         string calldata resultsId,
@@ -178,25 +180,20 @@ library DealCodec {
         if (instructionCount > MAX_UINT64) revert ValueTooLarge(dealId, instructionCount, MAX_UINT64);
         uint256 idLength = bytes(resultsId).length;
         if (idLength > type(uint16).max) revert ValueTooLarge(dealId, idLength, type(uint16).max);
-        return abi.encodePacked(uint64(instructionCount), uint16(idLength), resultsId, dataId);
-    }
-
-    /// @notice The instruction count of a result blob.
-    function decodeInstructionCount(bytes memory blob) internal pure returns (uint256) {
-        return BlobStore.wordAt(blob, 0) >> 192;
+        return abi.encodePacked(uint16(idLength), resultsId, dataId);
     }
 
     /// @notice The full `Result` struct of a result blob.
-    function decodeResult(bytes memory blob, string calldata dealId)
+    function decodeResult(bytes memory blob, string calldata dealId, uint256 instructionCount)
         internal
         pure
         returns (Result memory result)
     {
-        uint256 idLength = BlobStore.wordAt(blob, 8) >> 240;
+        uint256 idLength = BlobStore.wordAt(blob, 0) >> 240;
         result.dealId = dealId;
-        result.instructionCount = BlobStore.wordAt(blob, 0) >> 192;
-        result.resultsId = string(BlobStore.slice(blob, 10, idLength));
-        result.dataId = string(BlobStore.slice(blob, 10 + idLength, blob.length - 10 - idLength));
+        result.instructionCount = instructionCount;
+        result.resultsId = string(BlobStore.slice(blob, 2, idLength));
+        result.dataId = string(BlobStore.slice(blob, 2 + idLength, blob.length - 2 - idLength));
     }
 
     // ---------------------------------------------------------------- private
