@@ -46,7 +46,8 @@ class AbiCodec:
         """Decoded outputs, addresses checksummed."""
         values = abi_decode(self._functions[name][2], data)
         return tuple(
-            _checksum(entry, value) for entry, value in zip(self._outputs[name], values, strict=True)
+            _checksum(entry, value)
+            for entry, value in zip(self._outputs[name], values, strict=True)
         )
 
     def encode_constructor(self, bytecode: str, *args: Any) -> bytes:

@@ -25,7 +25,7 @@ from web3 import Web3
 from bridge.abi import AbiCodec
 from bridge.anvil import DEFAULT_MNEMONIC
 from bridge.artifacts import all_abis, load_artifact
-from bridge.deploy import Deployment
+from bridge.deploy import MEDIATION_CONTRACTS, Deployment
 from bridge.errors import ErrorDecoder
 from bridge.transact import RpcError, Sender
 from bridge.types import (
@@ -33,12 +33,14 @@ from bridge.types import (
     AgreementState,
     DealStateChange,
     DealTerms,
+    JackpotPaid,
     MediationRequested,
     Payment,
     PaymentDirection,
     PaymentReason,
     ProtocolEvent,
     Result,
+    TaxCollected,
     TxResult,
 )
 
@@ -47,7 +49,8 @@ Account.enable_unaudited_hdwallet_features()
 PAYMENT_TOPIC = "0x" + keccak(text="Payment(string,address,uint256,uint8,uint8)").hex()
 DEAL_STATE_CHANGE_TOPIC = "0x" + keccak(text="DealStateChange(string,uint8)").hex()
 MEDIATION_REQUESTED_TOPIC = "0x" + keccak(text="MediationRequested(string,address)").hex()
-MEDIATION_CONTRACTS = {"v1": "LilypadMediation"}
+TAX_COLLECTED_TOPIC = "0x" + keccak(text="TaxCollected(string,address,uint256)").hex()
+JACKPOT_PAID_TOPIC = "0x" + keccak(text="JackpotPaid(string,address,uint256)").hex()
 
 
 def account_from_mnemonic(index: int, mnemonic: str = DEFAULT_MNEMONIC) -> LocalAccount:
@@ -81,6 +84,8 @@ class LilypadClient:
             "users": ("LilypadUsers", deployment.users),
             "token": ("LilypadToken", deployment.token),
         }
+        if deployment.jackpot:
+            names["jackpot"] = ("LilypadJackpot", deployment.jackpot)
         self._codecs: dict[str, AbiCodec] = {}
         self._addresses: dict[str, str] = {}
         for key, (contract_name, address) in names.items():
@@ -88,11 +93,17 @@ class LilypadClient:
             self._codecs[key] = AbiCodec(abi)
             self._addresses[key] = to_checksum_address(address)
             setattr(self, key, w3.eth.contract(address=address, abi=abi))
-        self._event_sources = {
-            self._addresses["payments"].lower(): PAYMENT_TOPIC,
-            self._addresses["storage"].lower(): DEAL_STATE_CHANGE_TOPIC,
-            self._addresses["mediation"].lower(): MEDIATION_REQUESTED_TOPIC,
+        # Which protocol events each contract emits (topic0 -> decoder), in log order.
+        self._event_sources: dict[str, set[str]] = {
+            self._addresses["payments"].lower(): {PAYMENT_TOPIC},
+            self._addresses["storage"].lower(): {DEAL_STATE_CHANGE_TOPIC},
+            self._addresses["mediation"].lower(): {MEDIATION_REQUESTED_TOPIC},
         }
+        if deployment.jackpot:
+            self._event_sources[self._addresses["jackpot"].lower()] = {
+                TAX_COLLECTED_TOPIC,
+                JACKPOT_PAID_TOPIC,
+            }
 
     def add_labels(self, labels: Mapping[str, str]) -> None:
         self.sender.labels.update({k.lower(): v for k, v in labels.items()})
@@ -221,15 +232,20 @@ class LilypadClient:
     def mediator(self, deal_id: str) -> str:
         return to_checksum_address(self.view("mediation", "getMediator", deal_id)[0])
 
+    def jackpot_balance(self) -> int:
+        """Tokens in the tax / jackpot pool (0 without a pool)."""
+        return self.balance(self.deployment.jackpot) if self.deployment.jackpot else 0
+
     # ---------------------------------------------------------------------- events
 
     def events(self, receipt: dict) -> tuple[ProtocolEvent, ...]:
         """The protocol events of a raw receipt, in log order."""
         out: list[ProtocolEvent] = []
         for log in receipt["logs"]:
-            topic = self._event_sources.get(log["address"].lower())
-            if topic is None or not log["topics"] or log["topics"][0] != topic:
+            topics = self._event_sources.get(log["address"].lower(), ())
+            if not log["topics"] or log["topics"][0] not in topics:
                 continue
+            topic = log["topics"][0]
             data = bytes.fromhex(log["data"][2:])
             if topic == PAYMENT_TOPIC:
                 deal_id, payee, amount, reason, direction = abi_decode(
@@ -242,6 +258,10 @@ class LilypadClient:
             elif topic == DEAL_STATE_CHANGE_TOPIC:
                 deal_id, state = abi_decode(["string", "uint8"], data)
                 out.append(DealStateChange(deal_id, AgreementState(state)))
+            elif topic in (TAX_COLLECTED_TOPIC, JACKPOT_PAID_TOPIC):
+                deal_id, who, amount = abi_decode(["string", "address", "uint256"], data)
+                kind = TaxCollected if topic == TAX_COLLECTED_TOPIC else JackpotPaid
+                out.append(kind(deal_id, to_checksum_address(who), amount))
             else:
                 deal_id, mediator = abi_decode(["string", "address"], data)
                 out.append(MediationRequested(deal_id, to_checksum_address(mediator)))

@@ -23,7 +23,19 @@ from bridge.transact import Sender
 TOKEN_NAME = "Lilypad"
 TOKEN_SYMBOL = "LP"
 DEFAULT_INITIAL_SUPPLY_WEI = 10**9 * 10**18  # 1e9 whole tokens
-MEDIATION_KINDS = ("v1",)
+MEDIATION_KINDS = ("v1", "consortium")
+MEDIATION_CONTRACTS = {"v1": "LilypadMediation", "consortium": "LilypadMediationConsortium"}
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class JackpotOptions:
+    """Rates of the optional tax / jackpot pool (exact fractions, see docs/contracts.md)."""
+
+    tax_numerator: int = 0  # tax = floor(job payment * tax_numerator / tax_denominator)
+    tax_denominator: int = 1
+    payout_numerator: int = 1  # payout = floor(pool * payout_numerator / payout_denominator)
+    payout_denominator: int = 3
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class Deployment:
     mediation_kind: str = "v1"
     deployer: str = ""
     block_number: int = 0
+    jackpot: str = ""  # the tax / jackpot pool ("" = none)
+    consortium_threshold: int = 0  # k of the k-of-n consortium mediation (0 = v1 mediation)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,36 +88,57 @@ def deploy(
     slashing_destination: str | None = None,
     initial_supply_wei: int = DEFAULT_INITIAL_SUPPLY_WEI,
     mediation_kind: str = "v1",
+    consortium_threshold: int = 2,
+    jackpot: JackpotOptions | None = None,
 ) -> Deployment:
-    """Deploys Token, Storage, Payments, Mediation, Users and Controller from `deployer`.
+    """Deploys Token, Storage, Payments, Mediation, Users, Controller (and the optional jackpot
+    pool) from `deployer`.
 
     Args:
-        owner: owner of the payments contract (sets the slashing destination); default deployer.
-        funder: receives the whole initial token supply; default deployer.
-        slashing_destination: receives slashed collateral; default the owner.
+        owner: owner of the payments contract (sets the slashing destination) and of the pool;
+            default the deployer.
+        funder: receives the whole initial token supply; default the deployer.
+        slashing_destination: receives slashed collateral: an address, "jackpot" (the pool), or
+            None for the owner.
         initial_supply_wei: total token supply in base units.
-        mediation_kind: which mediation contract to deploy ("v1").
+        mediation_kind: "v1" (one mediator chosen by block timestamp) or "consortium" (k-of-n).
+        consortium_threshold: k of the consortium mediation.
+        jackpot: rates of the tax / jackpot pool; None deploys no pool.
     """
     if mediation_kind not in MEDIATION_KINDS:
         raise ValueError(f"mediation_kind must be one of {MEDIATION_KINDS}, not {mediation_kind!r}")
+    if slashing_destination == "jackpot" and jackpot is None:
+        raise ValueError('slashing_destination="jackpot" needs a jackpot pool (jackpot=...)')
     owner = Web3.to_checksum_address(owner or deployer.address)
     funder = Web3.to_checksum_address(funder or deployer.address)
-    slashing = Web3.to_checksum_address(slashing_destination or owner)
     sender = Sender(w3, ErrorDecoder(all_abis()), {deployer.address: "deployer"})
     nonce = w3.eth.get_transaction_count(deployer.address, "pending")
-    order = ("token", "storage", "payments", "mediation", "users", "controller")
+    order = ("token", "storage", "payments", "mediation", "users", "controller", "jackpot")
     at = {name: get_create_address(deployer.address, nonce + i) for i, name in enumerate(order)}
-    mediation_contract = {"v1": "LilypadMediation"}[mediation_kind]
+    pool = at["jackpot"] if jackpot is not None else ZERO_ADDRESS
+    if slashing_destination == "jackpot":
+        slashing = at["jackpot"]
+    else:
+        slashing = Web3.to_checksum_address(slashing_destination or owner)
+    mediation_args: tuple = (at["controller"], at["storage"])
+    if mediation_kind == "consortium":
+        mediation_args += (consortium_threshold,)
     plan = [
         ("token", "LilypadToken",
          (TOKEN_NAME, TOKEN_SYMBOL, initial_supply_wei, funder, at["payments"])),
         ("storage", "LilypadStorage", (at["controller"],)),
-        ("payments", "LilypadPayments", (at["token"], at["controller"], owner, slashing)),
-        ("mediation", mediation_contract, (at["controller"], at["storage"])),
+        ("payments", "LilypadPayments", (at["token"], at["controller"], owner, slashing, pool)),
+        ("mediation", MEDIATION_CONTRACTS[mediation_kind], mediation_args),
         ("users", "LilypadUsers", ()),
         ("controller", "LilypadController",
          (at["storage"], at["payments"], at["mediation"], at["users"])),
     ]  # fmt: skip
+    if jackpot is not None:
+        plan.append(
+            ("jackpot", "LilypadJackpot",
+             (at["token"], at["payments"], owner, jackpot.tax_numerator, jackpot.tax_denominator,
+              jackpot.payout_numerator, jackpot.payout_denominator))
+        )  # fmt: skip
     block = 0
     for name, contract_name, args in plan:
         artifact = load_artifact(contract_name)
@@ -130,4 +165,6 @@ def deploy(
         mediation_kind=mediation_kind,
         deployer=deployer.address,
         block_number=block,
+        jackpot=at["jackpot"] if jackpot is not None else "",
+        consortium_threshold=consortium_threshold if mediation_kind == "consortium" else 0,
     )

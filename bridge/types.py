@@ -171,7 +171,25 @@ class MediationRequested:
     mediator: str
 
 
-ProtocolEvent = Payment | DealStateChange | MediationRequested
+@dataclass(frozen=True)
+class TaxCollected:
+    """Jackpot pool option: the job creator paid a tax on a paid job into the pool."""
+
+    deal_id: str
+    payer: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class JackpotPaid:
+    """Jackpot pool option: the pool paid the job creator whose check caught a bad result."""
+
+    deal_id: str
+    payee: str
+    amount: int
+
+
+ProtocolEvent = Payment | DealStateChange | MediationRequested | TaxCollected | JackpotPaid
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {PaymentReason, PaymentDirection} from "./LilypadTypes.sol";
 import {ILilypadPayments, DealMoney} from "./interfaces/ILilypadPayments.sol";
 import {ILilypadToken} from "./interfaces/ILilypadToken.sol";
+import {ILilypadJackpot} from "./interfaces/ILilypadJackpot.sol";
 
 /// @title LilypadPayments
 /// @notice Every money movement of the protocol, one function per transition, emitting the
@@ -17,6 +18,10 @@ import {ILilypadToken} from "./interfaces/ILilypadToken.sol";
 /// Every release is checked against the deal's own record (so a deal can never move another deal's
 /// collateral), and every terminal transition must release exactly what the deal still holds
 /// (so no terminal deal leaves tokens in escrow).
+///
+/// Optional tax / jackpot pool (`LilypadJackpot`, zero address: none): after the payments of a
+/// paid deal the job creator is taxed from its wallet into the pool, and after those of a
+/// rejected mediation the pool pays the job creator its jackpot share (docs/contracts.md).
 contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient {
     /// @dev The caller is not the controller.
     error NotController(address caller);
@@ -42,6 +47,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
 
     ILilypadToken private immutable _token;
     address private immutable _controller;
+    ILilypadJackpot private immutable _jackpot;
     address private _slashingDestination;
     mapping(bytes32 key => DealEscrow) private _dealEscrow;
 
@@ -51,11 +57,17 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
     }
 
     /// @param slashingDestination_ receives slashed collateral; the zero address means the owner.
-    constructor(address token, address controller, address owner_, address slashingDestination_)
-        Ownable(owner_)
-    {
+    /// @param jackpot the tax / jackpot pool; the zero address means none.
+    constructor(
+        address token,
+        address controller,
+        address owner_,
+        address slashingDestination_,
+        address jackpot
+    ) Ownable(owner_) {
         _token = ILilypadToken(token);
         _controller = controller;
+        _jackpot = ILilypadJackpot(jackpot);
         address destination = slashingDestination_ == address(0) ? owner_ : slashingDestination_;
         if (destination == token) revert InvalidSlashingDestination(destination);
         _slashingDestination = destination;
@@ -89,6 +101,11 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
     /// @inheritdoc ILilypadPayments
     function slashingDestination() external view returns (address) {
         return _slashingDestination;
+    }
+
+    /// @inheritdoc ILilypadPayments
+    function getJackpotAddress() external view returns (address) {
+        return address(_jackpot);
     }
 
     /// @inheritdoc ILilypadPayments
@@ -152,6 +169,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         _refund(dealId, m.jobCreator, m.paymentCollateral - pay, PaymentReason.PaymentCollateral);
         _refund(dealId, m.jobCreator, m.judgeResultsCollateral, PaymentReason.TimeoutCollateral);
         _refund(dealId, m.resourceProvider, m.resultsCollateral, PaymentReason.ResultsCollateral);
+        _tax(dealId, m, pay);
     }
 
     /// @inheritdoc ILilypadPayments
@@ -180,6 +198,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         _payMediators(dealId, m, mediators);
         _refund(dealId, m.jobCreator, m.paymentCollateral - pay, PaymentReason.PaymentCollateral);
         _refund(dealId, m.resourceProvider, m.resultsCollateral, PaymentReason.ResultsCollateral);
+        _tax(dealId, m, pay);
     }
 
     /// @inheritdoc ILilypadPayments
@@ -194,6 +213,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         _refund(dealId, m.jobCreator, m.paymentCollateral, PaymentReason.PaymentCollateral);
         _payMediators(dealId, m, mediators);
         _slash(dealId, m.resourceProvider, m.resultsCollateral, PaymentReason.ResultsCollateral);
+        if (address(_jackpot) != address(0)) _jackpot.payJackpot(dealId, m.jobCreator);
     }
 
     /// @inheritdoc ILilypadPayments
@@ -246,6 +266,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         _refund(dealId, m.jobCreator, m.paymentCollateral - pay, PaymentReason.PaymentCollateral);
         _refund(dealId, m.resourceProvider, m.resultsCollateral, PaymentReason.ResultsCollateral);
         _slash(dealId, m.jobCreator, m.judgeResultsCollateral, PaymentReason.TimeoutCollateral);
+        _tax(dealId, m, pay);
     }
 
     /// @inheritdoc ILilypadPayments
@@ -335,6 +356,16 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         if (amount == 0) return;
         _token.escrowRelease(party, _slashingDestination, amount);
         emit Payment(dealId, party, amount, reason, PaymentDirection.Slashed);
+    }
+
+    /// @dev The pool's tax on a paid job, from the job creator's wallet; skipped when there is no
+    /// pool, the tax is 0, or the wallet cannot cover it.
+    function _tax(string calldata dealId, DealMoney calldata m, uint256 pay) private {
+        if (address(_jackpot) == address(0)) return;
+        uint256 tax = _jackpot.taxOn(pay);
+        if (tax == 0 || _token.balanceOf(m.jobCreator) < tax) return;
+        _token.collect(m.jobCreator, address(_jackpot), tax);
+        _jackpot.recordTax(dealId, m.jobCreator, tax);
     }
 
     /// @dev The mediation fee F from the job creator's escrow, split equally among `mediators`;

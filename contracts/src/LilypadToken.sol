@@ -121,6 +121,12 @@ contract LilypadToken is ERC20, ReentrancyGuardTransient, ILilypadToken {
         _update(address(this), to, amount);
     }
 
+    /// @inheritdoc ILilypadToken
+    function collect(address from, address to, uint256 amount) external onlyPayments nonReentrant {
+        if (to == address(this)) revert TransferToTokenContract();
+        _update(from, to, amount);
+    }
+
     // ================================================================ ERC-20
 
     /// @dev Rejects plain transfers to the token contract (escrow only enters through the escrow

@@ -34,6 +34,8 @@ interface ILilypadPayments {
     function getTokenAddress() external view returns (address);
     function getControllerAddress() external view returns (address);
     function slashingDestination() external view returns (address);
+    /// @notice The tax / jackpot pool (zero address: none).
+    function getJackpotAddress() external view returns (address);
     /// @notice The tokens `dealId` holds in escrow for its job creator and resource provider.
     function dealEscrow(string calldata dealId)
         external

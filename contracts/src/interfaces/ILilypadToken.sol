@@ -25,4 +25,6 @@ interface ILilypadToken is IERC20 {
     function escrowDeposit(address from, uint256 amount) external;
     /// @notice Payments only: `from`'s escrow -> `to`'s wallet.
     function escrowRelease(address from, address to, uint256 amount) external;
+    /// @notice Payments only: `from`'s wallet -> `to`'s wallet (a protocol charge, e.g. a tax).
+    function collect(address from, address to, uint256 amount) external;
 }
