@@ -5,7 +5,8 @@ acceptResult ~210k, ~1.51M in all).
 Deploys on a fresh anvil and runs the happy path, check-accept and check-reject paths twice:
 once as the parties' first deal (which also pays one-off storage: the parties' deal-list heads
 and first escrow slots) and once more as a later deal (steady state). Prints a markdown table and
-writes it to `--out` (default outputs/gas_bench.md).
+writes it to `--out` (default outputs/gas_bench.md). Also measures the calls that the optional
+mechanisms (consortium mediation, tax / jackpot pool) change.
 
 Run: python -m experiments.gas_bench
 """
@@ -19,11 +20,16 @@ from web3 import Web3
 
 from bridge.anvil import Anvil
 from bridge.contracts import LilypadClient, parties_from_mnemonic
-from bridge.deploy import deploy
+from bridge.deploy import JackpotOptions, deploy
 from bridge.types import DealTerms
 
 # Published gas of the deployed Lilypad v1 contracts (happy path; no published check path).
-V1_GAS = {"agree (RP)": 710_000, "agree (JC)": 300_000, "addResult": 290_000, "acceptResult": 210_000}
+V1_GAS = {
+    "agree (RP)": 710_000,
+    "agree (JC)": 300_000,
+    "addResult": 290_000,
+    "acceptResult": 210_000,
+}
 TOKEN = 10**18
 # Realistic ids: CIDv1 base32 strings (59 characters), as the solver and the agents produce.
 CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbz{:03d}"
@@ -37,39 +43,64 @@ PATHS = {
         "agree (RP)", "agree (JC)", "addResult", "checkResult", "mediationRejectResult",
     ),
 }  # fmt: skip
+# Optional mechanisms (docs/contracts.md): path -> (deployment options, calls).
+OPTION_PATHS = {
+    "consortium 2-of-3, accepted": (
+        {"mediation_kind": "consortium", "consortium_threshold": 2},
+        ("checkResult", "vote 1 (accept)", "vote 2 (accept, decides)"),
+    ),
+    "jackpot: happy path, taxed": (
+        {"jackpot": JackpotOptions(tax_numerator=1, tax_denominator=10)},
+        ("acceptResult",),
+    ),
+    "jackpot: rejected, slash to pool, payout": (
+        {"jackpot": JackpotOptions(), "slashing_destination": "jackpot"},
+        ("checkResult", "mediationRejectResult"),
+    ),
+}
 
 
 def run_path(client: LilypadClient, parties, path: str, deal_no: int) -> dict[str, int]:
     """Runs one lifecycle path on a new deal; returns gas per call."""
     a = {n: acct.address for n, acct in parties.items()}
-    terms = DealTerms(CID.format(deal_no), a["solver"], a["jc"], a["rp"], (a["m1"],))
+    mediators = (a["m1"], a["m2"], a["m3"]) if path.startswith("consortium") else (a["m1"],)
+    terms = DealTerms(CID.format(deal_no), a["solver"], a["jc"], a["rp"], mediators)
+    deal_id = terms.deal_id
     gas: dict[str, int] = {}
     gas["agree (RP)"] = client.agree(parties["rp"], terms).gas_used
     gas["agree (JC)"] = client.agree(parties["jc"], terms).gas_used
     results, data = CID.format(500 + deal_no), CID.format(900 + deal_no)
-    gas["addResult"] = client.add_result(parties["rp"], terms.deal_id, results, data, 1).gas_used
-    if path == "happy path":
-        gas["acceptResult"] = client.accept_result(parties["jc"], terms.deal_id).gas_used
+    gas["addResult"] = client.add_result(parties["rp"], deal_id, results, data, 1).gas_used
+    if path in ("happy path", "jackpot: happy path, taxed"):
+        gas["acceptResult"] = client.accept_result(parties["jc"], deal_id).gas_used
         return gas
-    gas["checkResult"] = client.check_result(parties["jc"], terms.deal_id).gas_used
-    mediator = parties["m1"]
-    if path == "check, mediator accepts":
-        gas["mediationAcceptResult"] = client.mediation_accept_result(mediator, terms.deal_id).gas_used
+    gas["checkResult"] = client.check_result(parties["jc"], deal_id).gas_used
+    if path.startswith("consortium"):
+        gas["vote 1 (accept)"] = client.mediation_accept_result(parties["m1"], deal_id).gas_used
+        decide = client.mediation_accept_result(parties["m2"], deal_id)
+        gas["vote 2 (accept, decides)"] = decide.gas_used
+    elif path == "check, mediator accepts":
+        r = client.mediation_accept_result(parties["m1"], deal_id)
+        gas["mediationAcceptResult"] = r.gas_used
     else:
-        gas["mediationRejectResult"] = client.mediation_reject_result(mediator, terms.deal_id).gas_used
+        r = client.mediation_reject_result(parties["m1"], deal_id)
+        gas["mediationRejectResult"] = r.gas_used
     return gas
 
 
 def measure() -> dict[str, tuple[dict[str, int], dict[str, int]]]:
     """{path: (gas of the parties' first deal, gas of a later deal)}, each a fresh deployment."""
-    parties = parties_from_mnemonic(("owner", "solver", "jc", "rp", "m1"))
+    parties = parties_from_mnemonic(("owner", "solver", "jc", "rp", "m1", "m2", "m3"))
     out = {}
     with Anvil() as node:
         w3 = Web3(Web3.HTTPProvider(node.url))
-        for path in PATHS:
-            client = LilypadClient(w3, deploy(w3, parties["owner"]))
+        runs = [(p, {}) for p in PATHS] + [(p, o) for p, (o, _) in OPTION_PATHS.items()]
+        for path, options in runs:
+            client = LilypadClient(w3, deploy(w3, parties["owner"], **options))
             for name in ("jc", "rp"):
                 client.transfer(parties["owner"], parties[name].address, 1_000 * TOKEN)
+            if client.deployment.jackpot:
+                client.transfer(parties["owner"], client.deployment.jackpot, 30 * TOKEN)
             first = run_path(client, parties, path, len(out) * 10)
             later = run_path(client, parties, path, len(out) * 10 + 1)
             out[path] = (first, later)
@@ -86,6 +117,8 @@ def markdown(results: dict[str, tuple[dict[str, int], dict[str, int]]]) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     for path, (first, later) in results.items():
+        if path in OPTION_PATHS:
+            continue
         for call in PATHS[path]:
             v1 = V1_GAS.get(call)
             ratio = f"{later[call] / v1:.0%}" if v1 else ""
@@ -100,6 +133,17 @@ def markdown(results: dict[str, tuple[dict[str, int], dict[str, int]]]) -> str:
             f"| **{path}** | **total** | **{_k(total_first)}** | **{_k(total_later)}** | "
             f"{'**' + _k(v1_total) + '**' if v1_total else 'n/a'} | {ratio} |"
         )
+    lines += [
+        "",
+        "Optional mechanisms (docs/contracts.md), later deal, the calls that differ from v1:",
+        "",
+        "| option | call | gas |",
+        "|---|---|---:|",
+    ]
+    for path, (_, calls) in OPTION_PATHS.items():
+        if path in results:
+            later = results[path][1]
+            lines += [f"| {path} | {call} | {_k(later[call])} |" for call in calls]
     lines.append("")
     lines.append(
         "First deal: the parties' first deal on a fresh deployment (pays their first escrow and "

@@ -27,23 +27,25 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
     error NotAwaitingMediation(string dealId);
     /// @dev The mediator has already voted on this deal.
     error AlreadyVoted(string dealId, address mediator);
-    /// @dev k must be at least 1.
-    error InvalidThreshold(uint256 threshold);
+    /// @dev k must be in [1, MAX_THRESHOLD].
+    error InvalidThreshold(uint256 threshold, uint256 maxThreshold);
 
-    struct Ballot {
-        address[] voters; // in voting order
-        uint128 accepts;
-        uint128 rejects;
-    }
+    /// @notice Largest k: a decision takes at most 2k - 1 votes, which one packed slot records.
+    uint256 public constant MAX_THRESHOLD = 15;
+
+    /// @dev Ballot of a deal, one slot: bits 0-7 accepts, 8-15 rejects, 16-23 number of voters,
+    /// then one byte per voter (its index in the deal's mediator list), in voting order.
+    uint256 private constant VOTERS_SHIFT = 24;
 
     ILilypadController private immutable _controller;
     ILilypadStorage private immutable _storage;
     uint256 private immutable _threshold;
-    mapping(bytes32 key => Ballot) private _ballots;
-    mapping(bytes32 key => mapping(address mediator => bool)) private _voted;
+    mapping(bytes32 key => uint256) private _ballots;
 
     constructor(address controller, address storage_, uint256 threshold_) {
-        if (threshold_ == 0) revert InvalidThreshold(threshold_);
+        if (threshold_ == 0 || threshold_ > MAX_THRESHOLD) {
+            revert InvalidThreshold(threshold_, MAX_THRESHOLD);
+        }
         _controller = ILilypadController(controller);
         _storage = ILilypadStorage(storage_);
         _threshold = threshold_;
@@ -69,14 +71,15 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
         return checked ? mediators[0] : address(0);
     }
 
-    /// @notice The votes so far on `dealId`.
+    /// @notice The votes so far on `dealId`: voters in voting order, and the two counts.
     function getVotes(string calldata dealId)
         external
         view
         returns (address[] memory voters, uint256 accepts, uint256 rejects)
     {
-        Ballot storage b = _ballots[keccak256(bytes(dealId))];
-        return (b.voters, b.accepts, b.rejects);
+        uint256 ballot = _ballots[keccak256(bytes(dealId))];
+        (,, address[] memory mediators) = _storage.getMediationContext(dealId);
+        return (_voters(ballot, mediators), ballot & 0xff, (ballot >> 8) & 0xff);
     }
 
     /// @inheritdoc ILilypadMediation
@@ -90,26 +93,51 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
     }
 
     function _vote(string calldata dealId, bool accept) private {
-        if (!_storage.isState(dealId, uint8(AgreementState.ResultsChecked))) {
+        (bool checked,, address[] memory mediators) = _storage.getMediationContext(dealId);
+        if (!checked || !_storage.isState(dealId, uint8(AgreementState.ResultsChecked))) {
             revert NotAwaitingMediation(dealId);
         }
-        (, , address[] memory mediators) = _storage.getMediationContext(dealId);
-        bool isMediator;
-        for (uint256 i; i < mediators.length && !isMediator; ++i) {
-            isMediator = mediators[i] == msg.sender;
+        uint256 index = mediators.length;
+        for (uint256 i; i < mediators.length; ++i) {
+            if (mediators[i] == msg.sender) {
+                index = i;
+                break;
+            }
         }
-        if (!isMediator) revert NotMediator(dealId, msg.sender, address(0));
+        if (index == mediators.length) revert NotMediator(dealId, msg.sender, address(0));
         bytes32 key = keccak256(bytes(dealId));
-        if (_voted[key][msg.sender]) revert AlreadyVoted(dealId, msg.sender);
-        _voted[key][msg.sender] = true;
-        Ballot storage b = _ballots[key];
-        b.voters.push(msg.sender);
-        uint256 count = accept ? ++b.accepts : ++b.rejects;
-        emit MediatorVoted(dealId, msg.sender, accept);
+        uint256 ballot = _ballots[key];
+        uint256 count = (ballot >> 16) & 0xff;
+        for (uint256 v; v < count; ++v) {
+            if ((ballot >> (VOTERS_SHIFT + 8 * v)) & 0xff == index) {
+                revert AlreadyVoted(dealId, msg.sender);
+            }
+        }
         uint256 needed = _threshold < mediators.length ? _threshold : mediators.length;
-        if (count == needed) {
-            if (accept) _controller.mediationAcceptResult(dealId, b.voters);
-            else _controller.mediationRejectResult(dealId, b.voters);
+        // No overflow: a decision is reached after at most 2 * MAX_THRESHOLD - 1 = 29 votes, so
+        // each count stays below 16 and the voter bytes end at bit 24 + 8 * 29 = 256.
+        uint256 side = accept ? ballot & 0xff : (ballot >> 8) & 0xff;
+        side += 1;
+        ballot += (accept ? 1 : 1 << 8) + (1 << 16) + (index << (VOTERS_SHIFT + 8 * count));
+        _ballots[key] = ballot;
+        emit MediatorVoted(dealId, msg.sender, accept);
+        if (side == needed) {
+            address[] memory voters = _voters(ballot, mediators);
+            if (accept) _controller.mediationAcceptResult(dealId, voters);
+            else _controller.mediationRejectResult(dealId, voters);
+        }
+    }
+
+    /// @dev The voters of a packed ballot, in voting order.
+    function _voters(uint256 ballot, address[] memory mediators)
+        private
+        pure
+        returns (address[] memory voters)
+    {
+        uint256 count = (ballot >> 16) & 0xff;
+        voters = new address[](count);
+        for (uint256 v; v < count; ++v) {
+            voters[v] = mediators[(ballot >> (VOTERS_SHIFT + 8 * v)) & 0xff];
         }
     }
 }

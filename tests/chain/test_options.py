@@ -180,6 +180,16 @@ def test_consortium_without_a_decision_ends_by_timeout(consortium, parties, addr
     assert_moves(b0, balances(c, addr), {})  # everyone whole, no mediator paid
 
 
+def test_consortium_threshold_bounds(w3, parties):
+    from bridge.deploy import deploy
+    from bridge.errors import ChainCallError
+
+    for k in (0, 16):
+        with pytest.raises(ChainCallError) as info:
+            deploy(w3, parties["outsider"], mediation_kind="consortium", consortium_threshold=k)
+        assert info.value.error_name == "InvalidThreshold"
+
+
 # ---------------------------------------------------------------------- jackpot
 
 
