@@ -26,3 +26,4 @@ if [ ! -f "$stamp_npm" ] || [ "$(cat "$stamp_npm")" != "$want_npm" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want_npm" > "$stamp_npm"
 fi
+node scripts/build_contracts.mjs
