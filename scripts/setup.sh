@@ -11,7 +11,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP="$VENV/bin/python -m pip"
 stamp_py="$VENV/.twin-installed"
-want_py=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+# the editable install maps the top-level packages that exist when it runs: a new package re-runs it
+want_py=$( (cat requirements.lock pyproject.toml; ls -d */__init__.py) | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp_py" ] || [ "$(cat "$stamp_py")" != "$want_py" ]; then
   $PIP install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   $PIP install --quiet torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
