@@ -67,7 +67,12 @@ class MarketEnv(ParallelEnv):
             "mediator": c.market.n_mediators,
         }
         self.n_levels = len(c.pricing.price_levels)
-        self.ctx = PolicyContext(self.n_levels, c.pricing.default_price_level, c.env.jc_action)
+        self.ctx = PolicyContext(
+            self.n_levels,
+            c.pricing.default_price_level,
+            c.env.jc_action,
+            tuple((g, FEATURES[g]) for g in GROUPS),
+        )
         self.learning_rows: dict[str, np.ndarray] = {}
         self.exposed_rows: dict[str, np.ndarray] = {}
         self.scripted_rows: dict[str, np.ndarray] = {}

@@ -61,6 +61,13 @@ class TransferReason(enum.IntEnum):
     ForcedErrorRefund = 11
     StakeSlash = 12
     ContractPayment = 13
+    CccDeposit = 14  # into a counter-collusion contract: client's pay, a node's d, a report's ch
+    CccPayout = 15  # prisoner's contract -> node (its pay and deposits)
+    CccClientPayout = 16  # counter-collusion contract -> client (refunds, forfeited deposits)
+    CccDisputeCost = 17  # counter-collusion contract -> the TTP (ch)
+    CccCollusionDeposit = 18  # node -> colluder's contract (leader t + b, follower t)
+    CccCollusionPayout = 19  # colluder's contract -> node
+    CccTraitorReward = 20  # traitor's contract -> the traitor (w + 2d)
 
 
 class EventKind(enum.IntEnum):

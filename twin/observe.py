@@ -12,7 +12,8 @@ tick applies to every deal the seat has waiting.
 Masks (1 = allowed): RP over the flat action ``mode * n_price_levels + level`` with modes
 ``honest, cheat, inflate, skip`` (without a focus deal only ``honest``, a no-op, at any level); JC ``[accept, check, wait]`` (without a focus deal
 only ``wait``; ``check`` needs the mediation fee); mediator ``[honest, collude]`` (``collude``
-only when a member of the mediator's collusion ring is a party of the focus deal).
+only when a member of the mediator's collusion ring is a party of the focus deal). Mechanisms
+that ask seats for decisions of their own open the actions those use (hook ``action_mask``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def observe(mk, n_price_levels: int) -> Observation:
         X[rows, 10:15] = symlog(vals[:, :5])
         X[rows, 15:17] = vals[:, 5:7]
         M[rows, 1:4] = 1
+    for mech in mk._hooks["action_mask"]:  # decisions that mechanisms ask of the RPs
+        mech.action_mask(mk, "rp", M)
     M = M.reshape(mk.n_rp, 4 * n_price_levels)
 
     # -- job creators
@@ -153,6 +156,8 @@ def observe(mk, n_price_levels: int) -> Observation:
         ]  # fail rate with a uniform prior; non-determinism; ring partner
         JM[rows, 0] = 1
         JM[rows, 1] = vals[:, 11]
+    for mech in mk._hooks["action_mask"]:
+        mech.action_mask(mk, "jc", JM)
 
     # -- mediators
     acc = mk.med_acct
@@ -181,4 +186,6 @@ def observe(mk, n_price_levels: int) -> Observation:
         Z[rows, 4:9] = symlog(vals[:, 0:5])
         Z[rows, 9:11] = vals[:, 5:7]
         ZM[rows, 1] = (vals[:, 5] + vals[:, 6]) > 0
+    for mech in mk._hooks["action_mask"]:
+        mech.action_mask(mk, "mediator", ZM)
     return Observation(X, M, J, JM, Z, ZM)

@@ -17,6 +17,7 @@ _ORDER: tuple[tuple[str, str], ...] = (
     ("twin.mechanisms.announce", "AnnounceReward"),
     ("twin.mechanisms.slashing", "SlashingShares"),
     ("twin.mechanisms.reputation", "Reputation"),
+    ("twin.mechanisms.counter_collusion", "CounterCollusion"),
 )
 
 
