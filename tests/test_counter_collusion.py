@@ -461,6 +461,25 @@ def test_mixed_population_mean_payoff_within_confidence_interval(compose, contra
     assert set(df.outcome) >= {"honest", "collusion", "cheat_caught", "both_wrong"}
 
 
+def test_non_deterministic_jobs_make_honest_pairs_disagree(compose):
+    # sdxl: two honest runs differ with probability 0.3. A mismatch goes to the TTP, which finds
+    # both results correct: both nodes are paid (w - c each), the client bears ch. (One GPU per
+    # machine: a low job rate leaves a second GPU free for most jobs.)
+    cfg = dual_cfg(compose, "prisoner", "market.modules=[sdxl]", "hardware.shares.cpu_server=0",
+                   "hardware.shares.consumer_gpu=1", "market.n_resource_providers=12",
+                   "market.job_rate_per_tick=0.1", "market.episode_ticks=120")  # fmt: skip
+    res = run_episodes(cfg, episodes=2, seed=0)
+    df = res.tables["dual_deals"]
+    assert _analytic_rows(df, _terms(cfg)) == _realised(df)
+    mismatch = (df.outcome == "honest_mismatch").to_numpy()
+    se = math.sqrt(0.3 * 0.7 / len(df))
+    assert len(df) > 40 and abs(mismatch.mean() - 0.3) < 4 * se
+    assert set(df.outcome) <= {"honest", "honest_mismatch", "cheat_caught"}
+    client = df.client_net_wei.map(int)
+    assert (client[mismatch] == -(2 * 10 + 3) * TOKEN).all()
+    assert (client[df.outcome == "honest"] == -2 * 10 * TOKEN).all()
+
+
 def test_money_moves_through_the_contract_accounts(compose):
     cfg = dual_cfg(compose, "traitor", "policies.rp.policy=cheat_with_probability")
     mk = run_market(cfg, seed=3)

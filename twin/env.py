@@ -11,7 +11,10 @@ Action spaces
     - RP: ``Discrete(4 * n_price_levels)``, action ``mode * n_price_levels + level``: the
       execution mode for its waiting deals (0 honest, 1 cheat = fake result, 2 inflate the
       instruction count, 3 skip = never submit) and the price level of its resource offer
-      (``pricing.price_levels`` x base price).
+      (``pricing.price_levels`` x base price). In a dual deal of the counter-collusion
+      contracts the modes decide whether to collude (1 or 2: agree) and then how to compute
+      (0 honest, 1 the agreed wrong answer, 2 betray, 3 skip); see
+      :mod:`twin.mechanisms.counter_collusion`.
     - JC: ``Discrete(3)``: 0 accept, 1 check (pays the mediation fee), 2 wait (the RP may call
       the judge timeout); or with ``env.jc_action=probability`` ``Box(0, 1, (1,))``: the
       probability of checking each waiting result now (else it is accepted).

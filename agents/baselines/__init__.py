@@ -10,9 +10,9 @@ never-trained RLModules of the training code.
 Action encodings (see :mod:`twin.env`): RP ``mode * n_price_levels + price_level`` with mode
 0 honest, 1 cheat, 2 inflate, 3 skip; JC discrete 0 accept, 1 check, 2 wait, or ``[check_probability]``; mediator
 0 honest, 1 collude. In a dual deal of the counter-collusion contracts
-(:mod:`twin.mechanisms.counter_collusion`) the same RP modes mean: at the sign stage 1 agree to
-collude, else refuse; at the compute stage 0 honest, 1 the agreed wrong answer (or an own one),
-2 betray (where the traitor's contract allows it), 3 skip.
+(:mod:`twin.mechanisms.counter_collusion`) the same RP modes mean: at the sign stage 1 (or 2)
+agree to collude, 0 or 3 refuse; at the compute stage 0 honest, 1 the agreed wrong answer (or an
+own one), 2 betray (where the traitor's contract allows it, else honest), 3 skip.
 """
 
 from __future__ import annotations
