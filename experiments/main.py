@@ -2,7 +2,7 @@
 
 ``python -m experiments.main [hydra overrides]`` (``make run``) composes ``configs/``, runs
 ``run.episodes`` episodes with the scripted policies named in the config and writes the report
-(per-deal and per-agent tables, summary, plot) into Hydra's run directory
+(per-deal and per-agent tables, the mechanisms' own tables, summary, plot) into Hydra's run directory
 (``outputs/<run.name>/<time>``), printing the summary.
 """
 
@@ -22,7 +22,7 @@ from twin.configuration import config_dir, to_config
 
 def simulate(cfg, out: Path) -> dict:
     """Run the scripted market for ``cfg`` and write its report into ``out``."""
-    from experiments.report import write_report
+    from experiments.report import to_parquet, write_report
     from experiments.run import run_episodes
 
     episodes = int(cfg.run.get("episodes", 4))
@@ -33,6 +33,8 @@ def simulate(cfg, out: Path) -> dict:
     paths = write_report(
         out, res.deals, res.agents, summary, f"twin run '{cfg.run.get('name', 'default')}'"
     )
+    for name, df in res.tables.items():  # mechanisms' per-record tables (e.g. dual_deals)
+        to_parquet(df, out / f"{name}.parquet")
     print(f"{episodes} episodes, {len(res.deals)} deals, {res.events} events in {elapsed:.1f} s")
     for k, v in res.summary.items():
         print(f"  {k:>22}: {v:.4g}")

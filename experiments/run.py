@@ -23,6 +23,8 @@ class EpisodesResult:
     agents: pd.DataFrame
     events: int = 0
     summary: dict[str, float] = field(default_factory=dict)
+    #: per-record tables of the mechanisms (e.g. ``dual_deals``), with an ``episode`` column
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def run_episodes(
@@ -38,6 +40,7 @@ def run_episodes(
         getattr(cfg.policies, g).learning_share = 0.0
     env = MarketEnv(cfg, expose="learning")
     deals, agents, n_events, mech = [], [], 0, []
+    tables: dict[str, list[pd.DataFrame]] = {}
     for e in range(episodes):
         env.reset(seed=seed + e)
         mk = env.market
@@ -47,7 +50,11 @@ def run_episodes(
         agents.append(agents_frame(mk, env.seat_table(), e))
         n_events += len(mk.log)
         mech.append({k: v for m in mk.mechanisms for k, v in m.metrics(mk).items()})
+        for m in mk.mechanisms:
+            for name, df in m.tables(mk).items():
+                tables.setdefault(name, []).append(df.assign(episode=e))
     d = pd.concat(deals, ignore_index=True) if deals else pd.DataFrame()
     a = pd.concat(agents, ignore_index=True)
     extra = pd.DataFrame(mech).mean().to_dict() if mech and mech[0] else {}
-    return EpisodesResult(d, a, n_events, {**summary(d, a), **extra})
+    t = {k: pd.concat(v, ignore_index=True) for k, v in tables.items()}
+    return EpisodesResult(d, a, n_events, {**summary(d, a), **extra}, t)

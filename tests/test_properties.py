@@ -3,7 +3,8 @@
 Invariants: (1) tokens are conserved by every tick: the ledger's total equals what genesis
 minted; (2) the ledger equals a rebuild from the event log alone (every movement is an event);
 (3) under the intended preset with timeouts on, no deal is left non-terminal when the episode
-ends; (4) no balance is ever negative.
+ends (and under either preset the counter-collusion contracts hold nothing); (4) no balance is
+ever negative.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ scenario = st.fixed_dictionaries({
     "seed": st.integers(0, 2**16),
     "mechanisms": st.lists(st.sampled_from(
         ["taxes=forced_errors", "slashing=client_and_burn", "reputation=beta", "fees=protocol_fee", "storage=window",
-         "announce=reward"]), unique=True, max_size=6),
+         "announce=reward", "counter_collusion=traitor"]), unique=True, max_size=7),
     "mediation": st.sampled_from(["v1", "consortium", "consortium_recursive", "auction", "reputation",
                                   "commit_reveal"]),
 })  # fmt: skip
@@ -52,6 +53,7 @@ def build(compose, s):
         f"env.jc_action={s['jc_action']}", "env.expose=all", "execution.cheat_runtime_s=1",
         f"mediation={s['mediation']}",
         *s["mechanisms"], *(["taxes=jackpot"] if "announce=reward" in s["mechanisms"] and "taxes=forced_errors" not in s["mechanisms"] else []),
+        *(["counter_collusion.share=0.5"] if "counter_collusion=traitor" in s["mechanisms"] else []),
     )  # fmt: skip
 
 
@@ -75,6 +77,9 @@ def test_random_markets_conserve_tokens_and_settle(compose, s):
         assert steps < 10_000
     wallet, escrow = balances_from_events(mk.genesis_wallets, mk.log.rows)
     assert wallet == mk.ledger.wallet and escrow == mk.ledger.escrow
+    for pool in ("ccc_escrow", "ccc_colluder"):  # contracts of dual deals always settle
+        if pool in mk.system:
+            assert mk.ledger.wallet[mk.system[pool]] == 0
     if s["preset"] == "lilypad_v1":
         assert not mk.active
         on_chain = [d for d in mk.deals if d.rp_agreed_at or d.jc_agreed_at]

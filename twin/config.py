@@ -307,6 +307,18 @@ def validate(cfg: TwinConfig) -> TwinConfig:
                     f"collusion.{fld}: n_rings x {fld} = {c.n_rings * getattr(c, fld)} exceeds {name} = {n}"
                 )
     _check_mediation(cfg.mediation)
+    cc = cfg.counter_collusion
+    bad = [k for k in cc.contracts if k not in ("prisoner", "colluder", "traitor")]
+    if bad or "prisoner" not in cc.contracts:
+        raise ConfigError(
+            f"counter_collusion.contracts = {list(cc.contracts)}: each must be one of "
+            "['prisoner', 'colluder', 'traitor'], and 'prisoner' must be on offer"
+        )
+    if cc.dispute_cost_wei > cc.wage_wei + 2 * cc.deposit_wei:
+        raise ConfigError(
+            f"counter_collusion.dispute_cost_wei ({cc.dispute_cost_wei}) must be at most "
+            f"wage_wei + 2 * deposit_wei ({cc.wage_wei + 2 * cc.deposit_wei})"
+        )
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):

@@ -11,7 +11,10 @@ Action spaces
     - RP: ``Discrete(4 * n_price_levels)``, action ``mode * n_price_levels + level``: the
       execution mode for its waiting deals (0 honest, 1 cheat = fake result, 2 inflate the
       instruction count, 3 skip = never submit) and the price level of its resource offer
-      (``pricing.price_levels`` x base price).
+      (``pricing.price_levels`` x base price). In a dual deal of the counter-collusion
+      contracts the modes decide whether to collude (1 or 2: agree) and then how to compute
+      (0 honest, 1 the agreed wrong answer, 2 betray, 3 skip); see
+      :mod:`twin.mechanisms.counter_collusion`.
     - JC: ``Discrete(3)``: 0 accept, 1 check (pays the mediation fee), 2 wait (the RP may call
       the judge timeout); or with ``env.jc_action=probability`` ``Box(0, 1, (1,))``: the
       probability of checking each waiting result now (else it is accepted).
@@ -72,10 +75,16 @@ class MarketEnv(ParallelEnv):
             "mediator": c.market.n_mediators,
         }
         self.n_levels = len(c.pricing.price_levels)
+        mechs = build_mechanisms(c)
+        #: observation columns per role: the base features, then each mechanism's public ones
+        self.features = {g: feature_names(mechs, g) for g in GROUPS}
         self.ctx = PolicyContext(
-            self.n_levels, c.pricing.default_price_level, c.env.jc_action,
-            c.mediation.defect_probability,
-        )  # fmt: skip
+            n_price_levels=self.n_levels,
+            default_price_level=c.pricing.default_price_level,
+            jc_action=c.env.jc_action,
+            defect_probability=c.mediation.defect_probability,
+            features=tuple((g, self.features[g]) for g in GROUPS),
+        )
         self.learning_rows: dict[str, np.ndarray] = {}
         self.exposed_rows: dict[str, np.ndarray] = {}
         self.scripted_rows: dict[str, np.ndarray] = {}
@@ -89,9 +98,6 @@ class MarketEnv(ParallelEnv):
             self.scripted_rows[g] = np.setdiff1d(rows, self.exposed_rows[g])
             self.scripted[g] = policy_from_config(g, gc, self.ctx)
         self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
-        mechs = build_mechanisms(c)
-        #: observation columns per role: the base features, then each mechanism's public ones
-        self.features = {g: feature_names(mechs, g) for g in GROUPS}
         self.possible_agents = [a for g in GROUPS for a in self.names[g]]
         self.agents: list[str] = []
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}

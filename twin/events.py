@@ -65,6 +65,13 @@ class TransferReason(enum.IntEnum):
     StakeSlash = 12
     ContractPayment = 13
     MediationPayout = 14  # unlinkable payout of pooled mediation fees (commit-reveal consortium)
+    CccDeposit = 15  # into a counter-collusion contract: client's pay, a node's d, a report's ch
+    CccPayout = 16  # prisoner's contract -> node (its pay and deposits)
+    CccClientPayout = 17  # counter-collusion contract -> client (refunds, forfeited deposits)
+    CccDisputeCost = 18  # counter-collusion contract -> the TTP (ch)
+    CccCollusionDeposit = 19  # node -> colluder's contract (leader t + b, follower t)
+    CccCollusionPayout = 20  # colluder's contract -> node
+    CccTraitorReward = 21  # traitor's contract -> the traitor (w + 2d)
 
 
 class EventKind(enum.IntEnum):

@@ -11,7 +11,8 @@ One tick (``tick_s`` simulated seconds) runs the phases of :data:`PHASES` in ord
 1. ``post_offers``: expire old job offers; RPs re-price their resource offer; JCs post new jobs.
 2. ``match``: each solver matches the offers that name it (capacity is reserved).
 3. ``agree``: both parties of a new match call ``agree`` (as the shipped agents do) if they can
-   fund their deposits; a lone agreement is settled later by ``timeoutAgree``.
+   fund their deposits; a lone agreement is settled later by ``timeoutAgree``. A mechanism may
+   take a match over instead (hook ``takes_over``: e.g. a dual deal of two nodes).
 4. ``execute``: RPs decide how to produce the results of deals agreed before this tick.
 5. ``submit``: results that are ready are submitted (``addResult``); capacity is freed.
 6. ``judge``: JCs accept, check or wait on results submitted before this tick.
@@ -343,6 +344,11 @@ class Market:
             cid = self._job_cids[j] = content_id(self.job_offer_record(j))
         return cid
 
+    @property
+    def actions(self) -> Actions | None:
+        """This tick's decisions of every seat (mechanisms that ask seats for decisions read them)."""
+        return self._acts
+
     def address(self, account: int) -> str:
         return self.addresses[account]
 
@@ -445,7 +451,10 @@ class Market:
 
     def agree(self, new: list[Deal]) -> None:
         t = self.now
+        taken = self._hooks["takes_over"]
         for d in new:
+            if taken and any(mech.takes_over(self, d) for mech in taken):
+                continue  # a mechanism runs this match itself (it never reaches the v1 contracts)
             for party in (d.rp, d.jc):  # shipped agents agree to every match they can fund
                 try:
                     self.flows.agree(t, d, party)

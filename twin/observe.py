@@ -12,7 +12,8 @@ tick applies to every deal the seat has waiting.
 Masks (1 = allowed): RP ``[honest, cheat, inflate, skip] + [price levels...]`` (without a focus
 deal only ``honest``, which is then a no-op); JC ``[accept, check, wait]`` (without a focus deal
 only ``wait``; ``check`` needs the mediation fee); mediator ``[honest, collude]`` (``collude``
-only when a member of the mediator's collusion ring is a party of the focus deal).
+only when a member of the mediator's collusion ring is a party of the focus deal). Mechanisms
+that ask seats for decisions of their own open the actions those use (hook ``action_mask``).
 """
 
 from __future__ import annotations
@@ -156,6 +157,11 @@ class Observer:
                 (1.0, *logs[5 * k : 5 * k + 5], *rw) for k, rw in enumerate(rp_raws)
             ]
             M[rp_rows, 1:4] = 1
+        hooks = mk._hooks["action_mask"]
+        for (
+            mech
+        ) in hooks:  # decisions that mechanisms open or close (mask shape: seat, mode, level)
+            mech.action_mask(mk, "rp", M)
         M = M.reshape(mk.n_rp, 4 * self.n_levels)
 
         # -- job creators
@@ -182,6 +188,9 @@ class Observer:
                 (1.0, *logs[o + 5 * k : o + 5 * k + 5], *rw) for k, rw in enumerate(med_raws)
             ]
             ZM[med_rows, 1] = [rw[0] + rw[1] > 0 for rw in med_raws]
+        for mech in hooks:
+            mech.action_mask(mk, "jc", JM)
+            mech.action_mask(mk, "mediator", ZM)
         if any(self.mechs.values()):
             X, J, Z = self._mechanism_columns(X, J, Z)
         return Observation(X, M, J, JM, Z, ZM)
@@ -276,5 +285,5 @@ def feature_names(mechanisms, role: str) -> tuple[str, ...]:
     """Every observation column of ``role``: the base features then each mechanism's."""
     names = FEATURES[role]
     for m in mechanisms:
-        names = names + tuple(f"{m.name}.{f}" for f in m.feature_names(role))
+        names = names + tuple(m.feature_names(role))
     return names

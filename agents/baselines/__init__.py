@@ -9,7 +9,10 @@ never-trained RLModules of the training code.
 
 Action encodings (see :mod:`twin.env`): RP ``mode * n_price_levels + price_level`` with mode
 0 honest, 1 cheat, 2 inflate, 3 skip; JC discrete 0 accept, 1 check, 2 wait, or ``[check_probability]``; mediator
-0 honest, 1 collude.
+0 honest, 1 collude. In a dual deal of the counter-collusion contracts
+(:mod:`twin.mechanisms.counter_collusion`) the same RP modes mean: at the sign stage 1 (or 2)
+agree to collude, 0 or 3 refuse; at the compute stage 0 honest, 1 the agreed wrong answer (or an
+own one), 2 betray (where the traitor's contract allows it, else honest), 3 skip.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ class PolicyContext:
     #: a scripted colluder breaks its ring's agreement with this probability per decision
     #: (``mediation.defect_probability``)
     defect_probability: float = 0.0
+    #: (role, column names of that role's observation) pairs, for policies that read features
+    features: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def names(self, role: str) -> tuple[str, ...]:
+        """The column names of ``role``'s observation (empty when not given)."""
+        return dict(self.features).get(role, ())
 
 
 class Policy:
@@ -109,6 +118,56 @@ class CheatWithProbabilityRP(_RPMode):
     def _modes(self, n, rng):
         q = float(self.params.get("cheat_probability", 0.5))
         return (rng.random(n) < q).astype(np.int64)
+
+
+class AlwaysColludeRP(AlwaysCheatRP):
+    """Always mode 1: in a dual deal, agrees to collude (signs the colluder's contract when it is
+    on offer) and submits the pair's agreed wrong answer; in a v1 deal, a fake result."""
+
+    name = "always_collude"
+
+
+class ColludeThenBetrayRP(_RPMode):
+    """Agrees to collude, then betrays the partner wherever the traitor's contract allows it
+    (mode 2 allowed by the mask), else colludes. Meant for dual deals: where the seat also
+    decides a v1 deal in the same tick, mode 2 there means inflating the instruction count."""
+
+    name = "collude_then_betray"
+
+    def act_batch(self, obs, mask, rng):
+        n, L = len(obs), self.ctx.n_price_levels
+        lvl = int(self.params.get("price_level", -1))
+        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        if mask.shape[1] != 4 * L:
+            return np.full((n, 1), L + lvl, np.int64)
+        flat = np.where(mask[:, 2 * L + lvl] == 1, 2, 1) * L + lvl
+        flat = np.where(mask[np.arange(n), flat] == 1, flat, lvl)  # nothing to decide: honest
+        return flat[:, None].astype(np.int64)
+
+
+class RationalDualRP(_RPMode):
+    """Best response to the analytic payoffs of the counter-collusion contracts: the
+    subgame-perfect strategy of spec section 3 (:func:`twin.mechanisms.counter_collusion.
+    rational_mode`) against a partner of the same cost; honest in v1 deals. Reads the
+    ``ccc_*`` columns of the RP observation, found by name in ``ctx.features``."""
+
+    name = "ccc_rational"
+
+    def act_batch(self, obs, mask, rng):
+        from twin.mechanisms.counter_collusion import FEATURES, rational_modes
+
+        names = self.ctx.names("rp")
+        missing = [f for f in FEATURES if f not in names]
+        if missing:
+            raise ValueError(
+                f"policy {self.name!r} reads the counter_collusion features {missing} of the RP "
+                f"observation, which has only {list(names)}"
+            )
+        cols = obs[:, [names.index(f) for f in FEATURES]]
+        L = self.ctx.n_price_levels
+        lvl = int(self.params.get("price_level", -1))
+        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        return (rational_modes(cols) * L + lvl)[:, None].astype(np.int64)
 
 
 class RandomRP(Policy):
@@ -236,6 +295,9 @@ REGISTRY: dict[str, dict[str, tuple[type[Policy], tuple[str, ...]]]] = {
         "always_inflate": (InflateRP, ("price_level",)),
         "always_skip": (SkipRP, ("price_level",)),
         "cheat_with_probability": (CheatWithProbabilityRP, ("cheat_probability", "price_level")),
+        "always_collude": (AlwaysColludeRP, ("price_level",)),
+        "collude_then_betray": (ColludeThenBetrayRP, ("price_level",)),
+        "ccc_rational": (RationalDualRP, ("price_level",)),
         "random": (RandomRP, ()),
     },
     "jc": {

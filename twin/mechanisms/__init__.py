@@ -18,6 +18,7 @@ _ORDER: tuple[tuple[str, str], ...] = (
     ("twin.mediation.consortium", "ConsortiumMediation"),
     ("twin.mechanisms.slashing", "SlashingShares"),
     ("twin.mechanisms.reputation", "Reputation"),
+    ("twin.mechanisms.counter_collusion", "CounterCollusion"),
 )
 
 

@@ -9,6 +9,11 @@ Hooks, in tick order:
 
 - ``on_tick_start(mk)``: before any phase.
 - ``on_deal_created(mk, d)``: a match became a deal (before ``agree``).
+- ``takes_over(mk, d) -> bool``: in ``agree``, before the parties agree: whether the mechanism
+  runs the match ``d`` itself instead of the v1 deal (e.g. a dual deal). ``d`` then never reaches
+  the v1 contracts; the mechanism owns the match's capacity hold (``mk._holds``), keeps
+  ``d.index`` in ``mk.active`` until it has settled every token of it, and settles within the
+  episode. The first mechanism that returns True takes it.
 - ``on_executed(mk, d)``: the RP decided how to execute (``d.mode`` set; before the result).
 - ``on_result_submitted(mk, d)``: ``addResult`` succeeded.
 - ``can_check(mk, d) -> bool``: whether the JC may still check ``d`` (e.g. a storage window).
@@ -17,10 +22,15 @@ Hooks, in tick order:
   flows are final, so a mechanism may now move its own money (taxes, fees, payouts, shares of
   slashed collateral) with :meth:`twin.market.Market.transfer`.
 - ``on_tick_end(mk)``: after ``settle``.
+- ``action_mask(mk, role, mask)``: when observations are built: open (or close) actions in the
+  role's mask, in place, for decisions the mechanism asks of seats (rp: seats x modes x price
+  levels; jc: seats x 3; mediator: seats x 2). Mechanisms that ask for decisions read them from
+  ``mk.actions``.
 
 Observations: ``feature_names(role)`` and ``public_features(mk, focus)`` add columns to each role's
 observation (what a real participant would see: jackpot size, stakes, reputation scores, market
-odds). Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary.
+odds). Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
+``tables(mk) -> dict[str, DataFrame]`` adds per-record tables (``run_episodes`` collects them).
 """
 
 from __future__ import annotations
@@ -36,12 +46,14 @@ if TYPE_CHECKING:  # pragma: no cover
 HOOKS = (
     "on_tick_start",
     "on_deal_created",
+    "takes_over",
     "on_executed",
     "on_result_submitted",
     "can_check",
     "on_checked",
     "on_deal_end",
     "on_tick_end",
+    "action_mask",
 )
 
 
@@ -73,6 +85,9 @@ class Mechanism:
 
     def on_tick_start(self, mk: Market) -> None: ...
     def on_deal_created(self, mk: Market, d: Deal) -> None: ...
+    def takes_over(self, mk: Market, d: Deal) -> bool:
+        return False
+
     def on_executed(self, mk: Market, d: Deal) -> None: ...
     def on_result_submitted(self, mk: Market, d: Deal) -> None: ...
     def can_check(self, mk: Market, d: Deal) -> bool:
@@ -81,6 +96,7 @@ class Mechanism:
     def on_checked(self, mk: Market, d: Deal) -> None: ...
     def on_deal_end(self, mk: Market, d: Deal) -> None: ...
     def on_tick_end(self, mk: Market) -> None: ...
+    def action_mask(self, mk: Market, role: str, mask: np.ndarray) -> None: ...
 
     def public_features(
         self, mk: Market, focus: dict[str, dict[int, int]]
@@ -90,6 +106,10 @@ class Mechanism:
         return {}
 
     def metrics(self, mk: Market) -> dict[str, float]:
+        return {}
+
+    def tables(self, mk: Market) -> dict:
+        """Named per-record DataFrames of one episode (e.g. one row per dual deal)."""
         return {}
 
     @classmethod

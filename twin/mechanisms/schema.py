@@ -192,14 +192,20 @@ class FeeConfig:
 
 @dataclass
 class CounterCollusionConfig:
-    """Dong et al. (CCS 2017): a job outsourced to two nodes under smart contracts."""
+    """Dong et al. (CCS 2017): a job outsourced to two nodes under smart contracts
+    (:mod:`twin.mechanisms.counter_collusion`)."""
 
-    share: float = knob(0.0, "share of jobs outsourced to two nodes (0: off)", lo=0.0, hi=1.0)
+    share: float = knob(
+        0.0, "share of matched jobs outsourced to two nodes (0: off)", lo=0.0, hi=1.0
+    )
     contracts: list[str] = knob(
-        doc="available contracts: prisoner, colluder, traitor", factory=lambda: ["prisoner"]
+        doc="contracts on offer: prisoner (always), colluder, traitor", factory=lambda: ["prisoner"]
     )
     wage_wei: int = knob(TOKEN, "w: paid to each node", lo=0, hi=10**30)
     deposit_wei: int = knob(2 * TOKEN, "d: each node's deposit", lo=0, hi=10**30)
-    dispute_cost_wei: int = knob(TOKEN // 2, "ch: cost of the trusted third party", lo=0, hi=10**30)
+    dispute_cost_wei: int = knob(
+        TOKEN // 2, "ch: cost of the trusted third party (at most w + 2d)", lo=0, hi=10**30
+    )
     collusion_deposit_wei: int = knob(TOKEN, "t: colluder's-contract deposit", lo=0, hi=10**30)
     bribe_wei: int = knob(TOKEN // 4, "b: leader's bribe to the follower", lo=0, hi=10**30)
+    ttp_latency_s: int = knob(60, "seconds the trusted third party takes to decide", lo=0, hi=10**9)
