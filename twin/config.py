@@ -306,6 +306,17 @@ def validate(cfg: TwinConfig) -> TwinConfig:
                 raise ConfigError(
                     f"collusion.{fld}: n_rings x {fld} = {c.n_rings * getattr(c, fld)} exceeds {name} = {n}"
                 )
+    v = cfg.verification
+    for k, meth in v.per_module.items():
+        if k not in MODULES:
+            raise ConfigError(
+                f"verification.per_module: unknown job class {k!r}; allowed: {sorted(MODULES)}"
+            )
+        if meth not in ("replication", "none", "proof", "tee"):
+            raise ConfigError(
+                f"verification.per_module.{k} = {meth!r} is not allowed; allowed values: "
+                "['replication', 'none', 'proof', 'tee']"
+            )
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):

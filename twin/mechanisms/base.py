@@ -10,6 +10,7 @@ Hooks, in tick order:
 - ``on_tick_start(mk)``: before any phase.
 - ``on_deal_created(mk, d)``: a match became a deal (before ``agree``).
 - ``on_executed(mk, d)``: the RP decided how to execute (``d.mode`` set; before the result).
+  ``d.ready_at`` (-1: no result) may be delayed here (e.g. proof generation).
 - ``on_result_submitted(mk, d)``: ``addResult`` succeeded.
 - ``can_check(mk, d) -> bool``: whether the JC may still check ``d`` (e.g. a storage window).
 - ``on_checked(mk, d)``: ``checkResult`` succeeded (mediators were requested).
