@@ -144,7 +144,8 @@ def verify(deal: Deal, job: JobClass, v: Verification, speed: float, cost_wei_pe
 
     if deal.correct:
         agree = [reproduces() for _ in range(n)]
-        identical = all(agree)  # runs that do not reproduce the output differ from every other
+        # a run that does not reproduce the output differs from every other (one run: no test)
+        identical = n == 1 or all(agree)
     else:  # a fake: a run agrees with it only within a tolerance
         agree = [tol > 0 and float(rng.exponential(v.fake_distance_scale)) <= tol for _ in range(n)]
         identical = n == 1 or all([reproduces() for _ in range(n)])
