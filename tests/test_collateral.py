@@ -208,20 +208,31 @@ def test_late_withheld_exact(full, elapsed, grace, timeout, floor, withheld):
     assert late_withheld(full, elapsed, grace, timeout, floor) == withheld
 
 
-def test_late_result_pays_less_and_refunds_the_jc():
-    # T = 1000 s, grace 200 s, floor 0.5; agreed at t = 10, submitted at t = 610 (600 s):
-    # withheld 3 of min(C, P) = 15 -> the RP is paid 12 and the JC refunded P - 12 = 8:
-    # RP 100 + 12 = 112, JC 100 - 12 = 88.
-    ledger, log, flows, d = make(window=1000)
+@pytest.mark.parametrize(
+    "units,withheld,pay",
+    [
+        # C = 15 <= P: withheld floor(15 * 0.5 * 400 / 800) = 3, pay 12, JC refunded 20 - 12 = 8
+        (5, 3, 12),
+        # C = 30 > P = 20: the cap first, min(C, P) = 20; withheld floor(20 * 0.25) = 5; pay 15
+        (10, 5, 15),
+    ],
+)
+def test_late_result_pays_less_and_refunds_the_jc(units, withheld, pay):
+    # T = 1000 s, grace 200 s, floor 0.5; agreed at t = 10, submitted at t = 610 (600 s late of
+    # agree: 400 s past the grace of a window of 800 s). RP 100 + pay; JC 100 - pay.
+    ledger, log, flows, d = make(window=1000, units=units)
     mech, mk = attach(flows, [d], late_grace_s=200, late_payment_floor=0.5)
     flows.agree(10, d, RP)
     flows.agree(10, d, JC)
     flows.add_result(610, d)
     mech.on_result_submitted(mk, d)
-    assert d.late_withheld == 3 and d.payment == 12
+    assert d.late_withheld == withheld and d.payment == pay
     flows.accept_result(620, d)
-    assert balances(ledger) == {OWNER: (0, 0), JC: (88, 0), RP: (112, 0), MED: (0, 0)}
-    assert events(log)[-5:-3] == [("Pay", RP, 12, JP, PAID_OUT), ("Pay", JC, 8, PC, REFUNDED)]
+    assert balances(ledger) == {OWNER: (0, 0), JC: (100 - pay, 0), RP: (100 + pay, 0), MED: (0, 0)}
+    assert events(log)[-5:-3] == [
+        ("Pay", RP, pay, JP, PAID_OUT),
+        ("Pay", JC, 20 - pay, PC, REFUNDED),
+    ]
 
 
 # -- pooling ------------------------------------------------------------------------------------

@@ -189,6 +189,15 @@ def test_per_module_methods(compose):
                        "sdxl": "tee", "llama3_8b": "tee", "whisper": "tee", "lora_finetune": "tee"}  # fmt: skip
     checked = [d for d in mk.deals if d.checked]
     assert checked and all(mk.module_names[d.module] != "cowsay" for d in checked)
+    # a TEE run costs 10 % more (floored); replicated and unverifiable classes cost a plain run
+    fl = mk.fleet
+    runs = [d for d in mk.deals if d.mode == ExecMode.Honest and not d.failed]
+    for d in runs:
+        r, job = int(mk.row[d.rp]), mk.job_classes[d.module]
+        run = runtime_s(d.units, float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r]))
+        h = run * int(fl.cost_wei_per_s[r])
+        assert d.exec_cost == (h + h // 10 if by_name[job.name] == "tee" else h)
+    assert {by_name[mk.job_classes[d.module].name] for d in runs} >= {"tee", "replication", "none"}
 
 
 @pytest.mark.parametrize(
@@ -287,7 +296,8 @@ def test_modicum_defence(compose):
     assert (sdxl.job_cost_wei - spend == -(10**16)).all()
     flagged = res.summary["flagged_nondeterministic"] * 2  # the summary averages the 2 episodes
     n = int(res.deals.checked.sum())
-    assert n == len(sdxl) and within(flagged / n, 1 - 0.7**3, n)
+    assert n == len(sdxl) and flagged == sdxl.flagged.sum()
+    assert within(flagged / n, 1 - 0.7**3, n)
     # the mediators paid 3 runs per check: their cost is 3 x the honest re-run cost
     meds = res.agents[res.agents.role == "mediator"]
     assert meds.cost_tokens.sum() > 0
@@ -320,3 +330,39 @@ def test_verification_features(compose):
     # checkable, catch probability a^3 = 0.343, honest pass 1; no proof cost
     assert f["jc"][int(mk.row[d.jc])].tolist() == pytest.approx([1.0, 0.343, 1.0])
     assert f["rp"][int(mk.row[d.rp])].tolist() == pytest.approx([1.0, 0.343, 1.0, 0.0])
+
+
+def test_check_action_masked_for_unverifiable_classes(compose):
+    # cowsay unverifiable, sdxl replicated: stop the market with results waiting for judgement
+    # (JCs never judge), then the mask closes "check" exactly for the JCs whose focus is cowsay
+    from twin.env import MarketEnv
+    from twin.observe import observe
+
+    cfg = compose(*SMALL, "+verification.per_module.cowsay=none", "market.modules=[cowsay,sdxl]",
+                  "policies.jc.policy=never_judge", "market.job_rate_per_tick=0.5")  # fmt: skip
+    env = MarketEnv(cfg)
+    env.reset(seed=0)
+    mk = env.market
+    for _ in range(8):
+        env.step({})
+    focus = mk.judge_q.first()
+    mods = {int(mk.row[a]): mk.module_names[mk.deals[di].module] for a, di in focus.items()}
+    assert set(mods.values()) == {"cowsay", "sdxl"}
+    mask = observe(mk, len(cfg.pricing.price_levels)).jc_mask.copy()
+    assert all(mask[r, 1] == 1 for r in mods)  # the fee is affordable: check open before
+    mech_of(mk).action_mask(mk, "jc", mask)
+    assert all(mask[r, 1] == (m == "sdxl") for r, m in mods.items())
+    assert all(mask[r, 0] == 1 for r in mods)  # accepting stays open
+
+
+@pytest.mark.parametrize("jc_action", ["discrete", "probability"])
+def test_modicum_attacker_policy(jc_action):
+    # checks exactly the focus deals of non-deterministic classes (focus_nondeterminism > 0)
+    from agents.baselines import PolicyContext, make_policy
+    from twin.observe import JC_FEATURES
+
+    pol = make_policy("jc", "modicum_attacker", ctx=PolicyContext(jc_action=jc_action))
+    obs = np.zeros((3, len(JC_FEATURES)), np.float32)
+    obs[:, JC_FEATURES.index("focus_nondeterminism")] = (0.3, 0.0, 0.9)
+    act = pol.act_batch(obs, np.ones((3, 3), np.int8), np.random.default_rng(0))
+    assert act[:, 0].tolist() == [1, 0, 1]

@@ -51,6 +51,11 @@ node with results outstanding (``owed`` = sum of ``R`` of its submitted/checked 
   far (exact enumeration up to 12 open deals, a normal approximation beyond);
 - realised: the share of slashings that found the pool short, and the unpaid total.
 
+Metrics: up-front top-ups and refunds, late results and the payment withheld, and the pooling
+measures above (``pool_*``). Features: a node's pool cover ``held / owed`` (its own, or the focus
+deal's node's), the share of the payment a focus deal earns if its result comes now (or came), and
+the focus deal's up-front collateral.
+
 Source: the Lilypad whitepaper's collateral section (results collateral as a multiple of the
 price, optional non-binary timeout penalties, pooling for capital efficiency).
 """

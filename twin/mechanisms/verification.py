@@ -17,7 +17,8 @@ Each job class gets a method (``verification.method``, overridden per class by
   probability ``1 - a**n``; a flagged job is treated as honest (accepted and paid). Then an honest
   result always passes and a fake passes with probability ``b**n + (1 - b**n)(1 - a**n)``.
 - ``none``: no verification, trust and reputation only: results of the class cannot be checked
-  (``can_check`` is False; the JC's check becomes an acceptance).
+  (``can_check`` is False: a JC's check becomes an acceptance, and ``action_mask`` closes the
+  JC's check action while such a result is its focus deal).
 - ``proof`` / ``tee``: the node generates a proof (or runs in an enclave and attests): it bears
   ``proof_cost_fraction`` (``tee_cost_fraction``) x its honest run cost and ``proof_latency_s``
   (``tee_latency_s``) more runtime on every honest (or count-inflating) run; a fake comes with a
@@ -27,7 +28,11 @@ Each job class gets a method (``verification.method``, overridden per class by
   (``proof_soundness_error``, ``tee_soundness_error``).
 
 :func:`pass_probabilities` gives each class's closed-form probabilities that a check passes an
-honest result and a fake; agents observe them for the deal they decide on.
+honest result and a fake; agents observe them for the deal they decide on (features
+``focus_checkable``, ``focus_catch_prob``, ``focus_honest_pass_prob``, and for nodes
+``focus_proof_cost``). Metrics: proof/attestation cost borne by nodes, checks per method, jobs
+flagged non-deterministic, wrong results that passed a check, honest results that failed one and
+the payments clients thereby kept (``free_results_tokens``: the gain of Modicum's client attack).
 
 Sources: the Lilypad whitepaper (verification by replication; proofs and TEEs as alternatives;
 determinism); the Modicum paper and its proof supplement (the non-deterministic-job client attack,
@@ -116,6 +121,7 @@ class Verification(Mechanism):
         self.n_proofs = self.n_unverifiable = self.n_flagged = 0
         self.n_checks = dict.fromkeys(METHODS, 0)
         self.n_wrong_passed = self.n_honest_failed = 0
+        self.free_wei = 0  # payments JCs kept through failed checks of honest results
 
     # -- hooks -----------------------------------------------------------------------------------
     def on_deal_created(self, mk, d) -> None:
@@ -135,6 +141,16 @@ class Verification(Mechanism):
     def can_check(self, mk, d) -> bool:
         return bool(self.checkable[d.module])
 
+    def action_mask(self, mk, role: str, mask: np.ndarray) -> None:
+        """Closes the JC's ``check`` action (column 1) where its focus deal -- the oldest result
+        it has to judge -- cannot be checked (:meth:`can_check`). Called, where the observation
+        builder dispatches the ``action_mask`` hook, with the role's mask (seats x actions)."""
+        if role != "jc" or self.checkable.all() or not mk.judge_q:
+            return
+        for acct, di in mk.judge_q.first().items():
+            if not self.can_check(mk, mk.deals[di]):
+                mask[int(mk.row[acct]), 1] = 0
+
     def on_deal_end(self, mk, d) -> None:
         if not self.checkable[d.module]:
             self.n_unverifiable += 1
@@ -147,6 +163,7 @@ class Verification(Mechanism):
             self.n_wrong_passed += 1
         elif not wrong and d.state == DealState.MediationRejected:
             self.n_honest_failed += 1
+            self.free_wei += min(d.job_cost, d.payment_collateral)
 
     # -- observation and metrics -----------------------------------------------------------------
     def feature_names(self, role: str) -> tuple[str, ...]:
@@ -182,4 +199,5 @@ class Verification(Mechanism):
             "flagged_nondeterministic": float(self.n_flagged),
             "wrong_results_passed_checks": float(self.n_wrong_passed),
             "honest_results_failed_checks": float(self.n_honest_failed),
+            "free_results_tokens": self.free_wei / 1e18,
         }
