@@ -35,7 +35,11 @@ scenario = st.fixed_dictionaries({
     "seed": st.integers(0, 2**16),
     "mechanisms": st.lists(st.sampled_from(
         ["taxes=forced_errors", "slashing=client_and_burn", "reputation=beta", "fees=protocol_fee", "storage=window",
-         "announce=reward", "counter_collusion=traitor"]), unique=True, max_size=7),
+         "announce=reward", "counter_collusion=traitor",
+         # collateral and verification options (one group choice per group; the rest as fields)
+         "collateral=pooled", "collateral.results_timing=up_front", "collateral.late_grace_s=120",
+         "verification=modicum_defence", "verification.method=proof", "+verification.per_module.cowsay=none",
+         "verification.approx_tolerance=2.0"]), unique=True, max_size=9),
     "mediation": st.sampled_from(["v1", "consortium", "consortium_recursive", "auction", "reputation",
                                   "commit_reveal"]),
 })  # fmt: skip

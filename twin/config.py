@@ -319,6 +319,17 @@ def validate(cfg: TwinConfig) -> TwinConfig:
             f"counter_collusion.dispute_cost_wei ({cc.dispute_cost_wei}) must be at most "
             f"wage_wei + 2 * deposit_wei ({cc.wage_wei + 2 * cc.deposit_wei})"
         )
+    v = cfg.verification
+    for k, meth in v.per_module.items():
+        if k not in MODULES:
+            raise ConfigError(
+                f"verification.per_module: unknown job class {k!r}; allowed: {sorted(MODULES)}"
+            )
+        if meth not in ("replication", "none", "proof", "tee"):
+            raise ConfigError(
+                f"verification.per_module.{k} = {meth!r} is not allowed; allowed values: "
+                "['replication', 'none', 'proof', 'tee']"
+            )
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):

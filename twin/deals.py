@@ -83,6 +83,7 @@ class Deal:
         "mode", "units_reported", "correct", "failed", "ready_at", "exec_cost", "decided_tick",
         "mediator", "verdict_at", "collusive", "bribe", "mediation_cost", "stuck", "ended_at",
         "cheated", "checked", "slash_to", "slashed", "forced_error", "voters",
+        "results_up_front", "results_held", "slash_unpaid", "late_withheld", "verification", "flagged",
     )  # fmt: skip
 
     def __init__(self, index: int, jc: int, rp: int, solver: int, mediators: tuple[int, ...], module: int,
@@ -130,6 +131,14 @@ class Deal:
         #: mediators the verdict paid (consortium mediation: every voter, or the majority voters,
         #: in draw order; v1 leaves it empty: the one mediator is ``mediator``)
         self.voters: tuple[int, ...] = ()
+        # collateral variants (twin.mechanisms.collateral); all 0 in v1
+        self.results_up_front = 0  # results collateral the RP posts at agree (v1: none)
+        self.results_held = 0  # results collateral this deal holds in the RP's escrow now
+        self.slash_unpaid = 0  # results collateral owed by a slashing that a short pool lacked
+        self.late_withheld = 0  # payment withheld for a late result (refunded to the JC)
+        # verification (twin.mechanisms.verification): how a check is done; None: v1 replication
+        self.verification = None
+        self.flagged = False  # a mediator flagged the job as non-deterministic (Modicum)
 
     # -- derived amounts ---------------------------------------------------------------------
     @property
@@ -139,8 +148,8 @@ class Deal:
 
     @property
     def payment(self) -> int:
-        """What the RP is paid: min(C, P)."""
-        return min(self.job_cost, self.payment_collateral)
+        """What the RP is paid: min(C, P), less what a late result forfeits (0 in v1)."""
+        return min(self.job_cost, self.payment_collateral) - self.late_withheld
 
     @property
     def results_collateral(self) -> int:
@@ -168,12 +177,25 @@ class DealFlows:
     """Performs the v1 calls on deals: state checks, token movements and events.
 
     ``slash_to`` is the account that receives slashed collateral (v1: the protocol owner).
+
+    Results collateral: a deal's RP holds ``d.results_held`` of it in escrow. In v1 that is 0 until
+    ``addResult`` and ``R = m*C`` from then on; the collateral variants
+    (:mod:`twin.mechanisms.collateral`) post ``d.results_up_front`` at the RP's ``agree`` (settled
+    to the posted amount at ``addResult``) and, with ``pool`` set, post a share of ``R`` and let a
+    slashing draw on the node's other deals. With ``results_up_front = 0`` and no pool, every call
+    moves exactly the v1 amounts and emits exactly the v1 events.
     """
 
     def __init__(self, ledger: Ledger, log: EventLog, rules: ProtocolRules, slash_to: int) -> None:
         self.ledger, self.log, self.rules, self.slash_to = ledger, log, rules, slash_to
         #: deals that became terminal or stuck since the market last settled (drained by it)
         self.ended: list[Deal] = []
+        #: collateral pooling across a node's deals (``posted(d)``, ``draws(d)``); None: v1
+        self.pool = None
+
+    def results_posted(self, d: Deal) -> int:
+        """Results collateral the deal holds once its result is in (v1: ``R = m*C``)."""
+        return d.results_collateral if self.pool is None else self.pool.posted(d)
 
     # -- primitive movements (zero amounts move nothing and emit nothing) ---------------------
     def _in(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
@@ -248,7 +270,7 @@ class DealFlows:
         if party == d.rp:
             if d.rp_agreed_at:
                 raise CallRejected(f"agree: RP already agreed to deal {d.index}")
-            if not self.ledger.can_pay_in(party, d.submit_collateral):
+            if not self.ledger.can_pay_in(party, d.submit_collateral + d.results_up_front):
                 raise CallRejected(f"agree: RP {party} cannot deposit Ts for deal {d.index}")
         elif party == d.jc:
             if d.jc_agreed_at:
@@ -262,6 +284,8 @@ class DealFlows:
             self.log.state_change(t, d.index, int(DealState.DealNegotiating))
         if party == d.rp:
             self._in(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+            self._in(t, d, d.rp, d.results_up_front, R.ResultsCollateral)
+            d.results_held = d.results_up_front
             d.rp_agreed_at = t
         else:
             self._in(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
@@ -272,16 +296,23 @@ class DealFlows:
             self._set(t, d, DealState.DealAgreed)
 
     def add_result(self, t: int, d: Deal) -> None:
-        """``addResult`` by the RP: deposits ``R = m*C``, gets ``Ts`` back."""
+        """``addResult`` by the RP: deposits ``R = m*C``, gets ``Ts`` back. Collateral posted up
+        front is settled here: the RP tops it up to the amount due, or is refunded the excess."""
         self._need(d, DealState.DealAgreed, "addResult")
-        if not self.ledger.can_pay_in(d.rp, d.results_collateral):
+        due = self.results_posted(d)
+        top_up = due - d.results_held
+        if not self.ledger.can_pay_in(d.rp, max(0, top_up)):
             raise CallRejected(f"addResult: RP {d.rp} cannot deposit R for deal {d.index}")
 
         def moves() -> None:
-            self._in(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            if top_up >= 0:
+                self._in(t, d, d.rp, top_up, R.ResultsCollateral)
+            else:
+                self._refund(t, d, d.rp, -top_up, R.ResultsCollateral)
             self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
 
         if self._atomic(t, d, "addResult", d.rp, moves):
+            d.results_held = due
             d.submitted_at = t
             self._set(t, d, DealState.ResultsSubmitted)
 
@@ -294,10 +325,11 @@ class DealFlows:
             self._out(t, d, d.rp, pay, R.JobPayment)
             self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
             self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
-            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
 
         if not self._atomic(t, d, "acceptResult", d.jc, moves):
             return False
+        d.results_held = 0
         d.accepted_at = t
         self._set(t, d, DealState.ResultsAccepted)
         return True
@@ -329,24 +361,34 @@ class DealFlows:
             self._out(t, d, d.rp, pay, R.JobPayment)
             self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
             self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
 
         if not self._atomic(t, d, "mediationAcceptResult", d.mediator, moves):
             return False
+        d.results_held = 0
         d.mediation_accepted_at = t
         self._set(t, d, DealState.MediationAccepted)
         return True
 
     def mediation_reject(self, t: int, d: Deal) -> bool:
+        """The RP's results collateral is slashed. With a pool, the slashing takes ``R`` from the
+        node's pool (this deal's share, then shares of its other open deals) up to what the pool
+        holds; the rest is recorded in ``d.slash_unpaid``."""
         self._need(d, DealState.ResultsChecked, "mediationRejectResult")
+        draws = self.pool.draws(d) if self.pool is not None else ()
+        take = d.results_held + sum(w for _, w in draws)
 
         def moves() -> None:
             self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
             self._out(t, d, d.mediator, d.mediation_fee, R.MediationFee)
-            self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._slash(t, d, d.rp, take, R.ResultsCollateral)
 
         if not self._atomic(t, d, "mediationRejectResult", d.mediator, moves):
             return False
+        for other, wei in draws:
+            other.results_held -= wei
+        d.slash_unpaid = max(0, d.results_collateral - take)
+        d.results_held = 0
         d.mediation_rejected_at = t
         self._set(t, d, DealState.MediationRejected)
         return True
@@ -377,6 +419,8 @@ class DealFlows:
                 f"{call}: fee shares {list(fee_payees)} do not split F = {d.mediation_fee}"
             )
         pay = d.payment
+        draws = self.pool.draws(d) if (self.pool is not None and not accept) else ()
+        take = d.results_held + sum(w for _, w in draws)
 
         def moves() -> None:
             if accept:
@@ -384,19 +428,24 @@ class DealFlows:
                 for payee, share in fee_payees:
                     self._out(t, d, payee, share, R.MediationFee)
                 self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-                self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+                self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
             else:
                 self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
                 for payee, share in fee_payees:
                     self._out(t, d, payee, share, R.MediationFee)
-                self._slash(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+                self._slash(t, d, d.rp, take, R.ResultsCollateral)
 
         if not self._atomic(t, d, call, d.mediator, moves):
             return False
         if accept:
             d.mediation_accepted_at = t
+            d.results_held = 0
             self._set(t, d, DealState.MediationAccepted)
-        else:
+        else:  # as mediation_reject: pooled collateral draws, shortfall recorded
+            for other, wei in draws:
+                other.results_held -= wei
+            d.slash_unpaid = max(0, d.results_collateral - take)
+            d.results_held = 0
             d.mediation_rejected_at = t
             self._set(t, d, DealState.MediationRejected)
         return True
@@ -436,6 +485,7 @@ class DealFlows:
         def moves() -> None:
             if d.rp_agreed_at:
                 self._refund(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+                self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
             if d.jc_agreed_at:
                 self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
                 second = d.submit_collateral if defect else d.judge_collateral
@@ -443,6 +493,7 @@ class DealFlows:
 
         if not self._atomic(t, d, "timeoutAgree", caller, moves):
             return False
+        d.results_held = 0
         d.timeout_agree_at = t
         self._set(t, d, DealState.TimeoutAgree)
         return True
@@ -459,9 +510,11 @@ class DealFlows:
             self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
             self._refund(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
             self._slash(t, d, d.rp, d.submit_collateral, R.TimeoutCollateral)
+            self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)  # posted up front
 
         if not self._atomic(t, d, "timeoutSubmitResult", caller, moves):
             return False
+        d.results_held = 0
         d.timeout_submit_at = t
         self._set(t, d, DealState.TimeoutSubmitResults)
         return True
@@ -479,11 +532,12 @@ class DealFlows:
         def moves() -> None:
             self._out(t, d, d.rp, pay, R.JobPayment)
             self._refund(t, d, d.jc, d.payment_collateral - pay, R.PaymentCollateral)
-            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
             self._slash(t, d, d.jc, d.judge_collateral, R.TimeoutCollateral)
 
         if not self._atomic(t, d, "timeoutJudgeResult", caller, moves):
             return False
+        d.results_held = 0
         d.timeout_judge_at = t
         self._set(t, d, DealState.TimeoutJudgeResults)
         return True
@@ -493,12 +547,13 @@ class DealFlows:
         self._check_window(t, d, "timeoutMediateResult")
 
         def moves() -> None:
-            self._refund(t, d, d.rp, d.results_collateral, R.ResultsCollateral)
+            self._refund(t, d, d.rp, d.results_held, R.ResultsCollateral)
             self._refund(t, d, d.jc, d.payment_collateral, R.PaymentCollateral)
             self._refund(t, d, d.jc, d.mediation_fee, R.MediationFee)
 
         if not self._atomic(t, d, "timeoutMediateResult", caller, moves):
             return False
+        d.results_held = 0
         d.timeout_mediate_at = t
         self._set(t, d, DealState.TimeoutMediateResults)
         return True
@@ -526,17 +581,17 @@ class DealFlows:
 
         if s == DealState.DealNegotiating:
             if d.rp_agreed_at:
-                add(d.rp, d.submit_collateral)
+                add(d.rp, d.submit_collateral + d.results_held)
             if d.jc_agreed_at:
                 add(d.jc, d.payment_collateral + d.judge_collateral)
         elif s == DealState.DealAgreed:
-            add(d.rp, d.submit_collateral)
+            add(d.rp, d.submit_collateral + d.results_held)
             add(d.jc, d.payment_collateral + d.judge_collateral)
         elif s == DealState.ResultsSubmitted:
-            add(d.rp, d.results_collateral)
+            add(d.rp, d.results_held)
             add(d.jc, d.payment_collateral + d.judge_collateral)
         elif s == DealState.ResultsChecked:
-            add(d.rp, d.results_collateral)
+            add(d.rp, d.results_held)
             add(d.jc, d.payment_collateral + d.mediation_fee)
         return held
 

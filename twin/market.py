@@ -496,16 +496,16 @@ class Market:
                     p.failed,
                 )
                 d.exec_cost, d.decided_tick = p.cost_wei, self.tick
+                d.ready_at = -1 if p.ready_in_s < 0 else self.now + p.ready_in_s
                 d.cheated = mode in (ExecMode.Cheat, ExecMode.Inflate)
                 if d.cheated:
                     self.n_cheats[rp] += 1
                 self._add_cost(rp, p.cost_wei)
-                for mech in self._hooks["on_executed"]:
+                for mech in self._hooks["on_executed"]:  # may add cost and delay ``d.ready_at``
                     mech.on_executed(self, d)
-                if p.ready_in_s < 0:
+                if d.ready_at < 0:
                     self._release(di)
                 else:
-                    d.ready_at = self.now + p.ready_in_s
                     self._seq += 1
                     heapq.heappush(self._ready, (d.ready_at, self._seq, di))
 

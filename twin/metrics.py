@@ -85,6 +85,7 @@ def deals_frame(market, episode: int = 0, with_ids: bool = False) -> pd.DataFram
             "paid_to_rp_wei": paid, "slashed_rp_wei": slashed_rp, "slashed_jc_wei": f.get("slashed_jc_wei", 0),
             "mediation_fee_paid_wei": f.get("mediation_fee_paid_wei", 0), "bribe_wei": f.get("bribe_wei", 0),
             "rp_exec_cost_wei": d.exec_cost,
+            "late_withheld_wei": d.late_withheld, "slash_unpaid_wei": d.slash_unpaid, "flagged": d.flagged,
             "rp_profit_tokens": (rp_delta - d.exec_cost) / T,
             "job_cost_tokens": d.job_cost / T,
             "created_at": d.created_at, "ended_at": d.ended_at, "stuck": d.stuck,

@@ -220,6 +220,27 @@ class CheckWithProbabilityJC(_JC):
         return np.full(n, float(self.params.get("check_probability", 0.1)))
 
 
+class ModicumAttackerJC(_JC):
+    """Modicum's client attack: checks every result of a non-deterministic job class (an honest
+    re-run disagrees with some probability, and a failed check refunds the whole payment: the
+    result comes free) and accepts every other result at once. Reads the observation's
+    ``focus_nondeterminism`` column."""
+
+    name = "modicum_attacker"
+
+    def __init__(self, ctx: PolicyContext, **params: float) -> None:
+        super().__init__(ctx, **params)
+        from twin.observe import JC_FEATURES
+
+        self._col = JC_FEATURES.index("focus_nondeterminism")
+
+    def act_batch(self, obs, mask, rng):
+        nondet = np.asarray(obs)[:, self._col] > 0
+        if self.ctx.jc_action == "probability":
+            return nondet.astype(np.float32)[:, None]
+        return nondet.astype(np.int64)[:, None]
+
+
 class NeverJudgeJC(Policy):
     """Never accepts nor checks: lets the judge timeout run."""
 
@@ -304,6 +325,7 @@ REGISTRY: dict[str, dict[str, tuple[type[Policy], tuple[str, ...]]]] = {
         "always_accept": (AlwaysAcceptJC, ()),
         "always_check": (AlwaysCheckJC, ()),
         "check_with_probability": (CheckWithProbabilityJC, ("check_probability",)),
+        "modicum_attacker": (ModicumAttackerJC, ()),
         "never_judge": (NeverJudgeJC, ()),
         "random": (RandomJC, ()),
     },

@@ -1,8 +1,8 @@
 """The mechanism library: one module per mechanism behind :class:`Mechanism`, chosen by config.
 
 :func:`build_mechanisms` returns the mechanisms a config switches on, in a fixed order (the order
-their ``on_deal_end`` hooks run: fees and taxes first, then shares of slashed collateral, then
-reputation and markets that read the outcome).
+their ``on_deal_end`` hooks run: collateral and verification bookkeeping, then fees and taxes,
+then shares of slashed collateral, then reputation and markets that read the outcome).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from twin.mechanisms.base import HOOKS, Mechanism
 
 #: (module path, class name), in hook order; each class has ``enabled(cfg) -> bool``
 _ORDER: tuple[tuple[str, str], ...] = (
+    ("twin.mechanisms.collateral", "CollateralVariants"),
+    ("twin.mechanisms.verification", "Verification"),
     ("twin.mechanisms.fees", "ProtocolFee"),
     ("twin.mechanisms.storage", "StorageWindow"),
     ("twin.mechanisms.taxes", "TaxesAndJackpot"),

@@ -15,6 +15,7 @@ Hooks, in tick order:
   ``d.index`` in ``mk.active`` until it has settled every token of it, and settles within the
   episode. The first mechanism that returns True takes it.
 - ``on_executed(mk, d)``: the RP decided how to execute (``d.mode`` set; before the result).
+  ``d.ready_at`` (-1: no result) may be delayed here (e.g. proof generation).
 - ``on_result_submitted(mk, d)``: ``addResult`` succeeded.
 - ``can_check(mk, d) -> bool``: whether the JC may still check ``d`` (e.g. a storage window).
 - ``on_checked(mk, d)``: ``checkResult`` succeeded (mediators were requested).

@@ -74,44 +74,95 @@ class MediationConfig:
 
 @dataclass
 class CollateralConfig:
-    """Collateral variants."""
+    """Collateral variants (Lilypad whitepaper, collateral section; ``twin.mechanisms.collateral``).
 
-    results_timing: str = knob("after_result", "when R is posted: after the result (v1) or at agree",
+    v1: the results collateral ``R = m*C`` is posted with the result, a late result earns the full
+    payment until the submit timeout, and every deal is backed by its own collateral."""
+
+    results_timing: str = knob("after_result", "when R is posted: with the result (v1: after_result) "
+                               "or at the RP's agree (up_front: m x price x the job class's expected "
+                               "work units, settled to m*C at addResult)",
                                choices=("after_result", "up_front"))  # fmt: skip
     late_grace_s: int = knob(
-        0, "a result later than this after agree earns a reduced payment (0: off)", lo=0, hi=10**9
+        0,
+        "a result submitted more than this many seconds after agree earns a reduced payment, "
+        "falling linearly to late_payment_floor x payment at the submit timeout (0: off)",
+        lo=0,
+        hi=10**9,
     )
     late_payment_floor: float = knob(
-        0.0, "share of the payment still earned at the submit timeout", lo=0.0, hi=1.0
+        0.0, "share of the payment still earned at (and after) the submit timeout", lo=0.0, hi=1.0
     )
     pooling_ratio: float = knob(
-        1.0, "collateral backing per token posted (1: none; 2: 1 token backs 2)", lo=1.0, hi=1000.0
+        1.0,
+        "collateral pooling: a node posts R / ratio per deal and its pool backs all its open "
+        "deals (1: no pooling, v1; 2: one token backs two tokens of obligations)",
+        lo=1.0,
+        hi=1000.0,
     )
 
 
 @dataclass
 class VerificationConfig:
-    """How results are verified, per job class."""
+    """How results are verified, per job class (``twin.mechanisms.verification``).
+
+    Methods: ``replication`` (v1: a mediator re-runs the job), ``none`` (no checks: trust and
+    reputation only), ``proof`` (a succinct proof of the computation) and ``tee`` (a trusted
+    execution environment's attestation). Proofs and TEEs are cost-modelled (a cost and a latency
+    for the node, a cheap check, a soundness error), no real cryptography."""
 
     method: str = knob(
         "replication", "default method", choices=("replication", "none", "proof", "tee")
     )
-    per_module: dict[str, str] = knob(doc="method per job class (overrides method)", factory=dict)
-    proof_cost_fraction: float = knob(
-        0.5, "proof generation cost as a fraction of the run", lo=0.0, hi=1000.0
+    per_module: dict[str, str] = knob(
+        doc="method per job class (overrides method), e.g. {sdxl: tee, cowsay: none}", factory=dict
     )
-    proof_latency_s: int = knob(60, "", lo=0, hi=10**9)
-    proof_soundness_error: float = knob(1e-9, "P(a wrong result passes)", lo=0.0, hi=1.0)
-    tee_cost_fraction: float = knob(0.1, "", lo=0.0, hi=1000.0)
-    tee_latency_s: int = knob(1, "", lo=0, hi=10**9)
+    proof_cost_fraction: float = knob(
+        0.5, "proof generation cost, as a fraction of the node's honest run cost", lo=0.0, hi=1e6
+    )
+    proof_latency_s: int = knob(
+        60, "seconds proof generation adds to the node's runtime", lo=0, hi=10**9
+    )
+    proof_soundness_error: float = knob(
+        1e-9, "P(a wrong result passes the check of its proof)", lo=0.0, hi=1.0
+    )
+    tee_cost_fraction: float = knob(
+        0.1, "TEE overhead (enclave, attestation), as a fraction of the honest run cost", lo=0.0,
+        hi=1e6,
+    )  # fmt: skip
+    tee_latency_s: int = knob(
+        1, "seconds the attestation adds to the node's runtime", lo=0, hi=10**9
+    )
     tee_soundness_error: float = knob(
         1e-4, "P(a compromised enclave passes a wrong result)", lo=0.0, hi=1.0
     )
+    check_cost_fraction: float = knob(
+        0.001,
+        "cost of checking a proof or attestation, as a fraction of the mediator's re-run cost",
+        lo=0.0,
+        hi=1e6,
+    )
+    check_latency_s: int = knob(1, "seconds a mediator needs to check a proof or attestation",
+                                lo=0, hi=10**9)  # fmt: skip
     approx_tolerance: float = knob(
-        0.0, "approximate agreement: tolerance on the output distance (0: exact)", lo=0.0, hi=1e9
+        0.0,
+        "approximate agreement on non-deterministic classes: a re-run agrees when its output "
+        "distance is within this tolerance (unit: the class's mean honest discrepancy; 0: exact)",
+        lo=0.0,
+        hi=1e9,
+    )
+    fake_distance_scale: float = knob(
+        1000.0,
+        "mean output distance of a fake result from an honest run (same unit as the tolerance)",
+        lo=1e-9,
+        hi=1e12,
     )
     mediator_runs: int = knob(
-        1, "Modicum's defence: the mediator re-runs the job n times", lo=1, hi=100
+        1,
+        "Modicum's defence: the mediator runs a non-deterministic job n times and flags it when "
+        "the runs differ (treated as honest); 1: v1, one run",
+        lo=1,
+        hi=100,
     )
 
 
