@@ -307,6 +307,13 @@ def validate(cfg: TwinConfig) -> TwinConfig:
                     f"collusion.{fld}: n_rings x {fld} = {c.n_rings * getattr(c, fld)} exceeds {name} = {n}"
                 )
     _check_mediation(cfg.mediation)
+    from twin.mechanisms import mechanism_classes
+
+    for mech in mechanism_classes():
+        try:
+            mech.check_config(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):

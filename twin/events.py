@@ -65,6 +65,9 @@ class TransferReason(enum.IntEnum):
     StakeSlash = 12
     ContractPayment = 13
     MediationPayout = 14  # unlinkable payout of pooled mediation fees (commit-reveal consortium)
+    StakeWithdraw = 15  # delegated stake leaves the stake pool for its delegator's wallet
+    MarketSubsidy = 16  # a replication market's subsidy: funder -> maker, and the rest back
+    MarketRefund = 17  # a voided replication market refunds a bettor's payments
 
 
 class EventKind(enum.IntEnum):

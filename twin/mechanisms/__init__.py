@@ -2,7 +2,7 @@
 
 :func:`build_mechanisms` returns the mechanisms a config switches on, in a fixed order (the order
 their ``on_deal_end`` hooks run: fees and taxes first, then shares of slashed collateral, then
-reputation and markets that read the outcome).
+reputation, staking and markets that read the outcome).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ _ORDER: tuple[tuple[str, str], ...] = (
     ("twin.mediation.consortium", "ConsortiumMediation"),
     ("twin.mechanisms.slashing", "SlashingShares"),
     ("twin.mechanisms.reputation", "Reputation"),
+    ("twin.mechanisms.staking", "Staking"),
+    ("twin.mechanisms.prediction", "PredictionMarkets"),
 )
 
 
