@@ -31,21 +31,24 @@ bound above, rounding included) to the funder, whose net cost per round is thus 
 ``ceil(b ln 2)`` wei. Conservation is exact; every movement is a ``Transfer`` (``MarketSubsidy``,
 ``MarketBet``, ``MarketPayout``, ``MarketRefund``).
 
-Scripted bettors: every tick (while the market is open), ``bets_per_tick`` bets, each by a
-bettor drawn uniformly from the RPs and, with staking on, the delegators, on a market drawn
-uniformly from the open rounds. A bettor's belief that the result will replicate is the target
-RP's public score (:func:`twin.mechanisms.reputation.public_scores`), except for the RP itself
-(with ``insider_bets``): it knows its own executed, unsettled results and believes the share of
-them that is correct (insider betting: a cheater can bet against itself and hedge the slashing).
-The bettor buys the side its belief favours over the price, for at most ``bet_tokens`` (and its
-wallet), and never past the price that equals its belief. Bets are drawn with the market's one
-generator. When the market has closed, rounds of RPs with no deal left are voided: bettors get
-their payments back, the funder its subsidy.
+Scripted bettors, every tick while the market is open. A bettor's belief that the result will
+replicate is the target RP's public score (:func:`twin.mechanisms.reputation.public_scores`),
+except for the RP itself: it knows its own executed, unsettled results and believes the share of
+them that is correct. With ``insider_bets`` each RP with results in flight first bets on its own
+market (insider betting: a cheater bets against itself and hedges its slashing; an honest node
+bets on itself). Then ``bets_per_tick`` bets follow, each by a bettor drawn uniformly from the
+RPs and, with staking on, the delegators, on a market drawn uniformly from the open rounds (an
+RP drawn for its own market bets as an insider, or not at all without ``insider_bets``). A bettor
+buys the side its belief favours over the price, for at most ``bet_tokens`` (and its wallet), and
+never past the price that equals its belief. Draws use the market's one generator. When the
+market has closed, rounds of RPs with no deal left are voided: bettors get their payments back,
+the funder its subsidy.
 
 Seats observe the price of YES (a reputation signal; 0.5 when no round is open): an RP its own
 (``own_market_price``), a JC or mediator the price of the focus deal's RP
-(``focus_rp_market_price``). Metrics: rounds settled and voided, bets, volume, the funders' net
-subsidy, the insiders' profit, and the Brier score of the price at settlement.
+(``focus_rp_market_price``). Metrics: rounds settled, voided, and failed openings (the funder
+could not pay), bets, volume, the funders' net subsidy, the insiders' profit, and the Brier score
+of the price at settlement; ``history`` keeps one :class:`SettledRound` per settled round.
 """
 
 from __future__ import annotations
@@ -85,30 +88,34 @@ def subsidy_wei(b: int) -> int:
         return int(lmsr_cost(0, 0, b).to_integral_value(rounding=ROUND_CEILING))
 
 
-def buy_cost_wei(q_yes: int, q_no: int, b: int, shares: int, yes: bool) -> int:
-    """What buying ``shares`` units of one side costs: ``C(q') - C(q)`` rounded up to the wei."""
+def buy_cost_wei(
+    q_yes: int, q_no: int, b: int, shares: int, yes: bool, cost: Decimal | None = None
+) -> int:
+    """What buying ``shares`` units of one side costs: ``C(q') - C(q)`` rounded up to the wei
+    (``cost``: ``C(q)`` if already known)."""
     qy, qn = (q_yes + shares, q_no) if yes else (q_yes, q_no + shares)
+    c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
     with localcontext(_CTX):
-        diff = lmsr_cost(qy, qn, b) - lmsr_cost(q_yes, q_no, b)
-        return int(diff.to_integral_value(rounding=ROUND_CEILING))
+        return int((lmsr_cost(qy, qn, b) - c0).to_integral_value(rounding=ROUND_CEILING))
 
 
-def shares_for_budget(q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool) -> int:
-    """The most units of one side that ``budget_wei`` buys (cost rounded up <= budget).
+def shares_for_budget(
+    q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool, cost: Decimal | None = None
+) -> int:
+    """The most units of one side that ``budget_wei`` buys (``cost``: ``C(q)`` if known).
 
     With ``a`` the bought side's count, ``o`` the other's and ``C`` the current cost,
     ``C(a + x, o) = C + m`` solves to ``x = o - a + b ln(e^u - 1)``, ``u = (C + m - o) / b``,
-    evaluated as ``o - a + b (u + ln(1 - e^{-u}))``; then floored."""
+    evaluated as ``o - a + b (u + ln(1 - e^{-u}))`` and floored, so its cost rounded up is at
+    most the budget (the purchase re-checks it on the exact cost it charges)."""
     if budget_wei <= 0:
         return 0
     a, o = (q_yes, q_no) if yes else (q_no, q_yes)
+    c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
     with localcontext(_CTX):
-        u = (lmsr_cost(q_yes, q_no, b) + budget_wei - o) / b
+        u = (c0 + budget_wei - o) / b
         x = Decimal(o - a) + b * (u + (1 - (-u).exp()).ln())
-        n = max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
-    while n > 0 and buy_cost_wei(q_yes, q_no, b, n, yes) > budget_wei:
-        n -= 1  # guards the last digit; the floor of the exact inverse already fits the budget
-    return n
+        return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
 def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> int | None:
@@ -126,6 +133,21 @@ def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> i
         return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
+def _units_estimate(q_yes: int, q_no: int, b: int, cost: float, budget_wei: int, p_yes: float,
+                    yes: bool) -> tuple[float, float]:  # fmt: skip
+    """Float estimates of (:func:`shares_for_budget`, :func:`shares_to_price`) (inf: no cap),
+    to decide which of the two exact computations a purchase needs."""
+    a, o = (q_yes, q_no) if yes else (q_no, q_yes)
+    u = (cost + budget_wei - o) / b
+    budget_units = (o - a) + b * (u + math.log(-math.expm1(-u))) if budget_wei > 0 else 0.0
+    if (yes and p_yes >= 1.0) or (not yes and p_yes <= 0.0):
+        return budget_units, math.inf
+    if p_yes <= 0.0 or p_yes >= 1.0:
+        return budget_units, 0.0
+    logit = math.log(p_yes / (1.0 - p_yes))
+    return budget_units, (o - a) + (b * logit if yes else -b * logit)
+
+
 @dataclass
 class Round:
     """One open market on one RP: shares sold, and who holds and paid what (wei)."""
@@ -133,6 +155,7 @@ class Round:
     rp: int
     opened_at: int
     subsidy: int
+    cost: Decimal  # C(q), kept so that each purchase evaluates the LMSR once more
     q_yes: int = 0
     q_no: int = 0
     collected: int = 0
@@ -193,6 +216,7 @@ class PredictionMarkets(Mechanism):
             if seed:
                 mk.ledger.mint(mk.owner, seed)
         self.b = tokens_to_wei(p.liquidity_tokens)
+        self.cost0 = lmsr_cost(0, 0, self.b)
         self.subsidy = subsidy_wei(self.b)
         self.bet_wei = tokens_to_wei(p.bet_tokens)
         staking = next((m for m in mk.mechanisms if m.name == "staking"), None)
@@ -212,7 +236,7 @@ class PredictionMarkets(Mechanism):
         if not mk.transfer(self.funder, self.maker, self.subsidy, TransferReason.MarketSubsidy):
             self.unfunded += 1
             return None
-        rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy)
+        rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy, self.cost0)
         return rnd
 
     def price(self, rnd: Round) -> float:
@@ -220,23 +244,28 @@ class PredictionMarkets(Mechanism):
 
     def buy(self, mk, rnd: Round, bettor: int, yes: bool, budget_wei: int, belief: float) -> int:
         """``bettor`` buys one side for at most ``budget_wei``, never past the price ``belief``;
-        returns the units bought."""
-        b = self.b
-        n = shares_for_budget(rnd.q_yes, rnd.q_no, b, budget_wei, yes)
-        cap = shares_to_price(rnd.q_yes, rnd.q_no, b, belief, yes)
-        if cap is not None:
-            n = min(n, cap)
-        if n <= 0:
-            return 0
-        cost = buy_cost_wei(rnd.q_yes, rnd.q_no, b, n, yes)
-        if not mk.transfer(bettor, self.maker, cost, TransferReason.MarketBet):
-            return 0
-        if yes:
-            rnd.q_yes += n
-            rnd.yes[bettor] = rnd.yes.get(bettor, 0) + n
+        returns the units bought. The binding limit is chosen on float estimates, then computed
+        exactly; the charge is ``C(q') - C(q)`` rounded up."""
+        b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost
+        by_budget, by_belief = _units_estimate(qy, qn, b, float(c0), budget_wei, belief, yes)
+        if by_belief < by_budget * (1 - 1e-9):
+            n = shares_to_price(qy, qn, b, belief, yes) or 0
         else:
-            rnd.q_no += n
-            rnd.no[bettor] = rnd.no.get(bettor, 0) + n
+            n = shares_for_budget(qy, qn, b, budget_wei, yes, c0)
+        while n > 0:
+            q1 = (qy + n, qn) if yes else (qy, qn + n)
+            c1 = lmsr_cost(*q1, b)
+            with localcontext(_CTX):
+                cost = int((c1 - c0).to_integral_value(rounding=ROUND_CEILING))
+            if cost <= budget_wei:
+                break
+            n -= 1  # guards the last digit: the floored exact inverse already fits the budget
+        if n <= 0 or not mk.transfer(bettor, self.maker, cost, TransferReason.MarketBet):
+            return 0
+        rnd.q_yes, rnd.q_no = q1
+        rnd.cost = c1
+        side = rnd.yes if yes else rnd.no
+        side[bettor] = side.get(bettor, 0) + n
         rnd.paid[bettor] = rnd.paid.get(bettor, 0) + cost
         rnd.collected += cost
         self.bets += 1
@@ -301,7 +330,7 @@ class PredictionMarkets(Mechanism):
         for rp in mk.rp_acct:
             if int(rp) not in self.rounds:
                 self.open_round(mk, int(rp))
-        if self.rounds and self.params.bets_per_tick and self.bet_wei:
+        if self.rounds and self.bet_wei:
             self.place_bets(mk)
 
     def belief(self, mk, bettor: int, rp: int, scores: np.ndarray) -> float:
@@ -311,18 +340,30 @@ class PredictionMarkets(Mechanism):
         return float(scores[mk.row[rp]])
 
     def place_bets(self, mk) -> None:
-        rng, wallet = mk.rng, mk.ledger.wallet
+        """Insiders first (each RP with results in flight, on its own market), then
+        ``bets_per_tick`` bets by random bettors on random markets."""
+        rng, p = mk.rng, self.params
         scores = public_scores(mk, mk.rp_acct)
         markets = sorted(self.rounds)
-        for _ in range(self.params.bets_per_tick):
+        if p.insider_bets:
+            for rp in markets:
+                if self.n_pending[rp]:
+                    self.bet(mk, rp, rp, scores)
+        for _ in range(p.bets_per_tick):
             bettor = int(self.bettors[rng.integers(len(self.bettors))])
             rp = markets[int(rng.integers(len(markets)))]
-            if bettor == rp and not self.params.insider_bets:
-                continue
-            rnd = self.rounds[rp]
-            belief, price = self.belief(mk, bettor, rp, scores), self.price(rnd)
-            if belief != price:
-                self.buy(mk, rnd, bettor, belief > price, min(self.bet_wei, wallet[bettor]), belief)
+            if bettor != rp or p.insider_bets:
+                self.bet(mk, bettor, rp, scores)
+
+    def bet(self, mk, bettor: int, rp: int, scores: np.ndarray) -> int:
+        """``bettor`` buys the side of ``rp``'s market its belief favours over the price, with
+        at most ``bet_tokens`` (and its wallet); returns the units bought."""
+        rnd = self.rounds[rp]
+        belief, price = self.belief(mk, bettor, rp, scores), self.price(rnd)
+        if belief == price:
+            return 0
+        budget = min(self.bet_wei, mk.ledger.wallet[bettor])
+        return self.buy(mk, rnd, bettor, belief > price, budget, belief)
 
     # -- views --------------------------------------------------------------------------------
     def prices(self, mk) -> np.ndarray:
