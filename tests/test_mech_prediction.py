@@ -344,3 +344,23 @@ def test_everyone_bets_against_caught_cheaters(compose, insider):
         assert pm.insider_profit > 0 and own_payouts(mk, pm)
     else:
         assert pm.insider_profit == 0 and not own_payouts(mk, pm)
+
+
+def test_observations_carry_the_prices(compose):
+    # through the environment: after the first tick every RP has a market; before any trade
+    # on it, its own price is 1/2
+    from twin.env import MarketEnv
+
+    env = MarketEnv(
+        compose(*SMALL, "prediction=lmsr", "prediction.bets_per_tick=0", "env.expose=all")
+    )
+    env.reset(seed=0)
+    obs, *_ = env.step({})
+    pm = next(m for m in env.market.mechanisms if m.name == "prediction")
+    col = env.features["rp"].index("prediction.own_market_price")
+    assert "prediction.focus_rp_market_price" in env.features["jc"]
+    prices = pm.prices(env.market)
+    assert len(pm.rounds) == env.market.n_rp
+    assert [obs[f"rp_{r}"]["observation"][col] for r in range(env.market.n_rp)] == pytest.approx(
+        prices
+    )

@@ -272,3 +272,14 @@ def test_delegators_leave_caught_nodes(compose):
         r[4] for r in mk.log.rows if r[0] == EventKind.Payment and r[6] == PaymentDirection.Slashed
     )
     assert mk.ledger.wallet[mk.owner] == slashed_collateral + st.slashed
+
+
+def test_observations_carry_the_stakes(compose):
+    # through the environment: every RP sees the 100 tokens staked behind it at genesis
+    from twin.env import MarketEnv
+
+    env = MarketEnv(compose(*SMALL, "staking=on", "env.expose=all"))
+    obs, _ = env.reset(seed=0)
+    col = env.features["rp"].index("staking.own_stake")
+    assert "staking.focus_rp_stake" in env.features["jc"]
+    assert obs["rp_0"]["observation"][col] == pytest.approx(np.log1p(100.0), rel=1e-6)
