@@ -4,7 +4,7 @@ Invariants: (1) tokens are conserved by every tick: the ledger's total equals wh
 minted; (2) the ledger equals a rebuild from the event log alone (every movement is an event);
 (3) under the intended preset with timeouts on, no deal is left non-terminal when the episode
 ends (and under either preset the counter-collusion contracts hold nothing); (4) no balance is
-ever negative.
+ever negative; (5) mechanism pools (stake pool, market maker) hold exactly what their accounts say.
 """
 
 from __future__ import annotations
@@ -39,10 +39,17 @@ scenario = st.fixed_dictionaries({
          # collateral and verification options (one group choice per group; the rest as fields)
          "collateral=pooled", "collateral.results_timing=up_front", "collateral.late_grace_s=120",
          "verification=modicum_defence", "verification.method=proof", "+verification.per_module.cowsay=none",
-         "verification.approx_tolerance=2.0"]), unique=True, max_size=9),
+         "verification.approx_tolerance=2.0", "staking=on", "prediction=lmsr", "prediction=lmsr_jackpot"]),
+        unique=True, max_size=10),
     "mediation": st.sampled_from(["v1", "consortium", "consortium_recursive", "auction", "reputation",
                                   "commit_reveal"]),
 })  # fmt: skip
+
+
+def needs_jackpot(mechanisms) -> bool:
+    """The announce reward and jackpot-funded markets need the taxes mechanism's jackpot."""
+    needs = "announce=reward" in mechanisms or "prediction=lmsr_jackpot" in mechanisms
+    return needs and "taxes=forced_errors" not in mechanisms
 
 
 def build(compose, s):
@@ -56,9 +63,21 @@ def build(compose, s):
         f"market.rp_wallet_tokens={s['rp_wallet']}", f"market.solvers={s['solvers']}",
         f"env.jc_action={s['jc_action']}", "env.expose=all", "execution.cheat_runtime_s=1",
         f"mediation={s['mediation']}",
-        *s["mechanisms"], *(["taxes=jackpot"] if "announce=reward" in s["mechanisms"] and "taxes=forced_errors" not in s["mechanisms"] else []),
+        *s["mechanisms"], *(["taxes=jackpot"] if needs_jackpot(s["mechanisms"]) else []),
         *(["counter_collusion.share=0.5"] if "counter_collusion=traitor" in s["mechanisms"] else []),
     )  # fmt: skip
+
+
+def mechanism_pools_balance(mk) -> None:
+    """Pools that mechanisms keep accounts for hold exactly what those accounts say: the stake
+    pool the sum of the delegators' positions, the market maker its open rounds' subsidies and
+    payments."""
+    for m in mk.mechanisms:
+        if m.name == "staking":
+            assert mk.ledger.wallet[m.pool] == sum(m.stake) == sum(sum(p.values()) for p in m.pos)
+        elif m.name == "prediction":
+            held = sum(r.subsidy + r.collected for r in m.rounds.values())
+            assert mk.ledger.wallet[m.maker] == held
 
 
 @settings(
@@ -78,6 +97,7 @@ def test_random_markets_conserve_tokens_and_settle(compose, s):
         steps += 1
         assert mk.ledger.total() == minted
         assert min(mk.ledger.wallet) >= 0 and min(mk.ledger.escrow) >= 0
+        mechanism_pools_balance(mk)
         assert steps < 10_000
     wallet, escrow = balances_from_events(mk.genesis_wallets, mk.log.rows)
     assert wallet == mk.ledger.wallet and escrow == mk.ledger.escrow
@@ -89,6 +109,8 @@ def test_random_markets_conserve_tokens_and_settle(compose, s):
         on_chain = [d for d in mk.deals if d.rp_agreed_at or d.jc_agreed_at]
         assert all(d.terminal for d in on_chain)
         assert sum(mk.ledger.escrow) == 0  # every terminal path releases all escrow
+        # every replication market settled or was voided when its node had no deal left
+        assert all(not m.rounds for m in mk.mechanisms if m.name == "prediction")
     else:  # deployed: a deal that is not terminal at the end is one a defect left stuck
         on_chain = [d for d in mk.deals if d.rp_agreed_at or d.jc_agreed_at]
         assert all(d.terminal or d.stuck for d in on_chain)

@@ -330,6 +330,13 @@ def validate(cfg: TwinConfig) -> TwinConfig:
                 f"verification.per_module.{k} = {meth!r} is not allowed; allowed values: "
                 "['replication', 'none', 'proof', 'tee']"
             )
+    from twin.mechanisms import mechanism_classes
+
+    for mech in mechanism_classes():
+        try:
+            mech.check_config(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):

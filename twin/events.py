@@ -72,6 +72,9 @@ class TransferReason(enum.IntEnum):
     CccCollusionDeposit = 19  # node -> colluder's contract (leader t + b, follower t)
     CccCollusionPayout = 20  # colluder's contract -> node
     CccTraitorReward = 21  # traitor's contract -> the traitor (w + 2d)
+    StakeWithdraw = 22  # delegated stake leaves the stake pool for its delegator's wallet
+    MarketSubsidy = 23  # a replication market's subsidy: funder -> maker, and the rest back
+    MarketRefund = 24  # a voided replication market refunds a bettor's payments
 
 
 class EventKind(enum.IntEnum):

@@ -282,8 +282,9 @@ class Observer:
 
 
 def feature_names(mechanisms, role: str) -> tuple[str, ...]:
-    """Every observation column of ``role``: the base features then each mechanism's."""
+    """Every observation column of ``role``: the base features, then each mechanism's as
+    ``<mechanism name>.<feature>``."""
     names = FEATURES[role]
     for m in mechanisms:
-        names = names + tuple(m.feature_names(role))
+        names = names + tuple(f"{m.name}.{f}" for f in m.feature_names(role))
     return names

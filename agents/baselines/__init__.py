@@ -157,13 +157,14 @@ class RationalDualRP(_RPMode):
         from twin.mechanisms.counter_collusion import FEATURES, rational_modes
 
         names = self.ctx.names("rp")
-        missing = [f for f in FEATURES if f not in names]
+        wanted = [f"counter_collusion.{f}" for f in FEATURES]
+        missing = [f for f in wanted if f not in names]
         if missing:
             raise ValueError(
                 f"policy {self.name!r} reads the counter_collusion features {missing} of the RP "
                 f"observation, which has only {list(names)}"
             )
-        cols = obs[:, [names.index(f) for f in FEATURES]]
+        cols = obs[:, [names.index(f) for f in wanted]]
         L = self.ctx.n_price_levels
         lvl = int(self.params.get("price_level", -1))
         lvl = self.ctx.default_price_level if lvl < 0 else lvl

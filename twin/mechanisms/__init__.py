@@ -2,7 +2,7 @@
 
 :func:`build_mechanisms` returns the mechanisms a config switches on, in a fixed order (the order
 their ``on_deal_end`` hooks run: collateral and verification bookkeeping, then fees and taxes,
-then shares of slashed collateral, then reputation and markets that read the outcome).
+then shares of slashed collateral, then reputation, staking and markets that read the outcome).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ _ORDER: tuple[tuple[str, str], ...] = (
     ("twin.mediation.consortium", "ConsortiumMediation"),
     ("twin.mechanisms.slashing", "SlashingShares"),
     ("twin.mechanisms.reputation", "Reputation"),
+    ("twin.mechanisms.staking", "Staking"),
+    ("twin.mechanisms.prediction", "PredictionMarkets"),
     ("twin.mechanisms.counter_collusion", "CounterCollusion"),
 )
 
@@ -29,13 +31,7 @@ def mechanism_classes() -> list[type[Mechanism]]:
 
     out = []
     for mod, cls in _ORDER:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                continue
-            raise
-        out.append(getattr(m, cls))
+        out.append(getattr(importlib.import_module(mod), cls))
     return out
 
 

@@ -77,6 +77,11 @@ class Mechanism:
     def from_config(cls, cfg) -> Mechanism:
         raise NotImplementedError
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Raise ``ValueError`` naming the fields when ``cfg`` combines options this mechanism
+        cannot run with (called by :func:`twin.config.validate` at composition)."""
+
     def feature_names(self, role: str) -> tuple[str, ...]:
         """Names of the columns :meth:`public_features` adds to ``role``'s observation."""
         return ()

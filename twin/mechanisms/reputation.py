@@ -113,3 +113,15 @@ class Reputation(Mechanism):
     def metrics(self, mk) -> dict[str, float]:
         s = self.score(mk.now, mk.rp_acct)
         return {"mean_rp_score": float(s.mean()), "min_rp_score": float(s.min())}
+
+
+def public_scores(mk, accounts) -> np.ndarray:
+    """The score in [0, 1] that any participant sees for each RP account in ``accounts``: the
+    reputation mechanism's score when it is on, else the pass rate of the public reputation
+    ledger with a uniform prior, ``(checked - failed + 1) / (checked + 2)`` (as the JC's
+    ``rp_fail_rate`` feature). Used by the scripted delegators and bettors."""
+    for mech in mk.mechanisms:
+        if isinstance(mech, Reputation):
+            return mech.score(mk.now, accounts)
+    checked, failed = mk.rep_checked[accounts], mk.rep_failed[accounts]
+    return (checked - failed + 1) / (checked + 2)

@@ -198,23 +198,51 @@ class ReputationConfig:
 
 @dataclass
 class StakingConfig:
-    enabled: bool = knob(False, "")
-    stake_per_node_tokens: float = knob(100.0, "delegated stake behind each RP", lo=0.0, hi=1e12)
+    """Staking behind nodes: delegators back RPs, share their fees and their slashing."""
+
+    enabled: bool = knob(False, "delegators stake tokens behind RPs (twin/mechanisms/staking.py)")
+    stake_per_node_tokens: float = knob(
+        100.0, "stake behind each RP at genesis (minted into the stake pool)", lo=0.0, hi=1e12
+    )
+    n_delegators: int = knob(
+        0, "delegator accounts (0: one per RP); genesis backing: see staking.py", lo=0, hi=1_000_000
+    )
     fee_share: float = knob(
         0.1, "share of the RP's job payments paid to its delegators", lo=0.0, hi=1.0
     )
     slash_fraction: float = knob(
         0.1, "share of the stake slashed when the RP is caught", lo=0.0, hi=1.0
     )
+    exit_score: float = knob(
+        0.3,
+        "delegators move stake away from an RP scored below this (0: stake never moves)",
+        lo=0.0,
+        hi=1.0,
+    )
+    review_interval_s: int = knob(
+        600, "simulated seconds between two reviews of the delegators' positions", lo=1, hi=10**9
+    )
 
 
 @dataclass
 class PredictionConfig:
+    """Replication markets: per RP, a binary LMSR market on its next checked result."""
+
     enabled: bool = knob(False, "replication markets with an LMSR market maker, one per RP")
     liquidity_tokens: float = knob(10.0, "LMSR liquidity parameter b", lo=1e-9, hi=1e12)
-    bet_tokens: float = knob(1.0, "stake of a scripted bettor", lo=0.0, hi=1e12)
+    bet_tokens: float = knob(1.0, "budget of one scripted bet", lo=0.0, hi=1e12)
+    bets_per_tick: int = knob(
+        2, "scripted bets per tick, each by a random bettor on a random open market", lo=0, hi=10**6
+    )
+    insider_bets: bool = knob(True, "an RP may bet on its own market, knowing its pending results")
     funded_from: str = knob(
         "owner", "who funds the market maker's subsidy", choices=("owner", "jackpot")
+    )
+    owner_seed_tokens: float = knob(
+        1000.0,
+        "minted to the owner at genesis to fund subsidies (funded_from=owner)",
+        lo=0.0,
+        hi=1e12,
     )
 
 
