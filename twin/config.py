@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.schema import TrainConfig
 from twin.hardware import CATALOGUE
 from twin.modules import MODULES
 from twin.protocol import PRESETS
@@ -240,6 +241,7 @@ class TwinConfig:
     collusion: CollusionConfig = field(default_factory=CollusionConfig)
     policies: PoliciesConfig = field(default_factory=PoliciesConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     #: run settings read by the apps (episodes, output names, training budgets); free-form
     run: dict[str, Any] = field(default_factory=dict)
 
