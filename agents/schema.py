@@ -106,3 +106,23 @@ class TrainConfig:
         "checkpoints, else the newest run of the same run.name",
     )
     ray: RayConfig = field(default_factory=RayConfig)
+
+
+@dataclass
+class EvalConfig:
+    """``twin-eval``: greedy episodes of a trained checkpoint in the twin (configs/eval.yaml)."""
+
+    checkpoint: str = _knob(
+        "", "a checkpoint dir (<run>/checkpoints/iter_<n>) or a run dir (its newest checkpoint)"
+    )
+    episodes: int = _knob(4, "episodes to run", lo=1, hi=10**6)
+    seed: int = _knob(
+        1_000_000, "episode e is seeded with seed + e (apart from training's)", lo=0, hi=2**31 - 1
+    )
+    record: bool = _knob(True, "write the episode record (episodes.jsonl)")
+    overrides: list[str] = _knob(
+        doc="twin config overrides applied to the checkpoint's config, e.g. "
+        "['pricing.results_collateral_multiple=8'] (the seats must stay the same)",
+        factory=list,
+    )
+    name: str = _knob("eval", "name of the run (output directory outputs/<name>/<time>)")

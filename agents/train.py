@@ -120,7 +120,7 @@ def ray_session(rc: RayConfig, run_dir: Path) -> Iterator[None]:
 
 def quiet_rllib() -> None:
     """Keep the console to our progress lines: RLlib's deprecation chatter goes to ERROR."""
-    for name in ("ray", "ray.rllib", "ray.tune"):
+    for name in ("ray", "ray.rllib", "ray.tune", "ray._common.deprecation"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*Overriding environment.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
