@@ -144,6 +144,27 @@ def module_specs(cfg: TwinConfig, layout: SeatLayout) -> dict[str, RLModuleSpec]
     return specs
 
 
+def check_batch_sizes(cfg: TwinConfig) -> None:
+    """Fail at build, naming the fields, when RLlib could not assemble the training batch."""
+    t = cfg.train
+    per_call = max(1, t.num_env_runners) * t.num_envs_per_env_runner
+    if t.rollout_fragment_length:
+        per_call *= t.rollout_fragment_length
+        k = max(1, round(t.train_batch_size / per_call))
+        if abs(k * per_call - t.train_batch_size) > 0.1 * t.train_batch_size:
+            raise ConfigError(
+                f"train.train_batch_size = {t.train_batch_size} must be (within 10 %) a multiple "
+                f"of max(1, train.num_env_runners) x train.num_envs_per_env_runner x "
+                f"train.rollout_fragment_length = {per_call}; set train.rollout_fragment_length=0 "
+                "(auto) or adjust one of them"
+            )
+    elif t.train_batch_size < per_call:
+        raise ConfigError(
+            f"train.train_batch_size = {t.train_batch_size} is smaller than one step of each of "
+            f"the {per_call} envs (env runners x train.num_envs_per_env_runner)"
+        )
+
+
 def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
     """The RLlib ``AlgorithmConfig`` of the training run described by ``cfg`` (pure)."""
     cfg = to_config(cfg)
@@ -152,6 +173,7 @@ def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
         raise ConfigError(
             f"train.algorithm = {t.algorithm!r}; allowed: {sorted(ALGORITHM_CONFIGS)}"
         )
+    check_batch_sizes(cfg)
     layout = seat_layout(cfg)
     seed = train_seed(cfg)
     env_cfg = training_env_config(cfg)
@@ -168,7 +190,7 @@ def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
         .env_runners(
             num_env_runners=t.num_env_runners,
             num_envs_per_env_runner=t.num_envs_per_env_runner,
-            rollout_fragment_length=t.rollout_fragment_length,
+            rollout_fragment_length=t.rollout_fragment_length or "auto",
             batch_mode="truncate_episodes",
             num_cpus_per_env_runner=1,
         )

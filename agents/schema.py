@@ -47,7 +47,7 @@ class TrainConfig:
     """One training run: algorithm, budget, checkpoints, PPO hyper-parameters, seat layout."""
 
     algorithm: str = _knob("PPO", "RLlib algorithm (new API stack)", choices=ALGORITHMS)
-    iterations: int = _knob(20, "training iterations of the run", lo=1, hi=10**7)
+    iterations: int = _knob(15, "training iterations of the run", lo=1, hi=10**7)
     checkpoint_every_iters: int = _knob(
         5, "save a checkpoint every this many iterations (and always at the end)", lo=1, hi=10**7
     )
@@ -66,10 +66,14 @@ class TrainConfig:
     minibatch_size: int = _knob(256, "agent steps per SGD minibatch", lo=1, hi=10**9)
     num_epochs: int = _knob(5, "SGD passes over each training batch", lo=1, hi=1000)
     rollout_fragment_length: int = _knob(
-        200, "env steps an env runner samples per call", lo=1, hi=10**7
-    )
+        250,
+        "env steps each vectorised env samples per env-runner call (0: auto = train_batch_size "
+        "/ (env runners x num_envs_per_env_runner)); train_batch_size must be a multiple of "
+        "env runners x num_envs_per_env_runner x this",
+        lo=0, hi=10**7,
+    )  # fmt: skip
     num_envs_per_env_runner: int = _knob(
-        1, "markets stepped side by side by each env runner (vectorised)", lo=1, hi=1024
+        4, "markets stepped side by side by each env runner (vectorised)", lo=1, hi=1024
     )
     num_env_runners: int = _knob(
         0, "remote env runner actors (0: sample in the driver, best on 2 cores)", lo=0, hi=4096
@@ -97,9 +101,6 @@ class TrainConfig:
         "instruction price x true work units); client surplus = JC payoff + that value",
         lo=0.0, hi=1e6,
     )  # fmt: skip
-    eval_episodes: int = _knob(
-        2, "episodes of the greedy evaluation that ends a main-job run", lo=0, hi=10**6
-    )
     resume: bool = _knob(
         False,
         "continue a killed run from its last checkpoint: the run in hydra.run.dir if it has "
