@@ -133,6 +133,7 @@ def build_algorithm(cfg: TwinConfig, run_dir: Path):
     from agents.config_builder import build_algo_config
 
     config = build_algo_config(cfg)
+    quiet_rllib()  # after ray.rllib's import, which sets its own log level
     saved = trainable.DEFAULT_STORAGE_PATH
     trainable.DEFAULT_STORAGE_PATH = str(run_dir / "ray_results")
     try:
