@@ -305,6 +305,11 @@ def train(config: TwinConfig, run_dir: Path | str) -> TrainResult:
     layout = seat_layout(cfg)  # fails early, naming the field, when nothing would learn
     if t.resume:
         run_dir = find_resume_dir(run_dir)
+    elif list_checkpoints(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints of a run: pass train.resume=true to continue "
+            "it, or a new hydra.run.dir"
+        )
     torch.set_num_threads(1)
     quiet_rllib()
     write_resolved_config(cfg, run_dir)
