@@ -1,4 +1,5 @@
-"""Checkpoint loading, in one place: trained RLModules as plain callables, without Ray.
+"""Checkpoint loading, in one place: trained RLModules as plain callables (without Ray), and
+the training checkpoints of a run (listing them, restoring an algorithm from one).
 
 :func:`load` reads the RLModules of a training checkpoint
 (``<checkpoint>/learner_group/learner/rl_module/<policy_id>/``) with
@@ -12,7 +13,8 @@ probability action; a scripted module returns its scripted policy's action.
 ``checkpoint`` may be an algorithm checkpoint (``<run>/checkpoints/iter_<n>``), a run
 directory (its newest checkpoint is used) or its ``checkpoints`` directory. :func:`load_run`
 also returns the twin config and seat layout saved beside the checkpoint by
-:mod:`agents.train`. A missing or malformed checkpoint raises :class:`CheckpointError` naming
+:mod:`agents.train`; :func:`restore_algorithm` restores a whole RLlib algorithm (weights,
+optimiser, counters, iteration) for a resumed training run. A missing or malformed checkpoint raises :class:`CheckpointError` naming
 the path and what was expected there.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 MODULES_DIR = Path("learner_group") / "learner" / "rl_module"
+CHECKPOINTS = "checkpoints"  # <run>/checkpoints/iter_<n>/
 EXPECTED = (
     "an RLlib algorithm checkpoint written by twin-train: <run>/checkpoints/iter_<n>/ holding "
     f"rllib_checkpoint.json and {MODULES_DIR}/<policy_id>/ (or a run directory with such "
@@ -37,6 +40,30 @@ class CheckpointError(FileNotFoundError):
     """A checkpoint path is missing or does not hold what :func:`load` needs."""
 
 
+def checkpoint_iteration(path: Path) -> int:
+    """The training iteration of a checkpoint directory ``iter_<n>``."""
+    return int(path.name.split("_")[-1])
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run (``<run>/checkpoints/iter_<n>``), oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("iter_*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=checkpoint_iteration)
+
+
+def restore_algorithm(algo, checkpoint: Path) -> int:
+    """Restore ``algo`` (an RLlib Algorithm) from ``checkpoint``; return its iteration."""
+    ckpt = resolve_checkpoint(checkpoint)
+    algo.restore_from_path(str(ckpt.resolve()))
+    n = checkpoint_iteration(ckpt)
+    if algo.iteration != n:
+        raise CheckpointError(f"{ckpt} restored iteration {algo.iteration}, its name says {n}")
+    return n
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """The algorithm checkpoint directory that ``path`` names (see the module docstring)."""
     p = Path(path).expanduser()
@@ -46,13 +73,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(f"checkpoint {p} is a file, not a directory; expected {EXPECTED}")
     if (p / "rllib_checkpoint.json").exists() or (p / MODULES_DIR).exists():
         return p
-    for root in (p / "checkpoints", p):
-        found = sorted(
-            (c for c in root.glob("iter_*") if c.is_dir() and c.name[5:].isdigit()),
-            key=lambda c: int(c.name[5:]),
-        )
-        if found:
-            return found[-1]
+    found = list_checkpoints(p.parent if p.name == CHECKPOINTS else p)
+    if found:
+        return found[-1]
     raise CheckpointError(f"{p} holds no checkpoint; expected {EXPECTED}")
 
 

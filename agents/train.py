@@ -46,11 +46,11 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from agents.measures import MEASURES, ROWS, rates
+from agents.policies import CHECKPOINTS, list_checkpoints, restore_algorithm
 from agents.schema import RayConfig
 from twin.config import ConfigError, TwinConfig
 from twin.configuration import to_config
 
-CHECKPOINTS = "checkpoints"
 METRICS = "metrics.parquet"
 TWIN_CONFIG = "twin_config.yaml"
 SEATS = "seats.json"
@@ -143,19 +143,6 @@ def build_algorithm(cfg: TwinConfig, run_dir: Path):
 
 
 # -- checkpoints ------------------------------------------------------------------------------
-def checkpoint_iteration(path: Path) -> int:
-    return int(path.name.split("_")[-1])
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = run_dir / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("iter_*") if p.is_dir() and p.name[5:].isdigit()]
-    return sorted(found, key=checkpoint_iteration)
-
-
 def save_checkpoint(algo, cfg: TwinConfig, run_dir: Path, iteration: int, keep: int) -> Path:
     from agents.config_builder import seat_layout
 
@@ -322,13 +309,7 @@ def train(config: TwinConfig, run_dir: Path | str) -> TrainResult:
             ckpts = list_checkpoints(run_dir)
             if t.resume and ckpts:
                 check_layout(cfg, ckpts[-1])
-                algo.restore_from_path(str(ckpts[-1].resolve()))
-                start = checkpoint_iteration(ckpts[-1])
-                if algo.iteration != start:
-                    raise RuntimeError(
-                        f"checkpoint {ckpts[-1]} restored iteration {algo.iteration}, "
-                        f"its name says {start}"
-                    )
+                start = restore_algorithm(algo, ckpts[-1])
                 if (run_dir / METRICS).exists():
                     table = pd.read_parquet(run_dir / METRICS)
                     table = table[table.iteration <= start].reset_index(drop=True)

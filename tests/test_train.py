@@ -17,9 +17,9 @@ import pytest
 
 import twin
 from agents.measures import MEASURES
-from agents.policies import load
+from agents.policies import list_checkpoints, load
 from agents.schema import RayConfig
-from agents.train import METRICS, list_checkpoints, ray_session, train
+from agents.train import METRICS, ray_session, train
 from experiments.record import read_record
 
 pytestmark = pytest.mark.slow
@@ -154,6 +154,7 @@ print("OK", sorted(r.policies), n)
 
 def test_loaded_policy_is_greedy(trained):
     pol = load(trained.checkpoint)["rp"]
+    assert set(load(trained.run_dir / "checkpoints")) == {"rp"}  # a run's newest checkpoint
     cfg = twin.compose(list(TINY))
     env = twin.make_env(cfg)
     obs, _ = env.reset(seed=0)
