@@ -332,6 +332,7 @@ def train(config: TwinConfig, run_dir: Path | str) -> TrainResult:
                 ckpt = save_checkpoint(algo, cfg, run_dir, algo.iteration, t.keep_checkpoints)
         finally:
             algo.stop()
+            _drop_empty_dirs(run_dir / "ray_results")  # RLlib's unused Trainable log dir
     seconds = time.perf_counter() - t0
     from experiments.report import plot_training
 
@@ -349,6 +350,11 @@ SUMMARY_MARKET = ("cheat_rate", "check_rate", "collusion_rate", "wrong_accepted_
                   "protocol_revenue_tokens", "deals_per_episode")  # fmt: skip
 SUMMARY_LEARNING = ("module_return_mean", "learning_payoff_tokens", "learning_cheat_rate",
                     "learning_check_rate", "learning_collusion_rate", "entropy")  # fmt: skip
+
+
+def _drop_empty_dirs(root: Path) -> None:
+    if root.is_dir() and not any(p.is_file() for p in root.rglob("*")):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def training_summary(table: pd.DataFrame, seconds: float, checkpoint: Path) -> dict:
