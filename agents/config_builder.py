@@ -80,16 +80,18 @@ def seat_layout(cfg: TwinConfig) -> SeatLayout:
     """Policy of every exposed seat of the training env of ``cfg``."""
     env = MarketEnv(training_env_config(cfg))
     shared = cfg.train.policy_mapping == "shared_per_role"
-    pairs, learning, scripted = [], [], []
+    pairs: list[tuple[str, str]] = []
+    learning: dict[str, None] = {}  # insertion-ordered sets of policy ids
+    scripted: dict[str, None] = {}
     for g in GROUPS:
         learn = {f"{g}_{r}" for r in env.learning_rows[g]}
         for agent in env.names[g]:
             if agent in learn:
                 pid = g if shared else agent
-                (learning if pid not in learning else []).append(pid)
+                learning[pid] = None
             else:
                 pid = g + SCRIPTED_SUFFIX
-                (scripted if pid not in scripted else []).append(pid)
+                scripted[pid] = None
             pairs.append((agent, pid))
     if not learning:
         raise ConfigError(

@@ -387,6 +387,8 @@ def print_summary(summary: dict) -> None:
             continue
         what = "market" if role == "market" else f"learning {role} seats"
         print(f"  {what} (first -> last iteration):")
+        if not summary[role]:
+            print("    no episode has finished yet: raise train.train_batch_size")
         for k, (a, b) in summary[role].items():
             print(f"    {k:>26}: {a if a is not None else 'nan':>10} -> {b}")
     print(f"checkpoint: {summary['checkpoint']}", flush=True)
