@@ -73,7 +73,7 @@ class TrainConfig:
         lo=0, hi=10**7,
     )  # fmt: skip
     num_envs_per_env_runner: int = _knob(
-        4, "markets stepped side by side by each env runner (vectorised)", lo=1, hi=1024
+        8, "markets stepped side by side by each env runner (vectorised)", lo=1, hi=1024
     )
     num_env_runners: int = _knob(
         0, "remote env runner actors (0: sample in the driver, best on 2 cores)", lo=0, hi=4096

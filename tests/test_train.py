@@ -32,8 +32,6 @@ TINY = (
     "policies.rp.learning_share=0.4",
     "policies.rp.policy=cheat_with_probability",
     "train=smoke",
-    "train.num_envs_per_env_runner=1",  # one 200-step env: every iteration ends an episode
-    "train.rollout_fragment_length=200",
 )
 ROOT = Path(__file__).resolve().parent.parent
 
