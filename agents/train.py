@@ -279,15 +279,23 @@ def check_layout(cfg: TwinConfig, checkpoint: Path) -> None:
         )
 
 
-def train(config: TwinConfig, run_dir: Path | str) -> TrainResult:
-    """Train the learning seats of ``config``; write everything under ``run_dir``."""
+def default_run_dir(cfg: TwinConfig) -> Path:
+    """``outputs/<run.name>/<time>``, as the Hydra apps derive it."""
+    return (
+        Path("outputs") / str(cfg.run.get("name", "default")) / time.strftime("%Y-%m-%d_%H-%M-%S")
+    )
+
+
+def train(config: TwinConfig, run_dir: Path | str | None = None) -> TrainResult:
+    """Train the learning seats of ``config``; write everything under ``run_dir``
+    (default: :func:`default_run_dir`)."""
     import torch
 
     from agents.config_builder import group_of, seat_layout
 
     cfg = to_config(config)
     t = cfg.train
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     layout = seat_layout(cfg)  # fails early, naming the field, when nothing would learn
     if t.resume:
