@@ -1,2 +1,14 @@
-"""Agents: scripted baseline policies (:mod:`agents.baselines`, pure numpy) and, in the training
-modules, RLlib code. Importing this package imports neither ray nor torch."""
+"""Agents: the scripted baseline policies and all RLlib code of the project.
+
+- :mod:`agents.baselines`: scripted policies (pure numpy) that can sit in any seat;
+- :mod:`agents.schema`: typed schemas of the ``train`` config group and of ``twin-eval``
+  (standard library only: the simulator's config imports it);
+- :mod:`agents.env`, :mod:`agents.modules`, :mod:`agents.callbacks`,
+  :mod:`agents.config_builder`: the RLlib env adapter, RLModules, episode callback and the one
+  pure ``build_algo_config``;
+- :mod:`agents.measures`: spec section 5 measures from a finished market (pandas only);
+- :mod:`agents.train` (``twin-train``), :mod:`agents.policies` (checkpoint loading, inference
+  without Ray), :mod:`agents.evaluate` (``twin-eval``).
+
+Importing this package imports neither ray nor torch; the RLlib modules do.
+"""

@@ -2,7 +2,7 @@
 
 Tables go to Parquet (wei amounts as exact ``decimal128(38, 0)``) and CSV; the summary to JSON and
 Markdown; the figure (payoff per agent by role and seat, deal outcomes, node profit per deal by
-execution mode) to PNG.
+execution mode) to PNG. :func:`plot_training` draws the curves of a training run's metrics table.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -99,3 +100,48 @@ def write_report(
     paths["report"].write_text(summary_markdown(summary, agents, title))
     plot(deals, agents, paths["plot"], title)
     return paths
+
+
+TRAINING_PANELS = (  # (column, title, rows plotted: the market row or the learning roles)
+    ("module_return_mean", "RLlib episode return per learning policy", "roles"),
+    ("learning_payoff_tokens", "payoff per learning seat and episode (tokens)", "roles"),
+    ("learning_cheat_rate", "cheat rate of the learning seats' deals", "roles"),
+    ("learning_check_rate", "check rate of the learning seats' deals", "roles"),
+    ("cheat_rate", "market: cheat rate (cheated / executed)", "market"),
+    ("check_rate", "market: check rate (checked / submitted)", "market"),
+    ("collusion_rate", "market: collusion rate (collusive / checks)", "market"),
+    ("wrong_accepted_rate", "market: wrong results accepted / deals", "market"),
+    ("mediation_rate", "market: mediation rate (checked / deals)", "market"),
+    ("collateral_locked_tokens", "market: collateral locked, time-weighted (tokens)", "market"),
+    ("client_surplus_tokens", "market: client surplus per JC and episode (tokens)", "market"),
+    ("protocol_revenue_tokens", "market: protocol revenue per episode (tokens)", "market"),
+    ("entropy", "policy entropy", "roles"),
+    ("vf_loss", "value-function loss", "roles"),
+    ("time_this_iter_s", "seconds per iteration", "market"),
+)
+
+
+def plot_training(metrics: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Curves of a training run's metrics table (``agents.train``) in a grid of panels."""
+    cols = 4
+    rows = -(-len(TRAINING_PANELS) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    learning = metrics[(metrics.role != "market") & (metrics.policies != "")]
+    market = metrics[metrics.role == "market"]
+    for ax, (key, label, which) in zip(axes.flat, TRAINING_PANELS, strict=False):
+        for role, g in (market if which == "market" else learning).groupby("role", sort=False):
+            y = g[key].to_numpy(dtype=float)
+            if np.isfinite(y).any():
+                ax.plot(g["iteration"].to_numpy(), y, marker=".", label=role)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=8)
+        if ax.lines and which == "roles":
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(TRAINING_PANELS) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""The main job runs from the command line and writes its report."""
+"""The main job runs from the command line and writes its report (scripted simulation mode)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 def test_main_job_writes_report(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "experiments.main", f"hydra.run.dir={out}", "run.episodes=1",
+    cmd = [sys.executable, "-m", "experiments.main", f"hydra.run.dir={out}", "run.episodes=1", "run.mode=simulate",
            "market.episode_ticks=20", "policies.rp.policy=cheat_with_probability"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

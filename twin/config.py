@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.schema import TrainConfig
 from twin.config_fields import knob
 from twin.hardware import CATALOGUE
 from twin.mechanisms.schema import (
@@ -253,6 +254,7 @@ class TwinConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     fees: FeeConfig = field(default_factory=FeeConfig)
     counter_collusion: CounterCollusionConfig = field(default_factory=CounterCollusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     #: run settings read by the apps (episodes, output names, training budgets); free-form
     run: dict[str, Any] = field(default_factory=dict)
 

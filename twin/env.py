@@ -4,7 +4,8 @@ Agents
     One agent per *exposed seat*: ``rp_<i>`` (resource providers), ``jc_<i>`` (job creators),
     ``mediator_<i>``. ``env.expose=learning`` (default) exposes the learning seats (the first
     ``round(learning_share * n)`` seats of each group, per ``policies.<group>.learning_share``);
-    the other seats are driven inside the env by their group's scripted policy
+    the other seats are driven inside the env by their group's scripted policy (as is an exposed
+    seat that is given no action in a step)
     (:mod:`agents.baselines`). ``env.expose=all`` exposes every seat.
 
 Action spaces
@@ -210,7 +211,10 @@ class MarketEnv(ParallelEnv):
                 continue
             vals = [get(n) for n in names]
             rows = self.exposed_rows[g]
-            if any(map(operator.is_, vals, repeat(None))):  # agents without an action: no-ops
+            if any(map(operator.is_, vals, repeat(None))):
+                # an exposed seat given no action plays its group's scripted policy this step
+                idle = rows[[i for i, v in enumerate(vals) if v is None]]
+                self._apply(a, g, idle, self.scripted[g].act_batch(X[idle], M[idle], mk.rng))
                 keep = [i for i, v in enumerate(vals) if v is not None]
                 if not keep:
                     continue

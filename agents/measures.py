@@ -1,0 +1,159 @@
+"""Measures of spec section 5 per role, computed from a finished market (no RLlib here).
+
+:func:`episode_counts` reads one finished :class:`twin.market.Market` (its deals through
+:func:`twin.metrics.deals_frame` and :func:`twin.metrics.agents_frame`, its event log) and
+returns additive counts per ``(role, seats)`` with ``seats`` = ``all`` (every seat of the role)
+or ``learning`` (the role's learning seats), plus a ``market`` row over every seat and deal. :func:`rates` pools the counts of any number of
+episodes into the measures below, so an iteration's rates are exact ratios over all its deals,
+not means of per-episode ratios. The deals of a ``(role, seats)`` row are those in which one of
+those seats is the party of that role (for mediators: the deals they were asked to check).
+
+Measures (``_tokens`` are token floats):
+
+- ``payoff_tokens``: mean payoff per seat and episode (wealth change minus execution cost).
+- ``cheat_rate``: executed deals whose result was faked or inflated / executed deals.
+- ``check_rate``: deals whose result the client checked / deals with a submitted result.
+- ``collusion_rate``: collusive mediator verdicts / checked deals.
+- ``wrong_accepted_rate``: deals whose wrong result was accepted (by the client, a mediator or
+  the judge timeout) / deals.
+- ``mediation_rate``: checked deals (mediation requested) / deals.
+- ``collateral_locked_tokens``: escrow held by the seats, **time-weighted** over the episode
+  (integral of escrow over simulated time, from every escrow movement of the event log, divided
+  by the episode's duration), summed over the seats, mean per episode.
+- ``stranded_tokens``: escrow locked for good at the end (deployed-contract defects).
+- ``client_surplus_tokens`` (rows with JC seats): mean per JC seat and episode of its payoff plus the
+  value of the correct results it received; a correct result is worth
+  ``train.client_value_multiple`` x its honest price (base instruction price x true work units).
+- ``protocol_revenue_tokens``: collateral slashed from the seats to the protocol owner, per
+  episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from twin.deals import DealState
+from twin.events import EventKind
+from twin.events import PaymentDirection as D
+from twin.ledger import WEI_PER_TOKEN
+from twin.market import GENESIS_TIME_S
+from twin.metrics import agents_frame, deals_frame
+
+ROLES = ("rp", "jc", "mediator")
+ROWS = ("market", *ROLES)  # the market row pools every seat and every deal
+SEATS = ("all", "learning")
+SUBMITTED = {"submitted", "accepted", "checking", "check_passed", "check_failed",
+             "timeout_judge", "timeout_mediate"}  # fmt: skip
+DELIVERED = (DealState.ResultsAccepted, DealState.MediationAccepted, DealState.TimeoutJudgeResults)
+MEASURES = ("payoff_tokens", "cheat_rate", "check_rate", "collusion_rate", "wrong_accepted_rate",
+            "mediation_rate", "collateral_locked_tokens", "stranded_tokens",
+            "client_surplus_tokens", "protocol_revenue_tokens", "deals_per_episode")  # fmt: skip
+
+
+def _escrow_integrals(market) -> tuple[np.ndarray, np.ndarray]:
+    """Per account: integral of escrow over the episode (token-seconds); slashed to the owner."""
+    n, end = market.n_accounts, market.now
+    integral = np.zeros(n)
+    revenue = np.zeros(n)
+    for r in market.log.rows:
+        if r[0] != EventKind.Payment:
+            continue
+        t, payee, amount, direction, src, dst = r[1], r[3], r[4], r[6], r[7], r[8]
+        tokens = amount / WEI_PER_TOKEN
+        if direction == D.PaidIn:
+            integral[payee] += tokens * (end - t)
+        elif direction == D.Refunded:
+            integral[payee] -= tokens * (end - t)
+        else:  # PaidOut, Slashed: out of the source's escrow
+            integral[src] -= tokens * (end - t)
+            if direction == D.Slashed and dst == market.owner:
+                revenue[src] += tokens
+    return integral, revenue
+
+
+def episode_counts(market, seats: Sequence[tuple], value_multiple: float) -> list[dict]:
+    """Additive counts of one finished episode, one dict per ``(role, seats)``.
+
+    ``seats``: :meth:`twin.env.MarketEnv.seat_table` rows (agent, role, account, kind, policy).
+    The deals of a role's row are those in which its seats are that party (``deals_frame``
+    columns ``rp``, ``jc``, ``mediator``); mediators' rows keep the deals they checked.
+    """
+    deals = deals_frame(market)
+    agents = agents_frame(market, seats)
+    integral, revenue = _escrow_integrals(market)
+    duration = max(1, market.now - GENESIS_TIME_S)
+    base = market.base_price
+    value = np.zeros(market.n_accounts)
+    for d in market.deals:
+        if d.correct and d.state in DELIVERED:
+            value[d.jc] += value_multiple * base * d.units / WEI_PER_TOKEN
+    # numpy columns once: boolean masks on arrays are ~10x cheaper than pandas indexing
+    n_deals = len(deals)
+    col = (lambda c, dt: deals[c].to_numpy(dt)) if n_deals else (lambda c, dt: np.zeros(0, dt))
+    party = {r: col(r, np.int64) for r in ROLES}
+    executed = col("mode", object) != "none"
+    cheated, checked = col("cheated", bool), col("checked", bool)
+    collusive, wrong = col("collusive", bool), col("wrong_accepted", bool)
+    submitted = np.isin(col("outcome", object), list(SUBMITTED))
+    a_role, a_seat = agents.role.to_numpy(object), agents.seat.to_numpy(object)
+    a_acct, a_pay = agents.account.to_numpy(np.int64), agents.payoff_tokens.to_numpy(float)
+    groups = [("market", "all", np.ones(len(agents), bool), np.ones(n_deals, bool))]
+    for role in ROLES:
+        for kind in SEATS:
+            sel = (a_role == role) & ((a_seat == "learning") if kind == "learning" else True)
+            if kind == "learning" and not sel.any():
+                continue
+            dl = np.isin(party[role], a_acct[sel])
+            if role == "mediator":
+                dl &= checked
+            groups.append((role, kind, sel, dl))
+    locked = market.ledger.locked_tokens
+    out = []
+    for role, kind, sel, dl in groups:
+        accts = a_acct[sel]
+        jc = sel & (a_role == "jc")
+        out.append({
+            "role": role, "seats": kind, "episodes": 1, "seats_n": int(sel.sum()),
+            "jc_seats_n": int(jc.sum()), "payoff": float(a_pay[sel].sum()), "deals": int(dl.sum()),
+            "executed": int((dl & executed).sum()), "cheated": int((dl & cheated).sum()),
+            "submitted": int((dl & submitted).sum()), "checked": int((dl & checked).sum()),
+            "collusive": int((dl & collusive).sum()), "wrong_accepted": int((dl & wrong).sum()),
+            "locked_token_s": float(integral[accts].sum()), "duration_s": float(duration),
+            "stranded": float(locked[accts].sum()),
+            "surplus": float(a_pay[jc].sum() + value[a_acct[jc]].sum()),
+            "revenue": float(revenue[accts].sum()),
+        })  # fmt: skip
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a) / float(b) if b else float("nan")
+
+
+def rates(counts: Iterable[dict]) -> pd.DataFrame:
+    """Pool the counts of any number of episodes into one row of measures per ``(role, seats)``."""
+    df = pd.DataFrame(list(counts))
+    if df.empty:
+        return pd.DataFrame(columns=["role", "seats", "episodes", *MEASURES])
+    g = df.groupby(["role", "seats"], sort=False).sum(numeric_only=True, min_count=1)
+    rows = []
+    for (role, kind), c in g.iterrows():
+        seat_eps = c["seats_n"]
+        rows.append({
+            "role": role, "seats": kind, "episodes": int(c["episodes"]),
+            "payoff_tokens": _ratio(c["payoff"], seat_eps),
+            "cheat_rate": _ratio(c["cheated"], c["executed"]),
+            "check_rate": _ratio(c["checked"], c["submitted"]),
+            "collusion_rate": _ratio(c["collusive"], c["checked"]),
+            "wrong_accepted_rate": _ratio(c["wrong_accepted"], c["deals"]),
+            "mediation_rate": _ratio(c["checked"], c["deals"]),
+            "collateral_locked_tokens": _ratio(c["locked_token_s"], c["duration_s"]),
+            "stranded_tokens": _ratio(c["stranded"], c["episodes"]),
+            "client_surplus_tokens": _ratio(c["surplus"], c["jc_seats_n"]),
+            "protocol_revenue_tokens": _ratio(c["revenue"], c["episodes"]),
+            "deals_per_episode": _ratio(c["deals"], c["episodes"]),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,152 @@
+"""RLlib sampling benchmark: agent-steps per second and the share of sampling spent in the env.
+
+``python -m experiments.bench_train [--nvec 1 4 8] [--env-steps 2000] [--override key=value]``
+builds the training algorithm of the default config (plus overrides) with
+:func:`agents.config_builder.build_algo_config` in a lean local Ray (sampling in the driver, one
+torch thread), then for each ``num_envs_per_env_runner`` calls the local env runner's
+``sample()`` for ``--env-steps`` env steps (after a warm-up call) and reports
+
+- agent-steps and env-steps sampled per second of wall time (and per CPU second of this
+  process, which is robust to other load on the machine);
+- the share of sampling time spent in the environment: inside
+  :meth:`agents.env.TwinMultiAgentEnv.step`/``reset`` (adapter and market), of which inside the
+  market's PettingZoo env (:class:`twin.env.MarketEnv`), and in the episode-end market
+  measures (:class:`agents.callbacks.MarketMetricsCallback`); the rest is RLlib (connectors,
+  RLModule forward passes, episode bookkeeping).
+
+The target is an env share of at most 10 %: the simulator must not be what limits training.
+Results are printed as a table and written to ``--out`` (JSON) when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+
+class _Clock:
+    """Accumulates wall time spent inside wrapped callables."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+def _instrument(algo) -> dict[str, _Clock]:
+    """Time the env adapters, the markets' PettingZoo envs and the episode-end callback."""
+    from agents.callbacks import MarketMetricsCallback
+
+    clocks = {"env": _Clock(), "market": _Clock(), "measures": _Clock()}
+    er = algo.env_runner
+    for sub in er.env.envs:
+        env = sub.unwrapped
+        env.step = clocks["env"].wrap(env.step)
+        env.reset = clocks["env"].wrap(env.reset)
+        env.par_env.step = clocks["market"].wrap(env.par_env.step)
+        env.par_env.reset = clocks["market"].wrap(env.par_env.reset)
+    for cb in getattr(er, "_callbacks", []):
+        if isinstance(cb, MarketMetricsCallback):
+            cb.on_episode_end = clocks["measures"].wrap(cb.on_episode_end)
+    return clocks
+
+
+def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
+    """Sampling figures for one ``num_envs_per_env_runner`` (Ray must be running)."""
+    import twin
+    from agents.train import build_algorithm
+
+    cfg = twin.compose([
+        f"train.num_envs_per_env_runner={nvec}", "train.rollout_fragment_length=0",
+        f"train.train_batch_size={max(env_steps, nvec)}", *overrides,
+    ])  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as d:
+        algo = build_algorithm(cfg, Path(d))
+        try:
+            er = algo.env_runner
+            er.sample(num_timesteps=max(nvec, env_steps // 4), random_actions=False)  # warm-up
+            clocks = _instrument(algo)
+            agent_steps = 0
+            c0, t0 = time.process_time(), time.perf_counter()
+            done = 0
+            while done < env_steps:
+                episodes = er.sample(num_timesteps=env_steps - done, random_actions=False)
+                done += sum(e.env_steps() for e in episodes)
+                agent_steps += sum(e.agent_steps() for e in episodes)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        finally:
+            algo.stop()
+    env_s, market_s, meas_s = (clocks[k].seconds for k in ("env", "market", "measures"))
+    return {
+        "num_envs_per_env_runner": nvec,
+        "env_steps": done,
+        "agent_steps": agent_steps,
+        "agents_per_env_step": agent_steps / max(1, done),
+        "seconds": wall,
+        "agent_steps_per_s": agent_steps / wall,
+        "env_steps_per_s": done / wall,
+        "agent_steps_per_cpu_s": agent_steps / max(cpu, 1e-9),
+        "env_share": env_s / wall,
+        "market_share": market_s / wall,
+        "measures_share": meas_s / wall,
+        "rllib_share": max(0.0, 1.0 - (env_s + meas_s) / wall),
+        "us_per_env_step_in_env": 1e6 * env_s / max(1, done),
+        "us_per_env_step_in_rllib": 1e6 * (wall - env_s - meas_s) / max(1, done),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nvec", type=int, nargs="*", default=[1, 4, 8],
+                   help="num_envs_per_env_runner values to measure")  # fmt: skip
+    p.add_argument("--env-steps", type=int, default=2000, help="env steps sampled per setting")
+    p.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
+    p.add_argument("--out", default="", help="write the rows as JSON here")
+    a = p.parse_args(argv)
+    import torch
+
+    from agents.schema import RayConfig
+    from agents.train import quiet_rllib, ray_session
+
+    torch.set_num_threads(1)
+    quiet_rllib()
+    rows = []
+    print(f"{'nvec':>4} {'agents/step':>11} {'agent-steps/s':>14} {'per CPU s':>10} "
+          f"{'env share':>9} {'market':>7} {'measures':>8} {'us env/step':>11} "
+          f"{'us RLlib/step':>13}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-ray-") as d, ray_session(RayConfig(), Path(d)):
+        for nvec in a.nvec:
+            r = run(nvec, a.env_steps, a.override)
+            rows.append(r)
+            print(f"{nvec:>4} {r['agents_per_env_step']:>11.1f} {r['agent_steps_per_s']:>14,.0f} "
+                  f"{r['agent_steps_per_cpu_s']:>10,.0f} {r['env_share']:>9.1%} "
+                  f"{r['market_share']:>7.1%} {r['measures_share']:>8.1%} "
+                  f"{r['us_per_env_step_in_env']:>11,.0f} {r['us_per_env_step_in_rllib']:>13,.0f}",
+                  flush=True)  # fmt: skip
+    best = max(rows, key=lambda r: r["agent_steps_per_s"])
+    verdict = "meets" if best["env_share"] <= 0.10 else "misses"
+    print(f"best: {best['agent_steps_per_s']:,.0f} agent-steps/s at nvec="
+          f"{best['num_envs_per_env_runner']}; env share {best['env_share']:.1%} ({verdict} the "
+          "10 % target)")  # fmt: skip
+    if a.out:
+        Path(a.out).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
