@@ -25,6 +25,14 @@ import numpy as np
 
 from agents.baselines import PolicyContext, make_policy
 
+#: every mechanism of the library switched on at once (issue: "within 2x of the v1-only figure")
+ALL_MECHANISMS = (
+    "mediation=consortium", "slashing=client_and_burn", "collateral=pooled", "collateral.late_grace_s=600",
+    "verification=approximate", "taxes=forced_errors", "reputation=beta", "staking=on", "prediction=lmsr_jackpot",
+    "announce=reward", "storage=window", "fees=protocol_fee", "counter_collusion=traitor",
+    "counter_collusion.share=0.2",
+)  # fmt: skip
+
 
 def bench_config(n_agents: int, overrides: list[str] | None = None, seed: int = 0):
     import twin
@@ -99,8 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--override", action="append", default=[], help="Hydra override applied to every size"
     )
+    p.add_argument(
+        "--all-mechanisms", action="store_true", help="switch every mechanism on (ALL_MECHANISMS)"
+    )
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
+    if a.all_mechanisms:
+        a.override = [*ALL_MECHANISMS, *a.override]
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     except (AttributeError, OSError):
