@@ -36,7 +36,7 @@ def client_deltas(mk) -> dict[int, int]:
             continue
         deal = mk.deals[d]
         if r[0] == EventKind.Payment:
-            payee, amount, reason, direction, src = r[3], r[4], r[5], r[6], r[7]
+            payee, amount, direction, src = r[3], r[4], r[6], r[7]
             if direction == PaymentDirection.PaidOut and src == deal.jc:  # job payment or fee
                 out[d] = out.get(d, 0) - amount
             elif direction == PaymentDirection.Slashed and payee == deal.jc:
