@@ -193,7 +193,17 @@ class _JC(Policy):
         if self.ctx.jc_action == "probability":
             return p[:, None].astype(np.float32)
         check = rng.random(n) < p
-        return np.where(check, 1, 0).astype(np.int64)[:, None]
+        return _allowed_jc(np.where(check, 1, 0), mask)
+
+
+def _allowed_jc(choice: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Keep each JC's choice where its mask allows it; else accept if allowed, else wait (a JC
+    with nothing to judge, or that cannot afford the fee, does not ask for a check)."""
+    choice = np.asarray(choice, np.int64)
+    if mask.shape[1] == 3:
+        ok = mask[np.arange(len(choice)), choice] == 1
+        choice = np.where(ok, choice, np.where(mask[:, 0] == 1, 0, 2))
+    return choice[:, None]
 
 
 class AlwaysAcceptJC(_JC):
@@ -239,7 +249,7 @@ class ModicumAttackerJC(_JC):
         nondet = np.asarray(obs)[:, self._col] > 0
         if self.ctx.jc_action == "probability":
             return nondet.astype(np.float32)[:, None]
-        return nondet.astype(np.int64)[:, None]
+        return _allowed_jc(nondet.astype(np.int64), mask)
 
 
 class NeverJudgeJC(Policy):
