@@ -65,6 +65,7 @@ PHASES: tuple[str, ...] = (
 ROLE_OWNER, ROLE_SOLVER, ROLE_JC, ROLE_RP, ROLE_MEDIATOR = 0, 1, 2, 3, 4
 ROLE_NAMES = ("owner", "solver", "jc", "rp", "mediator")
 GENESIS_TIME_S = 1_700_000_000  # unix seconds of tick 0
+_EXEC_MODES = {int(m): m for m in ExecMode}  # action value -> mode, without an enum lookup
 MEDIATOR_HARDWARE = "datacenter_gpu"  # mediators re-run any job class on an A100 server
 
 
@@ -147,6 +148,11 @@ class Market:
             axis=1,
         )
         self.fleet = draw_fleet(self.n_rp, cfg.hardware.shares, self.rng, m.token_usd)
+        self._cpu_speed, self._gpu_speed = (
+            self.fleet.cpu_speed.tolist(),
+            self.fleet.gpu_speed.tolist(),
+        )
+        self._cost_wei_per_s = self.fleet.cost_wei_per_s.tolist()
         self._med_class = CATALOGUE[MEDIATOR_HARDWARE]
         self._med_cost = self._med_class.cost_wei_per_s(m.token_usd)
 
@@ -438,12 +444,14 @@ class Market:
     def execute(self) -> None:
         if not self.exec_q:
             return
-        a, ex, fl, q = self._acts, self.cfg.execution, self.fleet, self.exec_q
+        a, ex, q = self._acts, self.cfg.execution, self.exec_q
+        rp0 = self._rp_slice.start
         for rp in q.seats():
-            r = int(self.row[rp])
-            mode = ExecMode(int(a.rp_mode[r]))
-            speeds = (float(fl.cpu_speed[r]), float(fl.gpu_speed[r]))
-            cost_s = int(fl.cost_wei_per_s[r])
+            r = rp - rp0
+            mode = int(a.rp_mode[r])
+            mode = _EXEC_MODES[mode] if mode in _EXEC_MODES else ExecMode(mode)
+            speeds = (self._cpu_speed[r], self._gpu_speed[r])
+            cost_s = self._cost_wei_per_s[r]
             for di in q.pop_due(rp, self.tick):
                 d = self.deals[di]
                 if d.state != DealState.DealAgreed:
@@ -492,8 +500,9 @@ class Market:
         if not self.judge_q:
             return
         a, rng, t, q = self._acts, self.rng, self.now, self.judge_q
+        jc0 = self._jc_slice.start
         for jc in q.seats():
-            p = float(a.jc_check_prob[self.row[jc]])
+            p = float(a.jc_check_prob[jc - jc0])
             if p != p:  # NaN: the JC waits on all its results
                 continue
             for di in q.pop_due(jc, self.tick):
@@ -521,8 +530,9 @@ class Market:
         if not self.med_q:
             return
         a, rng, q = self._acts, self.rng, self.med_q
+        med0 = int(self.med_acct[0])
         for med in q.seats():
-            collude = bool(a.med_collude[self.row[med]])
+            collude = bool(a.med_collude[med - med0])
             for di in q.pop_due(med, self.tick):
                 d = self.deals[di]
                 if d.state != DealState.ResultsChecked:
