@@ -29,6 +29,7 @@ deal is terminal (bounded by the sum of the timeouts), so that each episode sett
 from __future__ import annotations
 
 import heapq
+import json
 import math
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from twin.deals import CallRejected, Deal, DealFlows, DealState, ExecMode
 from twin.events import EventLog, TransferReason
 from twin.execution import plan
 from twin.hardware import CATALOGUE, draw_fleet
-from twin.ids import account_address, canonical_json, content_id, placeholder
+from twin.ids import account_address, content_id, content_id_of_json
 from twin.ledger import WEI_PER_TOKEN, Ledger, tokens_to_wei
 from twin.mediation import PROTOCOLS
 from twin.mediation.base import Vote
@@ -221,6 +222,10 @@ class Market:
         self._seq = 0
         self._deal_ids: dict[int, str] = {}
         self._job_cids: dict[int, str] = {}
+        # canonical JSON of the strings in deal records (see _deal_json)
+        self._address_json = [json.dumps(a, ensure_ascii=False) for a in self.addresses]
+        self._module_json = [json.dumps(k, ensure_ascii=False) for k in self.module_names]
+        self._salt_json = json.dumps(self.salt, ensure_ascii=False)
         self._mediators_json: dict[tuple[int, ...], str] = {}  # mediator list -> its JSON
 
         # per-account counters (struct of arrays)
@@ -283,28 +288,54 @@ class Market:
         hw = self._med_class
         return (hw.gpu_speed if job.kind == "gpu" else hw.cpu_speed), self._med_cost
 
+    def deal_record(self, index: int) -> dict:
+        """The canonical record of deal ``index`` (its CID is the v1 deal id)."""
+        d = self.deals[index]
+        addr = self.addresses.__getitem__
+        return {
+            "jobOffer": self.job_offer_record(d.job_offer),
+            "resourceOffer": int(d.resource_offer),
+            "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
+                        "mediators": [addr(x) for x in d.mediators]},
+            "timeouts": [d.agree_timeout, d.submit_timeout, d.judge_timeout, d.mediate_timeout,
+                         d.submit_collateral, d.judge_collateral],
+            "pricing": [d.instruction_price, d.payment_collateral, d.results_multiple, d.mediation_fee],
+            "salt": self.salt,
+        }  # fmt: skip
+
     def deal_id(self, index: int) -> str:
         """The deal's v1 id: CID of its canonical record (cached)."""
         did = self._deal_ids.get(index)
         if did is None:
-            d = self.deals[index]
-            addr = self.addresses.__getitem__
-            record = {
-                "jobOffer": self.job_offer_record(d.job_offer),
-                "resourceOffer": int(d.resource_offer),
-                "members": {"solver": addr(d.solver), "jobCreator": addr(d.jc), "resourceProvider": addr(d.rp),
-                            "mediators": placeholder("mediators")},
-                "timeouts": [d.agree_timeout, d.submit_timeout, d.judge_timeout, d.mediate_timeout,
-                             d.submit_collateral, d.judge_collateral],
-                "pricing": [d.instruction_price, d.payment_collateral, d.results_multiple, d.mediation_fee],
-                "salt": self.salt,
-            }  # fmt: skip
-            meds = self._mediators_json.get(d.mediators)
-            if meds is None:  # one encoding per mediator list (every deal shares it without trust)
-                meds = canonical_json([addr(x) for x in d.mediators]).decode()
-                self._mediators_json[d.mediators] = meds
-            did = self._deal_ids[index] = content_id(record, {"mediators": meds})
+            did = self._deal_ids[index] = content_id_of_json(self._deal_json(self.deals[index]))
         return did
+
+    def _deal_json(self, d: Deal) -> bytes:
+        """``canonical_json(self.deal_record(d.index))``, assembled from strings encoded once
+        (addresses, salt, module names, each mediator list) in the canonical key order: 10x
+        cheaper than encoding the record, and the v1 mediator choice hashes the id of every
+        checked deal."""
+        aj, jo, j = self._address_json, self.jobs, d.job_offer
+        meds = self._mediators_json.get(d.mediators)
+        if meds is None:  # one encoding per mediator list (every deal shares it without trust)
+            meds = self._mediators_json[d.mediators] = (
+                "[" + ",".join([aj[x] for x in d.mediators]) + "]"
+            )
+        mode = "FixedPrice" if jo.mode[j] == FIXED else "MarketPrice"
+        job_offer = (
+            f'{{"createdAt":{int(jo.posted_at[j])},"instructionPrice":{int(jo.price[j])},'
+            f'"jobCreator":{aj[int(jo.jc[j])]},"mode":"{mode}","module":{self._module_json[int(jo.module[j])]},'
+            f'"nonce":{int(j)},"salt":{self._salt_json},"spec":{{"cpu":{int(jo.cpu[j])},'
+            f'"disk":{int(jo.disk[j])},"gpu":{int(jo.gpu[j])},"ram":{int(jo.ram[j])},"vram":{int(jo.vram[j])}}}}}'
+        )  # fmt: skip
+        return (
+            f'{{"jobOffer":{job_offer},"members":{{"jobCreator":{aj[d.jc]},"mediators":{meds},'
+            f'"resourceProvider":{aj[d.rp]},"solver":{aj[d.solver]}}},'
+            f'"pricing":[{d.instruction_price},{d.payment_collateral},{d.results_multiple},{d.mediation_fee}],'
+            f'"resourceOffer":{int(d.resource_offer)},"salt":{self._salt_json},'
+            f'"timeouts":[{d.agree_timeout},{d.submit_timeout},{d.judge_timeout},{d.mediate_timeout},'
+            f'{d.submit_collateral},{d.judge_collateral}]}}'
+        ).encode()  # fmt: skip
 
     def job_offer_record(self, j: int) -> dict:
         """The canonical record of job offer ``j`` (its CID is the v1 offer id)."""
