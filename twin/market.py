@@ -144,10 +144,11 @@ class Market:
         self._mod_sigma = np.array([j.work_sigma for j in jcs_])
         self._mod_log_median_list = self._mod_log_median.tolist()
         self._mod_sigma_list = self._mod_sigma.tolist()
-        self._mod_spec = np.stack(
-            [self._mod_attr[f] for f in ("cpu_milli", "gpu_count", "vram_mb", "ram_mb", "disk_mb")],
-            axis=1,
-        )
+        # (milli-CPU, GPUs, VRAM MB, RAM MB, disk MB) of each job class, in job-offer field order
+        self._mod_spec_list = [
+            tuple(int(self._mod_attr[f][i]) for f in ("cpu_milli", "gpu_count", "vram_mb", "ram_mb", "disk_mb"))
+            for i in range(len(jcs_))
+        ]  # fmt: skip
         self.fleet = draw_fleet(self.n_rp, cfg.hardware.shares, self.rng, m.token_usd)
         self._cpu_speed, self._gpu_speed = (
             self.fleet.cpu_speed.tolist(),
@@ -178,6 +179,7 @@ class Market:
         self._level_prices = np.rint(self.base_price * self.price_levels).astype(np.int64)
         solver_of_rp = np.arange(self.n_rp) % self.n_solver
         self.solver_of_jc = np.arange(self.n_jc) % self.n_solver
+        self._solver_of_jc_list = self.solver_of_jc.tolist()
         self.res = ResourceOffers(
             self.fleet.cpu_milli,
             self.fleet.gpu_count,
@@ -412,24 +414,21 @@ class Market:
         mods = np.minimum(
             np.searchsorted(self._module_cdf, rng.random(k), side="right"),
             len(self.job_classes) - 1,
-        )
+        ).tolist()
         # log-normal work, drawn as rng.lognormal(median, sigma) draws it (exp(mu + sigma * z),
         # same draws, same values) without its slow array-parameter path
         lm, sg = self._mod_log_median_list, self._mod_sigma_list
         units = [max(1, math.ceil(math.exp(lm[i] + sg[i] * z)))
-                 for i, z in zip(mods.tolist(), rng.standard_normal(k).tolist(), strict=True)]  # fmt: skip
-        bid = np.rint(
-            self.base_price * rng.uniform(m.bid_multiple_low, m.bid_multiple_high, k)
-        ).astype(np.int64)
-        mode = np.where(rng.random(k) < m.fixed_price_share, FIXED, MARKET).astype(np.int8)
-        spec = self._mod_spec[mods]
-        jcs = post + self._jc_slice.start
-        self.jobs.post_many({
-            "jc": jcs, "module": mods, "units": units, "cpu": spec[:, 0], "gpu": spec[:, 1],
-            "vram": spec[:, 2], "ram": spec[:, 3], "disk": spec[:, 4], "mode": mode, "price": bid,
-            "solver": self.solver_of_jc[post], "posted_at": self.now, "expires_at": self.now + m.offer_ttl_s,
-        })  # fmt: skip
-        self.open_jobs[jcs] += 1
+                 for i, z in zip(mods, rng.standard_normal(k).tolist(), strict=True)]  # fmt: skip
+        base = self.base_price  # bids: rounded half to even, as np.rint
+        bids = [round(base * u) for u in rng.uniform(m.bid_multiple_low, m.bid_multiple_high, k).tolist()]  # fmt: skip
+        share = m.fixed_price_share
+        modes = [FIXED if u < share else MARKET for u in rng.random(k).tolist()]
+        jc0, spec, solver_of = self._jc_slice.start, self._mod_spec_list, self._solver_of_jc_list
+        now, expires, status = self.now, self.now + m.offer_ttl_s, JobOffers.OPEN
+        self.jobs.post_rows([(jc0 + p, i, u, *spec[i], mode, bid, solver_of[p], now, expires, status)
+                             for p, i, u, mode, bid in zip(post.tolist(), mods, units, modes, bids, strict=True)])  # fmt: skip
+        self.open_jobs[post + jc0] += 1
 
     def match(self) -> list[Deal]:
         if not self.jobs.live:

@@ -78,6 +78,15 @@ class JobOffers:
         self.live.extend(idx.tolist())
         return idx
 
+    def post_rows(self, rows: list[tuple[int, ...]]) -> None:
+        """Post offers given as whole rows (values in :data:`FIELDS` order, status included)."""
+        k = len(rows)
+        while self.n + k > len(self.table):
+            self._grow()
+        self.table[self.n : self.n + k] = rows
+        self.live.extend(range(self.n, self.n + k))
+        self.n += k
+
     def close(self, i: int, status: int) -> None:
         self.status[i] = status
 
