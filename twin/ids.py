@@ -23,22 +23,9 @@ import cid as _cid
 import multihash as _multihash
 
 
-def canonical_json(record: dict[str, Any], fragments: dict[str, str] | None = None) -> bytes:
-    """Canonical byte encoding of a record: sorted keys, compact separators, UTF-8.
-
-    ``fragments`` maps names to canonical JSON text already encoded (e.g. a long list shared by
-    many records, encoded once): the value :func:`placeholder` ``(name)`` in ``record`` is
-    replaced by that text, giving the same bytes as encoding the value itself.
-    """
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    for name, encoded in (fragments or {}).items():
-        text = text.replace(json.dumps(placeholder(name)), encoded)
-    return text.encode()
-
-
-def placeholder(name: str) -> str:
-    """A string value that ``fragments[name]`` replaces in :func:`canonical_json`."""
-    return f"\x00{name}\x00"  # NUL cannot occur in the twin's records
+def canonical_json(record: dict[str, Any]) -> bytes:
+    """Canonical byte encoding of a record: sorted keys, compact separators, UTF-8."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 _CIDV1_RAW_SHA256 = bytes([0x01, 0x55, 0x12, 0x20])  # version 1, codec raw, sha2-256, 32 bytes
@@ -56,9 +43,13 @@ def base32_lower(raw: bytes) -> str:
     return out[: -(-bits // 5)]
 
 
-def content_id(record: dict[str, Any], fragments: dict[str, str] | None = None) -> str:
+def content_id(record: dict[str, Any]) -> str:
     """CIDv1 (raw codec, sha2-256, base32 multibase) of the canonical JSON of ``record``."""
-    data = canonical_json(record, fragments)
+    return content_id_of_json(canonical_json(record))
+
+
+def content_id_of_json(data: bytes) -> str:
+    """The CID of a record given its canonical JSON bytes (see :func:`canonical_json`)."""
     return "b" + base32_lower(_CIDV1_RAW_SHA256 + hashlib.sha256(data).digest())
 
 

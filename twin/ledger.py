@@ -37,6 +37,9 @@ class Ledger:
         "escrow_tokens",
         "locked_tokens",
         "minted",
+        "_wt",
+        "_et",
+        "_lt",
     )
 
     def __init__(self, n_accounts: int) -> None:
@@ -47,6 +50,22 @@ class Ledger:
         self.escrow_tokens = np.zeros(n_accounts)
         self.locked_tokens = np.zeros(n_accounts)
         self.minted = 0
+        self._bind()
+
+    def _bind(self) -> None:
+        # the movements update the float mirrors through memoryviews of the same buffers: an item
+        # update then makes no numpy scalars (2x cheaper), with the same double arithmetic
+        self._wt = memoryview(self.wallet_tokens)
+        self._et = memoryview(self.escrow_tokens)
+        self._lt = memoryview(self.locked_tokens)
+
+    def __getstate__(self) -> dict:  # memoryviews cannot be copied or pickled: rebound on load
+        return {k: getattr(self, k) for k in self.__slots__ if not k.startswith("_")}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._bind()
 
     @property
     def n_accounts(self) -> int:
@@ -65,7 +84,7 @@ class Ledger:
         """Genesis allocation (the only operation that changes ``total``)."""
         _check_amount(amount)
         self.wallet[account] += amount
-        self.wallet_tokens[account] += amount / WEI_PER_TOKEN
+        self._wt[account] += amount / WEI_PER_TOKEN
         self.minted += amount
 
     def pay_in(self, account: int, amount: int) -> None:
@@ -76,8 +95,8 @@ class Ledger:
         self.wallet[account] = w - amount
         self.escrow[account] += amount
         f = amount / WEI_PER_TOKEN
-        self.wallet_tokens[account] -= f
-        self.escrow_tokens[account] += f
+        self._wt[account] -= f
+        self._et[account] += f
 
     def refund(self, account: int, amount: int) -> None:
         """Own escrow -> wallet."""
@@ -87,8 +106,8 @@ class Ledger:
         self.escrow[account] = e - amount
         self.wallet[account] += amount
         f = amount / WEI_PER_TOKEN
-        self.escrow_tokens[account] -= f
-        self.wallet_tokens[account] += f
+        self._et[account] -= f
+        self._wt[account] += f
 
     def pay_out(self, source: int, destination: int, amount: int) -> None:
         """``source``'s escrow -> ``destination``'s wallet (job payment, fees, slashing)."""
@@ -98,8 +117,8 @@ class Ledger:
         self.escrow[source] = e - amount
         self.wallet[destination] += amount
         f = amount / WEI_PER_TOKEN
-        self.escrow_tokens[source] -= f
-        self.wallet_tokens[destination] += f
+        self._et[source] -= f
+        self._wt[destination] += f
 
     def transfer(self, source: int, destination: int, amount: int) -> None:
         """Wallet -> wallet."""
@@ -109,13 +128,13 @@ class Ledger:
         self.wallet[source] = w - amount
         self.wallet[destination] += amount
         f = amount / WEI_PER_TOKEN
-        self.wallet_tokens[source] -= f
-        self.wallet_tokens[destination] += f
+        self._wt[source] -= f
+        self._wt[destination] += f
 
     def lock(self, account: int, amount: int) -> None:
         """Mark ``amount`` of ``account``'s escrow as locked for good (a defect stranded it)."""
         self.locked[account] += amount
-        self.locked_tokens[account] += amount / WEI_PER_TOKEN
+        self._lt[account] += amount / WEI_PER_TOKEN
 
     def can_pay_in(self, account: int, amount: int) -> bool:
         return self.wallet[account] >= amount

@@ -28,6 +28,7 @@ Defaults (:data:`MODULES`) follow public Lilypad modules and typical runtimes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,4 +78,4 @@ def runtime_s(units: int, speed: float) -> int:
     """Seconds a machine with ``speed`` units/s needs for ``units`` of work (at least 1 s)."""
     if speed <= 0:
         raise ValueError("this machine cannot run this kind of job (speed 0)")
-    return max(1, int(np.ceil(units / speed)))
+    return max(1, math.ceil(units / speed))

@@ -20,32 +20,39 @@ from __future__ import annotations
 import numpy as np
 
 FIXED, MARKET = 0, 1
+_JOB_FIELDS = ("jc", "module", "units", "cpu", "gpu", "vram", "ram", "disk", "mode", "price", "solver",
+               "posted_at", "expires_at", "status")  # fmt: skip
 
 
 class JobOffers:
-    """Growable struct-of-arrays of job offers."""
+    """Growable table of job offers: one int64 row per offer (``table``), and each field of
+    :data:`FIELDS` as a column view of it (``jobs.price[j]``, ``jobs.cpu[idx]``, struct-of-arrays
+    style). A row holds a whole offer, so a solver reads every field of its live offers with one
+    indexing operation."""
 
-    FIELDS = (("jc", np.int64), ("module", np.int64), ("units", np.int64), ("cpu", np.int64), ("gpu", np.int64),
-              ("vram", np.int64), ("ram", np.int64), ("disk", np.int64), ("mode", np.int8), ("price", np.int64),
-              ("solver", np.int64), ("posted_at", np.int64), ("expires_at", np.int64), ("status", np.int8))  # fmt: skip
+    FIELDS = tuple((name, np.int64) for name in _JOB_FIELDS)
+    COLUMN = {name: k for k, name in enumerate(_JOB_FIELDS)}
+    NEED = [_JOB_FIELDS.index(f) for f in ("cpu", "gpu", "ram", "disk")]  # columns of need()
     OPEN, MATCHED, CANCELLED, EXPIRED = 0, 1, 2, 3
 
     def __init__(self, capacity: int = 256) -> None:
         self.n = 0
-        for name, dt in self.FIELDS:
-            setattr(self, name, np.zeros(capacity, dtype=dt))
+        self._bind(np.zeros((capacity, len(self.FIELDS)), np.int64))
         self.live: list[int] = []  # open offers, oldest first
 
+    def _bind(self, table: np.ndarray) -> None:
+        self.table = table
+        for k, (name, _) in enumerate(self.FIELDS):
+            setattr(self, name, table[:, k])
+
     def _grow(self) -> None:
-        for name, _ in self.FIELDS:
-            a = getattr(self, name)
-            b = np.zeros(2 * len(a), dtype=a.dtype)
-            b[: self.n] = a[: self.n]
-            setattr(self, name, b)
+        table = np.zeros((2 * len(self.table), len(self.FIELDS)), np.int64)
+        table[: self.n] = self.table[: self.n]
+        self._bind(table)
 
     def need(self, j: int) -> np.ndarray:
         """Resources job offer ``j`` needs: (milli-CPU, GPUs, RAM MB, disk MB)."""
-        return np.array((self.cpu[j], self.gpu[j], self.ram[j], self.disk[j]), np.int64)
+        return self.table[j, self.NEED]
 
     def post(self, **values) -> int:
         if self.n == len(self.jc):
@@ -70,6 +77,15 @@ class JobOffers:
         self.n += k
         self.live.extend(idx.tolist())
         return idx
+
+    def post_rows(self, rows: list[tuple[int, ...]]) -> None:
+        """Post offers given as whole rows (values in :data:`FIELDS` order, status included)."""
+        k = len(rows)
+        while self.n + k > len(self.table):
+            self._grow()
+        self.table[self.n : self.n + k] = rows
+        self.live.extend(range(self.n, self.n + k))
+        self.n += k
 
     def close(self, i: int, status: int) -> None:
         self.status[i] = status

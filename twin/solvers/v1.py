@@ -38,9 +38,16 @@ class V1Solver:
         live = jobs.live
         if not live:
             return []
-        idx = np.array(live, np.int64)
-        idx = idx[(jobs.solver[idx] == solver_id) & (jobs.status[idx] == JobOffers.OPEN)]
-        if not len(idx):
+        rows = jobs.table[live]  # every field of every live offer, in one read
+        col, open_ = JobOffers.COLUMN, JobOffers.OPEN
+        c_solver, c_status = col["solver"], col["status"]
+        table = rows.tolist()
+        todo = [
+            k
+            for k, row in enumerate(table)
+            if row[c_solver] == solver_id and row[c_status] == open_
+        ]
+        if not todo:
             return []
         mine = res.offering & (res.solver == solver_id)
         if not mine.any():
@@ -64,13 +71,21 @@ class V1Solver:
         vram_ok: dict[int, np.ndarray] = {}
         module_ok: dict[int, np.ndarray] = {}
 
-        # rows: (milli-CPU, GPUs, RAM MB, disk MB) each job needs
-        needs = np.array([jobs.cpu[idx], jobs.gpu[idx], jobs.ram[idx], jobs.disk[idx]]).T
-        attrs = zip(idx.tolist(), jobs.vram[idx].tolist(), jobs.module[idx].tolist(),
-                    jobs.mode[idx].tolist(), jobs.price[idx].tolist(), jobs.jc[idx].tolist(), needs, strict=True)  # fmt: skip
+        needs = rows[:, JobOffers.NEED]  # (milli-CPU, GPUs, RAM MB, disk MB) each job needs
+        c_vram, c_module, c_mode, c_price, c_jc = (
+            col[f] for f in ("vram", "module", "mode", "price", "jc")
+        )
         out: list[Match] = []
         free = res.free
-        for j, vram, module, mode, price, jc, need in attrs:
+        for k in todo:
+            j, row, need = live[k], table[k], needs[k]
+            vram, module, mode, price, jc = (
+                row[c_vram],
+                row[c_module],
+                row[c_mode],
+                row[c_price],
+                row[c_jc],
+            )
             ok = np.logical_and.reduce(free >= need, axis=1)
             ok &= mine
             if need[1]:
