@@ -10,9 +10,11 @@ failed checks, missed results (submit timeouts), and exponentially decayed passe
   checks + missed results; the score is the beta mean ``(r + a) / (r + s + a + b)``.
 
 Uses: clients do not deal with nodes scored below ``min_score`` (their offers are not matched);
-with ``solver_ranks`` solvers prefer the higher-scored node among equally good offers; mediator
-selection by reputation reads :meth:`score`. Every seat observes the scores it would see: an RP
-its own, a JC the score of the node of the deal it decides on.
+with ``solver_ranks`` solvers prefer the higher-scored node among equally good offers. These
+scores rate nodes; mediators are rated separately: reputation-weighted mediator selection
+(``mediation.selection=reputation``, :mod:`twin.mediation.consortium`) keeps a beta reputation of
+each mediator from the agreement of its votes with the final verdicts. Every seat observes the
+scores it would see: an RP its own, a JC the score of the node of the deal it decides on.
 """
 
 from __future__ import annotations
