@@ -43,6 +43,7 @@ named by its dotted path, ``overrides``, ``metric``, ``value``, ``node``, ``stat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -143,6 +144,15 @@ def dishonesty_threshold_multiple(cfg: TwinConfig, p: float | None = None) -> fl
     return max(threshold_multiple(cfg, p), inflate_threshold_multiple(cfg, p))
 
 
+def threshold_table(cfg: TwinConfig, check_probabilities: Sequence[float]) -> pd.DataFrame:
+    """Per check probability ``p``: ``m_star`` (fake results), ``m_star_inflate`` (inflated
+    counts) and ``boundary``, the larger: the multiple below which some fake pays."""
+    return pd.DataFrame([{"p": float(p), "m_star": threshold_multiple(cfg, p),
+                          "m_star_inflate": inflate_threshold_multiple(cfg, p),
+                          "boundary": dishonesty_threshold_multiple(cfg, p)}
+                         for p in check_probabilities])  # fmt: skip
+
+
 def deterrence_ratio(p, m, ratio: float):
     """``r = p (1 + m) / (c / P)``: expected loss of a caught cheat (payment and collateral) over
     the cost saved; ``r < 1`` cheating pays, ``r > 1`` it does not (``ratio`` = ``c / P``)."""
@@ -174,6 +184,34 @@ def check_budget(budget: str) -> str:
     return budget
 
 
+#: the tiny budget (tests): one small iteration, a short market
+TINY_OVERRIDES = (
+    "train.iterations=1", "train.train_batch_size=200", "train.num_envs_per_env_runner=1",
+    "train.rollout_fragment_length=200", "train.minibatch_size=200", "train.num_epochs=1",
+    "market.episode_ticks=30",
+)  # fmt: skip
+EVAL_EPISODES = {"full": 2, "tiny": 1}
+
+
+def train_overrides(budget: str = "full") -> list[str]:
+    """Overrides of the experiment config for ``budget``: none for ``full`` (the tuned budget is
+    the ``train`` block of ``configs/experiment/result_a_threshold.yaml``), :data:`TINY_OVERRIDES`
+    for ``tiny``."""
+    return [] if check_budget(budget) == "full" else list(TINY_OVERRIDES)
+
+
+def eval_episodes(budget: str = "full") -> int:
+    """Greedy evaluation episodes per trial for ``budget``."""
+    return EVAL_EPISODES[check_budget(budget)]
+
+
+def experiment_config(budget: str = "full", overrides: Sequence[str] = ()) -> TwinConfig:
+    """The composed experiment config at ``budget``, plus ``overrides``."""
+    import twin
+
+    return twin.compose([f"experiment={EXPERIMENT}", *train_overrides(budget), *overrides])
+
+
 def grid(budget: str = "full") -> Grid:
     """``full``: 5 check probabilities x 5 multiples x 3 seeds (75 trainings); with ``c/P = 1/2``
     the deterrence ratio ``r = 2 p (1 + m)`` runs from 0.1 to 25.6 in factors of 2, so the
@@ -182,6 +220,46 @@ def grid(budget: str = "full") -> Grid:
     if check_budget(budget) == "tiny":
         return Grid((0.05, 0.8), (0, 15), (0,))
     return Grid((0.05, 0.1, 0.2, 0.4, 0.8), (0, 1, 3, 7, 15), (0, 1, 2))
+
+
+# -- running the grid ---------------------------------------------------------------------------
+def sweep_overrides(budget: str = "full", cells: Grid | None = None) -> list[str]:
+    """The sweep runner's overrides (Hydra sweep syntax) of the grid at ``budget``: the
+    experiment, its budget, the greedy evaluation episodes (``run.episodes``) and the swept
+    check probabilities and multiples."""
+    g = cells or grid(budget)
+    swept = [f"{k}={','.join(f'{v:g}' for v in vs)}" for k, vs in g.params.items()]
+    return [f"experiment={EXPERIMENT}", *train_overrides(budget),
+            f"run.episodes={eval_episodes(budget)}", *swept]  # fmt: skip
+
+
+def run_grid(out, budget: str = "full", cells: Grid | None = None, ray_address: str = "",
+             **settings) -> pd.DataFrame:  # fmt: skip
+    """Run the grid (default :func:`grid` of ``budget``) with the sweep runner
+    (:func:`experiments.sweep.run_sweep`: one training and greedy evaluation per cell and seed,
+    scheduled by Ray Tune; trials already finished in ``out`` are skipped) and return its
+    long-format dataset. ``ray_address``: an existing Ray cluster (default: a local Ray on this
+    machine); ``settings``: other :class:`experiments.sweep_schema.SweepConfig` fields."""
+    from pathlib import Path
+
+    from agents.schema import RayConfig
+    from experiments.sweep import run_sweep
+    from experiments.sweep_schema import SweepConfig
+
+    g = cells or grid(budget)
+    if list(g.seeds) != list(range(g.seeds[0], g.seeds[0] + len(g.seeds))):
+        raise ValueError(f"the grid's seeds must be consecutive, got {list(g.seeds)}")
+    sweep = SweepConfig(**{"name": f"{EXPERIMENT}_{budget}", "seeds": len(g.seeds),
+                           "first_seed": g.seeds[0], **settings})  # fmt: skip
+    return run_sweep(sweep_overrides(budget, g), sweep, RayConfig(address=ray_address),
+                     sweep_dir=Path(out))  # fmt: skip
+
+
+def load_grid(sweep_dir) -> pd.DataFrame:
+    """The long-format dataset of a finished (or partly finished) sweep directory."""
+    from experiments.sweep import load_results
+
+    return load_results(sweep_dir)
 
 
 # -- analysis of a sweep's dataset ----------------------------------------------------------------

@@ -49,6 +49,12 @@ def test_threshold_multiples_by_hand(compose, p, f, k, m_star, m_inflate):
     assert ra.threshold_multiple(cfg, p=0.25) == pytest.approx((1 - f) * 0.5 / 0.25 - 1)
 
 
+def test_threshold_table(cfg):
+    t = ra.threshold_table(cfg, [0.05, 0.1, 0.8])
+    assert np.allclose(t.m_star, [9.0, 4.0, -0.375])  # 0.5 / p - 1
+    assert np.allclose(t.boundary, t.m_star) and np.allclose(t.m_star_inflate, t.m_star)
+
+
 def test_market_pays_honest_work_half_its_price(cfg):
     """The market itself has c/P = 1/2: an honest node's profit on every paid deal is exactly
     P - c = P/2 = c, to the wei (paid P = job cost, bore c = its execution cost)."""

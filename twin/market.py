@@ -252,6 +252,11 @@ class Market:
         self.n_checks = np.zeros(n, np.int64)  # JC: checks requested
         self.n_mediations = np.zeros(n, np.int64)  # mediator: votes cast
         self.n_collusive = np.zeros(n, np.int64)  # mediator: collusive votes
+        # RP: job cost (wei) of its own results on their way (executed, deal not yet ended),
+        # faked or inflated / honest: what a node knows it has at stake; deal -> (rp, fake, wei)
+        self.open_fake_wei = [0] * n
+        self.open_honest_wei = [0] * n
+        self._open_results: dict[int, tuple[int, bool, int]] = {}
         # public reputation ledger per node (kept from the chain's outcomes)
         self.rep_completed = np.zeros(n, np.int64)
         self.rep_checked = np.zeros(n, np.int64)
@@ -546,6 +551,12 @@ class Market:
                 else:
                     self._seq += 1
                     heapq.heappush(self._ready, (d.ready_at, self._seq, di))
+                    cost = d.job_cost
+                    self._open_results[di] = (rp, d.cheated, cost)
+                    if d.cheated:
+                        self.open_fake_wei[rp] += cost
+                    else:
+                        self.open_honest_wei[rp] += cost
 
     def submit(self) -> None:
         q, t = self._ready, self.now
@@ -703,6 +714,12 @@ class Market:
             self._release(d.index)
         self.open_deals[d.jc] -= 1
         self.open_deals[d.rp] -= 1
+        res = self._open_results.pop(d.index, None)
+        if res is not None:
+            if res[1]:
+                self.open_fake_wei[res[0]] -= res[2]
+            else:
+                self.open_honest_wei[res[0]] -= res[2]
         s = d.state
         if s in (
             DealState.ResultsAccepted,
