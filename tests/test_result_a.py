@@ -100,6 +100,22 @@ def test_grids_and_budgets():
         ra.grid("huge")
 
 
+def test_sweep_overrides():
+    tiny = ra.sweep_overrides("tiny")
+    assert tiny[0] == "experiment=result_a_threshold" and "run.episodes=1" in tiny
+    assert set(ra.TINY_OVERRIDES) <= set(tiny)
+    assert f"{ra.P_KEY}=0.05,0.8" in tiny and f"{ra.M_KEY}=0,15" in tiny
+    full = ra.sweep_overrides("full")
+    assert f"{ra.P_KEY}=0.05,0.1,0.2,0.4,0.8" in full and f"{ra.M_KEY}=0,1,3,7,15" in full
+    assert "run.episodes=2" in full and not set(ra.TINY_OVERRIDES) & set(full)
+
+
+def test_experiment_config_budgets():
+    full, tiny = ra.experiment_config("full"), ra.experiment_config("tiny", [f"{ra.M_KEY}=7"])
+    assert full.train.iterations == 6 and full.train.gae_lambda == 0.8
+    assert tiny.train.iterations == 1 and tiny.pricing.results_collateral_multiple == 7
+
+
 # -- analysis of a hand-built sweep dataset ---------------------------------------------------------
 def _dataset() -> pd.DataFrame:
     """Three cells x three seeds in the sweep's long format, plus noise the analysis must skip:
