@@ -362,9 +362,7 @@ def compose_trials(base: Sequence[str], swept: list, trials: list[Trial]) -> dic
                             "command); trials always start from scratch"
                         )
                     build_algo_config(cfg)  # the RLlib side: seats, batch sizes, modules
-                except ConfigError as e:
-                    raise ConfigError(f"trial {t.overrides_text!r}: {e}") from None
-                except Exception as e:  # OmegaConf's type and key errors name the key
+                except Exception as e:  # ours, OmegaConf's and Hydra's errors name the key
                     raise ConfigError(f"trial {t.overrides_text!r}: {e}") from None
                 by_point[marker] = cfg
             configs[t.trial_id] = dataclasses.replace(cfg, seed=t.seed)
