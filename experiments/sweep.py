@@ -410,19 +410,21 @@ def run_trial(cfg: TwinConfig, trial_dir: Path | str, record: bool = False,
     algorithm, checkpoints, plots), the last iteration's measures of each learning role
     (``train_<role>_<measure>``), ``trial_seconds``, ``trial_cpu_seconds`` (CPU time of the
     trial's process) and ``process_trial_number`` (1 for the first trial of a worker process,
-    which also pays for importing torch and RLlib; Tune reuses the process for the next ones). Anything already in ``trial_dir`` is
-    removed first: a trial starts from scratch, so its seed reproduces it.
+    which also pays for importing torch and RLlib; Tune reuses the process for the next ones).
+    Anything already in ``trial_dir`` is removed first: a trial starts from scratch, so its
+    seed reproduces it.
     """
-    from agents.evaluate import evaluate
-    from agents.train import SUMMARY_LEARNING, train
-
     global _TRIALS_IN_PROCESS
     _TRIALS_IN_PROCESS += 1
     t0, c0 = time.perf_counter(), time.process_time()
     trial_dir = Path(trial_dir)
     if trial_dir.is_dir():
         shutil.rmtree(trial_dir)
-    trial_dir.mkdir(parents=True)
+    trial_dir.mkdir(parents=True)  # before the heavy imports: a bad directory fails at once
+
+    from agents.evaluate import evaluate
+    from agents.train import SUMMARY_LEARNING, train
+
     tr = train(cfg, trial_dir, plots=plots)
     t1 = time.perf_counter()
     episodes = int(cfg.run.get("episodes", 4))
@@ -566,7 +568,7 @@ ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$"
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
     """Fail at once, naming ``ray.address``, when it is malformed or nothing answers there."""
-    if address in ("", "auto", "local"):
+    if address in ("", "auto"):
         return
     m = ADDRESS.match(address)
     if not m or not 0 < int(m.group(3)) < 65536:
@@ -608,7 +610,7 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
 
 
 class Progress:
-    """Counts and prints finished trials (one line each) and the final summary."""
+    """Counts finished trials and formats their progress lines (done/total, time left)."""
 
     def __init__(self, plan: SweepPlan, total: int, skipped: int) -> None:
         self.plan, self.total, self.done = plan, total, skipped
@@ -674,6 +676,9 @@ def summary_text(plan: SweepPlan, results: pd.DataFrame, errors: dict[str, str],
         lines.append(f"  mean over seeds of {', '.join(shown)}:")
         with pd.option_context("display.width", 160, "display.max_rows", 60):
             lines.extend("    " + ln for ln in table.round(3).to_string().splitlines())
+    if ok < len(plan.trials):
+        lines.append(f"  re-run the same command to run the {len(plan.trials) - ok} trials "
+                     "without an ok result")  # fmt: skip
     lines.append(f"results: {sweep_dir / RESULTS} (experiments.sweep.load_results)")
     return "\n".join(lines)
 
@@ -824,7 +829,13 @@ def run_sweep(overrides: Sequence[str], sweep: SweepConfig | None = None,
     if todo:
         quiet_rllib()
         progress = Progress(plan, len(plan.trials), skipped)
-        with ray_session(rc, sweep_dir):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(ray_session(rc, sweep_dir))
+            except ConnectionError as e:
+                raise ConfigError(
+                    f"ray.address = {rc.address!r}: could not join a Ray cluster there ({e})"
+                ) from None
             nodes = cluster_nodes()
             write_spec(plan, sweep, rc, sweep_dir, nodes)
             cpus = sum(n["resources"].get("CPU", 0.0) for n in nodes.values())
@@ -833,7 +844,7 @@ def run_sweep(overrides: Sequence[str], sweep: SweepConfig | None = None,
                 at_once = min(at_once, sweep.max_concurrent)
             print(f"Ray: {len(nodes)} node(s), {cpus:g} CPUs: {at_once} trial(s) of "
                   f"{sweep.cpus_per_trial:g} CPU at a time", flush=True)  # fmt: skip
-            _tune(plan, todo, sweep, sweep_dir, progress)
+            _tune(plan, todo, sweep, sweep_dir, progress, at_once)
             ran = progress.ran
     results = load_results(sweep_dir)
     ids = {t.trial_id for t in plan.trials}
@@ -844,7 +855,7 @@ def run_sweep(overrides: Sequence[str], sweep: SweepConfig | None = None,
 
 
 def _tune(plan: SweepPlan, todo: list[Trial], sweep: SweepConfig, sweep_dir: Path,
-          progress: Progress) -> None:  # fmt: skip
+          progress: Progress, at_once: int) -> None:  # fmt: skip
     from ray import tune
 
     specs = {t.trial_id: (plan.configs[t.trial_id], str(sweep_dir / TRIALS / t.trial_id),
@@ -852,8 +863,10 @@ def _tune(plan: SweepPlan, todo: list[Trial], sweep: SweepConfig, sweep_dir: Pat
     trainable = tune.with_resources(tune.with_parameters(_tune_trial, specs=specs),
                                     {"cpu": sweep.cpus_per_trial})  # fmt: skip
     shutil.rmtree(sweep_dir / TUNE_DIR, ignore_errors=True)  # a fresh Tune experiment each run
+    # no CSV/JSON/TensorBoard loggers per trial (results go to our dataset); placement groups
+    # requested ahead only for the trials that can run next (Tune's default asks for 200)
     with _env(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1", RAY_AIR_NEW_OUTPUT="0",
-              TUNE_MAX_PENDING_TRIALS_PG="4"):  # fmt: skip
+              TUNE_MAX_PENDING_TRIALS_PG=str(max(2, at_once + 2))):  # fmt: skip
         tuner = tune.Tuner(
             trainable,
             param_space={"trial_id": tune.grid_search([t.trial_id for t in todo])},

@@ -243,16 +243,19 @@ def test_results_are_one_long_dataset_typed_per_parameter(tmp_path):
 # -- sweeps on Ray ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory):
-    """One lean local Ray (2 CPUs) for the module's sweeps."""
+    """One lean local Ray (2 CPUs) for the module's sweeps: (its node id, its GCS address for
+    subprocesses to join)."""
     import ray
 
     with ray_session(RayConfig(), tmp_path_factory.mktemp("ray")):
-        yield ray.get_runtime_context().get_node_id()
+        ctx = ray.get_runtime_context()
+        yield ctx.get_node_id(), ctx.gcs_address
 
 
 @pytest.mark.slow
 def test_failed_trial_is_retried_recorded_and_rerun_skips_finished_trials(local_ray, tmp_path,
                                                                           capsys):  # fmt: skip
+    node, _ = local_ray
     overrides = [*TINY, f"{MULTIPLE}=1,4,8"]
     settings = SweepConfig(max_failures=1)
     plan = plan_sweep(overrides, settings)
@@ -271,12 +274,12 @@ def test_failed_trial_is_retried_recorded_and_rerun_skips_finished_trials(local_
     assert status.to_dict() == {t.trial_id: ("failed" if t is bad else "ok") for t in plan.trials}
     failed = df[df.trial_id == bad.trial_id]
     assert failed[["metric", "value"]].values.tolist() == [["attempts", 2.0]]  # 1 + 1 retry
-    assert failed.node.iloc[0] == local_ray  # it reported its node before failing
+    assert failed.node.iloc[0] == node  # it reported its node before failing
     errors = load_errors(sweep_dir)
     assert list(errors) == [bad.trial_id]
     assert "attempts: 2" in errors[bad.trial_id] and "FileExistsError" in errors[bad.trial_id]
     ok = df[df.status == "ok"]
-    assert set(ok.node) == {local_ray} and set(ok.seed) == {0}
+    assert set(ok.node) == {node} and set(ok.seed) == {0}
     assert sorted(ok[MULTIPLE].unique()) == [1, 8]
     per_trial = ok.pivot(index="trial_id", columns="metric", values="value")
     for col in ("cheat_rate", "learning_rp_cheat_rate", "market_check_rate", "deals",
@@ -292,10 +295,12 @@ def test_failed_trial_is_retried_recorded_and_rerun_skips_finished_trials(local_
 
     blocker.unlink()  # the cause is gone: a re-run runs the failed trial only
     stamps = {p.name: p.stat().st_mtime_ns for p in (sweep_dir / "results").iterdir()}
+    (sweep_dir / "results" / ".0123456789ab.parquet.tmp").write_bytes(b"half written")
     df2 = run_sweep(overrides, settings, sweep_dir=sweep_dir, plan=plan)
     out = capsys.readouterr().out
     assert "2 already have results, 1 to run" in out and f"[3/3] ok     {bad.trial_id}" in out
     assert set(df2.status) == {"ok"} and df2.trial_id.nunique() == 3 and not load_errors(sweep_dir)
+    assert len(pd.read_parquet(sweep_dir / "results")) == len(df2)  # the temporary is no part
     for name, ns in stamps.items():
         if not name.startswith(bad.trial_id):
             assert (sweep_dir / "results" / name).stat().st_mtime_ns == ns  # not run again
@@ -304,6 +309,34 @@ def test_failed_trial_is_retried_recorded_and_rerun_skips_finished_trials(local_
     out = capsys.readouterr().out
     assert "3 already have results, 0 to run" in out and "ran 0" in out
     pd.testing.assert_frame_equal(df3, df2)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_finishes_the_rest_when_run_again(local_ray, tmp_path, capsys):
+    _, address = local_ray
+    overrides = [*TINY, f"{MULTIPLE}=1,2,4"]
+    sweep_dir = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "experiments.sweep", *overrides, f"sweep.dir={sweep_dir}",
+           f"ray.address={address}", "sweep.max_concurrent=1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    seen = ""
+    try:
+        t0 = time.monotonic()
+        while "[1/3] ok" not in seen and time.monotonic() - t0 < 400:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver dies with trial 2 running
+        proc.wait()
+    assert "[1/3] ok" in seen, seen + proc.stderr.read()[-3000:]
+    assert load_results(sweep_dir).trial_id.nunique() == 1
+    df = run_sweep(overrides, SweepConfig(), sweep_dir=sweep_dir)
+    out = capsys.readouterr().out
+    assert "1 already have results, 2 to run" in out and "[3/3] ok" in out
+    assert set(df.status) == {"ok"} and sorted(df[MULTIPLE].unique()) == [1, 2, 4]
 
 
 # -- a real two-node cluster -----------------------------------------------------------------
