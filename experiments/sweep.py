@@ -563,7 +563,7 @@ def finished_ids(sweep_dir: Path) -> set[str]:
 
 
 # -- Ray -----------------------------------------------------------------------------------------
-ADDRESS = re.compile(r"^(ray://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
@@ -571,15 +571,15 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
     if address in ("", "auto"):
         return
     m = ADDRESS.match(address)
-    if not m or not 0 < int(m.group(3)) < 65536:
+    if not m or not 0 < int(m.group(2)) < 65536:
         raise ConfigError(
             f"ray.address = {address!r} is not allowed; allowed values: '' (a local Ray in the "
-            "sweep directory), 'auto', 'host:port' (the head's GCS port, e.g. 10.0.0.5:6379) or "
-            "'ray://host:port' (Ray Client)"
+            "sweep directory), 'auto' (the cluster this machine belongs to) or 'host:port' (the "
+            "head node's GCS port, e.g. 10.0.0.5:6379)"
         )
-    host = m.group(2).strip("[]")
+    host = m.group(1).strip("[]")
     try:
-        with socket.create_connection((host, int(m.group(3))), timeout=timeout_s):
+        with socket.create_connection((host, int(m.group(2))), timeout=timeout_s):
             pass
     except OSError as e:
         raise ConfigError(

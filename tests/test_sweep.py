@@ -378,7 +378,14 @@ def two_node_cluster() -> Iterator[tuple[str, dict]]:
     try:
         for name, args in nodes.items():
             log = root / f"{name}.log"
-            cmd = [ray_bin, "start", *args, *common, f"--temp-dir={root / name}"]
+            cmd = [
+                ray_bin,
+                "start",
+                *args,
+                *common,
+                f"--temp-dir={root / name}",
+                f"--dashboard-agent-listen-port={_free_port()}",
+            ]  # not the fixed 52365
             with log.open("w") as fh:
                 procs.append(subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                               start_new_session=True, cwd=ROOT))  # fmt: skip
