@@ -393,6 +393,22 @@ def test_deployed_defect_drains_pooled_escrow_and_later_call_reverts_atomically(
     assert events(log)[n:] == [("Reverted", "acceptResult")]
 
 
+@pytest.mark.parametrize("Ts,locked", [(6, 1), (7, 0), (9, 0)])
+def test_deployed_defect_2_locks_the_judge_collateral_it_strands(Ts, locked):
+    # Deployed defect 2, lone JC (deposited P + Tj = 20 + 7 = 27): timeoutAgree refunds P + Ts.
+    # Ts = 6: 26 back, 1 = Tj - Ts stays in the JC's escrow, held by no deal -> locked 1 (the chain
+    # reproduction, LilypadPaymentsDeployedV1Defects, leaves the same 1 in escrow for good).
+    # Ts = 7: exact refund, nothing locked. Ts = 9: 29 back (2 taken from the pool, which is why
+    # this JC needs other escrow: here a second lone deal deposited 27), nothing left to lock.
+    ledger, _, flows, d = make("lilypad_v1_deployed", Ts=Ts)
+    other = new_deal(1, Ts=Ts)
+    flows.agree(10, other, JC)  # pooled escrow that the Ts = 9 case draws on
+    flows.agree(10, d, JC)
+    assert flows.timeout_agree(111, d, JC)
+    assert ledger.escrow[JC] == 54 - 20 - Ts
+    assert ledger.locked[JC] == locked
+
+
 def test_agreement_struct_timestamps():
     _, _, flows, d = make()
     submitted(flows, d)
