@@ -176,12 +176,24 @@ class ReplayOptions:
     wall_wait_max_s: float = 7_200.0
     #: expected chain id (0: accept the endpoint's, unless the deployment names one)
     chain_id: int = 0
+    #: estimate each transaction's gas first ("auto": on public networks only; on a local chain
+    #: every transaction gets `local_gas_limit` and a revert is decoded from its trace)
+    estimate_gas: str = "auto"
+    #: gas limit of every transaction on a local chain when not estimating
+    local_gas_limit: int = 3_000_000
+    #: let a local node sign for the accounts whose keys it holds (anvil started with the same
+    #: mnemonic: `eth_sendTransactionSync`, one request per transaction); else sign locally
+    node_signing: bool = True
 
     def __post_init__(self) -> None:
         if self.time_mode not in ("auto", "set", "wall"):
             raise ValueError(f"time_mode must be auto, set or wall, not {self.time_mode!r}")
         if self.stop_after_steps is not None and self.stop_after_steps < 0:
             raise ValueError(f"stop_after_steps must be >= 0, got {self.stop_after_steps}")
+        if self.estimate_gas not in ("auto", "always", "never"):
+            raise ValueError(
+                f"estimate_gas must be auto, always or never, not {self.estimate_gas!r}"
+            )
 
 
 @dataclass
@@ -313,6 +325,13 @@ class Replayer:
         self.deploy_options = dict(deploy_options or {})
         self.opt = options or ReplayOptions()
         self.rpc_url = rpc_url or getattr(w3.provider, "endpoint_uri", "") or ""
+        self._id = 0
+        self._session: requests.Session | None = None
+        if self.rpc_url.startswith(("http://", "https://")):
+            self._session = requests.Session()
+            # a loopback node needs no proxy lookup per request (2 ms each)
+            host = self.rpc_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+            self._session.trust_env = host not in ("127.0.0.1", "localhost", "[::1]")
         self.decoder = ErrorDecoder(all_abis())
         self.accounts = plan.accounts
         self._labels = {a.account: a.label for a in self.accounts}
@@ -323,9 +342,27 @@ class Replayer:
                 self.steps_of.setdefault(s.deal_id, []).append(s)
 
     # ------------------------------------------------------------------------ JSON-RPC
-    def _rpc(self, method: str, params: list, ctx: dict | None = None) -> Any:
+    def _post(self, payload: dict | list, what: str, ctx: dict | None = None) -> Any:
+        """One HTTP JSON-RPC request (a lean session: no proxy lookup per request)."""
+        if self._session is None:
+            return (self.w3.provider.make_batch_request([(p["method"], p["params"]) for p in payload])
+                    if isinstance(payload, list) else
+                    self.w3.provider.make_request(payload["method"], payload["params"]))  # fmt: skip
         try:
-            response = self.w3.provider.make_request(method, params)
+            response = self._session.post(self.rpc_url, json=payload, timeout=RECEIPT_TIMEOUT_S)
+            return response.json()
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                ConnectionError, OSError, ValueError) as e:  # fmt: skip
+            raise RpcUnreachableError(
+                f"cannot reach the JSON-RPC endpoint {self.rpc_url} ({what}: {type(e).__name__})",
+                **(ctx or {}),
+            ) from None
+
+    def _rpc(self, method: str, params: list, ctx: dict | None = None) -> Any:
+        self._id += 1
+        try:
+            response = self._post({"jsonrpc": "2.0", "id": self._id, "method": method,
+                                   "params": params}, method, ctx)  # fmt: skip
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 ConnectionError, OSError) as e:  # fmt: skip
             raise RpcUnreachableError(
@@ -587,9 +624,21 @@ class Replayer:
         self.account_of = {v.lower(): int(k) for k, v in self.address.items()}
         self.baseline = {int(k): tuple(v) for k, v in state["baseline"].items()}
         self.txs = self._build_txs(state)
-        self.fixed_fees = self.chain_id in LOCAL_CHAIN_IDS
+        local = self.chain_id in LOCAL_CHAIN_IDS
+        self.fixed_fees = local
+        self.estimate = self.opt.estimate_gas == "always" or (
+            self.opt.estimate_gas == "auto" and not local
+        )
+        self.node_accounts: set[str] = set()
+        if local and self.opt.node_signing:
+            try:
+                self.node_accounts = {a.lower() for a in self._rpc("eth_accounts", [])}
+            except _RpcFailure:
+                pass
+        self.sync_send = True  # eth_send*TransactionSync; turned off if the node lacks it
         self.journal_entries = _Journal.read(self.out / JOURNAL_FILE)
         self._rebuild(state)
+        self.cache = self._balances(a.account for a in self.accounts)
         self.journal = _Journal(self.out / JOURNAL_FILE)
         complete = False
         try:
@@ -695,20 +744,20 @@ class Replayer:
             if tx.step is not None and intent["from"] != self._signer(tx.sender).address:
                 swapped = self.account_of[intent["from"].lower()]
                 tx = _Tx(tx.key, swapped, tx.to, tx.data, tx.function, tx.value, tx.step, tx.label)
-            receipt = self._rpc("eth_getTransactionReceipt", [intent["tx_hash"]])
+            receipt = self._find_sent(intent)
             if receipt is None:
                 addr = intent["from"]
                 chain_nonce = int(self._rpc("eth_getTransactionCount", [addr, "pending"]), 16)
                 if chain_nonce != int(intent["nonce"]):
                     raise NonceGapError(
-                        f"transaction {intent['tx_hash']} was signed with nonce {intent['nonce']} "
-                        f"but is not on chain, and the account's nonce is now {chain_nonce}: "
-                        "another transaction used it", **self._ctx(tx),
+                        f"the transaction journaled with nonce {intent['nonce']} is not on chain, "
+                        f"and the account's nonce is now {chain_nonce}: another transaction used "
+                        "it", **self._ctx(tx),
                     )  # fmt: skip
                 if self.mode == "set" and tx.step is not None:
                     self._rpc("evm_setNextBlockTimestamp", [tx.step.time_s + self.offset])
-                self._send_raw(tx, intent["raw"])  # the same signed bytes: cannot run twice
-                receipt = self._receipt(tx, intent["tx_hash"])
+                # the same nonce (and, signed locally, the same bytes): it cannot run twice
+                receipt = self._transmit(tx, intent)
             self._confirm(tx, intent, receipt)
         for addr, expected in self.nonce.items():
             chain_nonce = int(self._rpc("eth_getTransactionCount", [addr, "latest"]), 16)
@@ -753,26 +802,66 @@ class Replayer:
         if s is not None and self.mode == "set":
             self._rpc("evm_setNextBlockTimestamp", [s.time_s + self.offset], self._ctx(tx))
         touched = self._touched(s) if s is not None else []
-        error, gas = self._estimate(tx, account)
-        if error is not None and s is not None and self.mode == "wall" and s.function in TIMEOUT_CALLS:
-            error, gas = self._wait_callable(tx, account, error)
-        before = self._balances(touched) if touched else {}
+        if self.estimate:
+            error, gas = self._estimate(tx, account)
+            if error is not None and s is not None and self.mode == "wall" and (
+                s.function in TIMEOUT_CALLS
+            ):
+                error, gas = self._wait_callable(tx, account, error)
+        else:
+            error, gas = None, self.opt.gas_limit or self.opt.local_gas_limit
+        before = {a: self.cache[a] for a in touched}
         if error is not None and not self.opt.send_reverting:
             self._record(tx, None, None, before, error)
             return
         if error is not None:
             gas = self.opt.revert_gas_limit
         nonce = self.nonce.get(account.address, 0)
-        raw, tx_hash = self._sign(tx, account, nonce, gas)
         intent = {"kind": "intent", "key": tx.key, "from": account.address, "nonce": nonce,
-                  "tx_hash": tx_hash, "raw": raw, "gas_limit": gas,
-                  "before": {str(k): list(v) for k, v in before.items()},
+                  "gas_limit": gas, "before": {str(k): list(v) for k, v in before.items()},
                   "estimate_error": str(error) if error else ""}  # fmt: skip
+        if account.address.lower() not in self.node_accounts:
+            intent["raw"], intent["tx_hash"] = self._sign(tx, account, nonce, gas)
         self.journal.write(intent)
         self.intents[tx.key] = intent
-        self._send_raw(tx, raw)
-        receipt = self._receipt(tx, tx_hash)
+        receipt = self._transmit(tx, intent)
         self._confirm(tx, intent, receipt)
+
+    def _transmit(self, tx: _Tx, intent: dict) -> dict:
+        """Sends the journaled transaction and returns its receipt: signed by the node (it holds
+        the key) or the locally signed bytes."""
+        if "raw" not in intent:
+            body = {"from": intent["from"], "to": to_checksum_address(tx.to),
+                    "data": "0x" + tx.data.hex(), "value": hex(tx.value),
+                    "nonce": hex(int(intent["nonce"])), "gas": hex(int(intent["gas_limit"])),
+                    **{k: hex(v) for k, v in self._fees(tx).items()}}  # fmt: skip
+            try:
+                return self._rpc("eth_sendTransactionSync", [body], self._ctx(tx))
+            except _RpcFailure as e:
+                self._send_failed(tx, e)
+        if self.sync_send:
+            try:
+                return self._rpc("eth_sendRawTransactionSync", [intent["raw"]], self._ctx(tx))
+            except _RpcFailure as e:
+                if "not found" not in str(e).lower() and "not supported" not in str(e).lower():
+                    self._send_failed(tx, e)
+                self.sync_send = False
+        self._send_raw(tx, intent["raw"])
+        return self._receipt(tx, intent["tx_hash"])
+
+    def _find_sent(self, intent: dict) -> dict | None:
+        """The receipt of a journaled transaction, if it was mined."""
+        if intent.get("tx_hash"):
+            return self._rpc("eth_getTransactionReceipt", [intent["tx_hash"]])
+        try:  # signed by the node: found by sender and nonce (anvil's Otterscan API)
+            found = self._rpc("ots_getTransactionBySenderAndNonce",
+                              [intent["from"], hex(int(intent["nonce"]))])  # fmt: skip
+        except _RpcFailure:
+            found = None
+        if not found:
+            return None
+        return self._rpc("eth_getTransactionReceipt", [found if isinstance(found, str)
+                                                        else found["hash"]])  # fmt: skip
 
     def _estimate(self, tx: _Tx, account: LocalAccount) -> tuple[DecodedError | None, int]:
         call = {"from": account.address, "to": tx.to, "data": "0x" + tx.data.hex()}
@@ -828,17 +917,21 @@ class Replayer:
         try:
             self._rpc("eth_sendRawTransaction", [raw], self._ctx(tx))
         except _RpcFailure as e:
-            message = str(e.error.get("message", e.error)).lower()
-            if "insufficient funds" in message or "insufficient balance" in message:
-                raise UnderfundedAccountError(
-                    f"cannot pay for gas ({e.error.get('message')})", **self._ctx(tx)
-                ) from None
-            if "nonce" in message:
-                raise NonceGapError(f"nonce rejected ({e.error.get('message')})",
-                                    **self._ctx(tx)) from None  # fmt: skip
-            if "already known" in message:
+            if "already known" in str(e).lower():
                 return  # the same signed bytes are already pending
-            raise ReplayError(f"eth_sendRawTransaction failed: {e.error}", **self._ctx(tx)) from None
+            self._send_failed(tx, e)
+
+    def _send_failed(self, tx: _Tx, e: _RpcFailure) -> None:
+        """Raises the fault of a rejected transaction (the node refused it before mining)."""
+        message = str(e.error.get("message", e.error))
+        low = message.lower()
+        if "insufficient funds" in low or "insufficient balance" in low or "lack of funds" in low:
+            raise UnderfundedAccountError(f"cannot pay for gas ({message})", **self._ctx(tx))
+        if "nonce" in low:
+            raise NonceGapError(f"nonce rejected ({message})", **self._ctx(tx))
+        if "intrinsic gas" in low or "gas too low" in low:
+            raise OutOfGasError(f"gas limit below the intrinsic gas ({message})", **self._ctx(tx))
+        raise ReplayError(f"{e.method} failed: {message}", **self._ctx(tx))
 
     def _receipt(self, tx: _Tx, tx_hash: str) -> dict:
         deadline = time.monotonic() + RECEIPT_TIMEOUT_S
@@ -860,8 +953,7 @@ class Replayer:
         gas_used = int(receipt["gasUsed"], 16)
         if not ok:
             error = self._trace_error(receipt["transactionHash"])
-            if error.name == "OutOfGas" or (gas_used >= int(intent["gas_limit"])
-                                            and not intent.get("estimate_error")):  # fmt: skip
+            if error.name == "OutOfGas" or gas_used >= int(intent["gas_limit"]):
                 raise OutOfGasError(
                     f"out of gas: used {gas_used} of its gas limit {intent['gas_limit']} "
                     f"(tx {receipt['transactionHash']}); raise the limit (gas_limit=0 estimates "
@@ -894,6 +986,9 @@ class Replayer:
         if s is None:
             if not ok:
                 raise ReplayError(f"set-up transaction failed: {error}", **self._ctx(tx))
+            if tx.label:
+                acct = next(a.account for a in self.accounts if a.label == tx.label)
+                self.cache.update(self._balances([acct]))
             self.journal.write(entry)
             self.done[tx.key] = entry
             self._after_done(tx, entry)
@@ -926,7 +1021,12 @@ class Replayer:
                 if chosen is not None and chosen != twin_m:
                     entry["chain_mediator"] = chosen
         self._apply_twin(s)  # twin ledger after this step
-        after = self._balances(before) if before else {}
+        named = {self.account_of[str(x).lower()] for ev in chain_events for x in ev[1:]
+                 if isinstance(x, str) and str(x).lower() in self.account_of}  # fmt: skip
+        for acct in named - set(before):
+            before[acct] = self.cache[acct]
+        after = self._balances(before) if (before and receipt is not None) else dict(before)
+        self.cache.update(after)
         diffs: dict[str, list] = {}
         compared = 0
         for acct, (bw, be) in before.items():
@@ -1034,12 +1134,29 @@ class Replayer:
         return out
 
     def _balances(self, accounts: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """(wallet, escrow) of each account, read in one batch request."""
         accounts = list(accounts)
-        try:
-            read = self.client.balances(self.address[a] for a in accounts)
-        except (requests.exceptions.ConnectionError, ConnectionError, OSError) as e:
-            raise RpcUnreachableError(f"cannot reach {self.rpc_url} to read balances ({e})") from None
-        return {a: read[self.address[a]] for a in accounts}
+        if not accounts:
+            return {}
+        token, codec = self.client._addresses["token"], self.client._codecs["token"]
+        batch = []
+        for a in accounts:
+            for fn in ("balanceOf", "escrowBalanceOf"):
+                self._id += 1
+                data = "0x" + codec.encode_call(fn, self.address[a]).hex()
+                batch.append({"jsonrpc": "2.0", "id": self._id, "method": "eth_call",
+                              "params": [{"to": token, "data": data}, "latest"]})  # fmt: skip
+        responses = self._post(batch, "read balances")
+        if isinstance(responses, dict):
+            raise ReplayError(f"reading balances failed: {responses.get('error')}")
+        by_id = {r["id"]: r for r in responses}
+        values = []
+        for req in batch:
+            r = by_id[req["id"]]
+            if "error" in r:
+                raise ReplayError(f"reading balances failed: {r['error']}")
+            values.append(int(r["result"], 16))
+        return {a: (values[2 * i], values[2 * i + 1]) for i, a in enumerate(accounts)}
 
     # ------------------------------------------------------------------------- deals
     def _maybe_finish_deal(self, s: Step) -> None:

@@ -130,8 +130,8 @@ def replay(cfg: ReplayConfig, out: str | Path) -> list[ReplayResult]:
         with ExitStack() as stack:
             url = cfg.rpc_url
             if not url:
-                node = Anvil(
-                    chain_id=DEFAULT_CHAIN_ID, accounts=2,
+                node = Anvil(  # it holds every party's key: it signs for them, one request each
+                    chain_id=DEFAULT_CHAIN_ID, accounts=keys.first_party_index + len(plan.accounts),
                     genesis_timestamp_s=plan.first_time_s - ANVIL_LEAD_S,
                     extra_args=("--state", str(ep_dir / ANVIL_STATE_FILE)),
                 )  # fmt: skip

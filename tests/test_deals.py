@@ -409,6 +409,25 @@ def test_deployed_defect_2_locks_the_judge_collateral_it_strands(Ts, locked):
     assert ledger.locked[JC] == locked
 
 
+def test_deployed_defect_2_drain_of_a_stuck_deal_shrinks_what_is_locked():
+    # Ts = 9 > Tj = 7. Deal B (agreed: JC P + Tj = 27, RP Ts = 9) times out on submission: the
+    # deployed call reverts, B is stuck and its 27 are locked (JC escrow 27, locked 27). Lone deal
+    # A: the JC deposits 27 (escrow 54); its agree timeout refunds P + Ts = 29 -> escrow 25. The
+    # 2 it took beyond A's 27 were B's, so B's stranded collateral is now 25: locked 25, not 27.
+    ledger = Ledger(5)
+    ledger.mint(JC, 100)
+    ledger.mint(RP, 100)
+    flows = DealFlows(ledger, EventLog(), PRESETS["lilypad_v1_deployed"], OWNER)
+    a, b = new_deal(0, Ts=9), new_deal(1, Ts=9)
+    flows.agree(10, b, RP)
+    flows.agree(10, b, JC)
+    assert flows.timeout_submit(111, b, JC) is False and b.stuck
+    assert (ledger.escrow[JC], ledger.locked[JC]) == (27, 27)
+    flows.agree(120, a, JC)
+    assert flows.timeout_agree(221, a, JC)
+    assert (ledger.escrow[JC], ledger.locked[JC]) == (25, 25)
+
+
 def test_agreement_struct_timestamps():
     _, _, flows, d = make()
     submitted(flows, d)
