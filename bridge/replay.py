@@ -678,6 +678,7 @@ class Replayer:
         self.done: dict[str, dict] = {}
         self.intents: dict[str, dict] = {}
         self.deal_rows: dict[str, dict] = {}
+        failed: dict[str, int] = {}
         for e in self.journal_entries:
             if e["kind"] == "intent":
                 self.intents[e["key"]] = e
@@ -685,12 +686,15 @@ class Replayer:
                 self.done[e["key"]] = e
             elif e["kind"] == "deal":
                 self.deal_rows[e["deal_id"]] = e
+            elif e["kind"] == "failed":  # an attempt that used its nonce and did nothing
+                self.intents.pop(e["key"], None)
+                failed[e["from"]] = failed.get(e["from"], 0) + 1
         n = len(self.accounts)
         self.twin = [[a.genesis_wallet_wei, 0] for a in self.accounts]
         self.diverged: dict[str, str] = {}
         self.chain_mediator: dict[str, int] = {}
         self.first_account_diff: dict[int, str] = {}
-        self.nonce = {a: int(v) for a, v in state["nonces"].items()}
+        self.nonce = {a: int(v) + failed.get(a, 0) for a, v in state["nonces"].items()}
         for tx in self.txs:
             entry = self.done.get(tx.key)
             if entry is None:
@@ -758,7 +762,10 @@ class Replayer:
                     self._rpc("evm_setNextBlockTimestamp", [tx.step.time_s + self.offset])
                 # the same nonce (and, signed locally, the same bytes): it cannot run twice
                 receipt = self._transmit(tx, intent)
-            self._confirm(tx, intent, receipt)
+            try:
+                self._confirm(tx, intent, receipt)
+            except OutOfGasError:
+                pass  # journaled as a failed attempt: the step is sent again below
         for addr, expected in self.nonce.items():
             chain_nonce = int(self._rpc("eth_getTransactionCount", [addr, "latest"]), 16)
             if chain_nonce != expected:
@@ -953,9 +960,18 @@ class Replayer:
         gas_used = int(receipt["gasUsed"], 16)
         if not ok:
             error = self._trace_error(receipt["transactionHash"])
-            if error.name == "OutOfGas" or gas_used >= int(intent["gas_limit"]):
+            limit = int(intent["gas_limit"])
+            # out of gas, or an inner call starved of gas (it gets at most 63/64 of what is left,
+            # e.g. a blob write that then reverts): nearly the whole limit is used either way
+            if error.name == "OutOfGas" or gas_used >= limit * 63 // 64:
+                # the attempt used its nonce and did nothing: journaled, the step is sent again
+                failed = {"kind": "failed", "key": tx.key, "from": intent["from"],
+                          "tx_hash": receipt["transactionHash"], "reason": "out of gas"}  # fmt: skip
+                self.journal.write(failed)
+                self.intents.pop(tx.key, None)
+                self.nonce[intent["from"]] = self.nonce.get(intent["from"], 0) + 1
                 raise OutOfGasError(
-                    f"out of gas: used {gas_used} of its gas limit {intent['gas_limit']} "
+                    f"out of gas: used {gas_used} of its gas limit {limit} ({error}) "
                     f"(tx {receipt['transactionHash']}); raise the limit (gas_limit=0 estimates "
                     "it) and resume", **self._ctx(tx),
                 )  # fmt: skip
