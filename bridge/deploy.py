@@ -30,7 +30,10 @@ MEDIATION_CONTRACTS = {"v1": "LilypadMediation", "consortium": "LilypadMediation
 #: twin's `lilypad_v1_deployed` preset only. Variant -> (controller, payments) contract names.
 VARIANTS = {
     "": ("LilypadController", "LilypadPayments"),
-    "deployed_v1_defects": ("LilypadControllerDeployedV1Defects", "LilypadPaymentsDeployedV1Defects"),
+    "deployed_v1_defects": (
+        "LilypadControllerDeployedV1Defects",
+        "LilypadPaymentsDeployedV1Defects",
+    ),
 }
 ZERO_ADDRESS = "0x" + "00" * 20
 

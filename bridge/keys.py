@@ -108,4 +108,6 @@ class Keys:
             seed_from_mnemonic(mnemonic, "")
         except Exception:  # noqa: BLE001
             raise KeyError_(f"keys: {mnemonic_var} is not a BIP-39 mnemonic") from None
-        return cls(mnemonic, first_party_index, 0, funder_key, source=f"environment ({mnemonic_var})")
+        return cls(
+            mnemonic, first_party_index, 0, funder_key, source=f"environment ({mnemonic_var})"
+        )

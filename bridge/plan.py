@@ -366,8 +366,16 @@ class _EpisodeBuilder:
     def _add_step(self, function: str, rec: dict, caller: int, events: list[TwinEvent],
                   **extra: Any) -> None:  # fmt: skip
         self.steps.append(
-            Step(len(self.steps), function, rec["deal_id"], caller, int(rec["time_s"]),
-                 int(rec["tick"]), tuple(events), **extra)  # fmt: skip
+            Step(
+                len(self.steps),
+                function,
+                rec["deal_id"],
+                caller,
+                int(rec["time_s"]),
+                int(rec["tick"]),
+                tuple(events),
+                **extra,
+            )  # fmt: skip
         )
 
     def _transfer(self, rec: dict, line_no: int) -> None:

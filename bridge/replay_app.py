@@ -31,7 +31,7 @@ from bridge.anvil import DEFAULT_CHAIN_ID, Anvil
 from bridge.deploy import VARIANTS, Deployment
 from bridge.keys import Keys
 from bridge.plan import read_plans
-from bridge.replay import ReplayOptions, Replayer, ReplayResult
+from bridge.replay import Replayer, ReplayOptions, ReplayResult
 from bridge.report import summary_line, write_run_report
 from twin.config import ConfigError
 

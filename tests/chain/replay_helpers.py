@@ -16,7 +16,7 @@ from bridge.contracts import LilypadClient
 from bridge.deploy import Deployment
 from bridge.keys import Keys
 from bridge.plan import EpisodePlan, read_plans
-from bridge.replay import ReplayOptions, Replayer, ReplayResult
+from bridge.replay import Replayer, ReplayOptions, ReplayResult
 
 SMALL = ("market.episode_ticks=15",)
 #: scripted markets, each a few dozen deals (twin config overrides)
@@ -48,13 +48,22 @@ RECORDS: dict[str, tuple[str, ...]] = {
                                 "policies.rp.cheat_probability=0.5",
                                 "policies.jc.check_probability=0.5"),
     "taxes": SMALL + ("taxes=jackpot",),
+    # forced errors: their slashes go to the jackpot, the others to the owner
+    "forced_errors": SMALL + ("experiment=mech_forced_errors", "market.episode_ticks=20",
+                              "taxes.forced_error_rate=0.3", "policies.jc.check_probability=1.0"),
     # a ring: a colluding mediator and two cheating nodes that bribe it
     "bribes": SMALL + ("experiment=collusion_ring",),
 }  # fmt: skip
 
 
 #: seeds whose small markets show every path the record is named for (default 7)
-SEEDS = {"timeouts": 1, "deployed_timeouts": 1, "deployed_drain": 0, "bribes": 5}
+SEEDS = {
+    "timeouts": 1,
+    "deployed_timeouts": 1,
+    "deployed_drain": 0,
+    "bribes": 5,
+    "forced_errors": 3,
+}
 
 
 def record_of(name: str, directory: Path) -> Path:

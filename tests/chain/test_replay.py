@@ -166,7 +166,7 @@ def test_intended_mediate_window_reverts_on_the_reproduction(w3, records, tmp_pa
     assert all("TimeoutNotReached" in e["error"] for e in timeouts)
 
 
-@pytest.mark.parametrize("name", ["slashing_shares", "taxes", "bribes"])
+@pytest.mark.parametrize("name", ["slashing_shares", "taxes", "bribes", "forced_errors"])
 def test_mechanisms_replayed_with_transfers_and_slashing_destinations(name, w3, records,
                                                                       tmp_path) -> None:  # fmt: skip
     # Slashing shares: slashes go to the twin's slashing pool (the deployment's slashing
@@ -187,6 +187,15 @@ def test_mechanisms_replayed_with_transfers_and_slashing_destinations(name, w3, 
         assert result.deployment.slashing_destination == addresses(tmp_path)[pool]
     if name == "bribes":
         assert {s.transfer_reason for s in transfers} == {"Bribe"}
+    if name == "forced_errors":  # the owner switches the slashing destination as the twin does
+        import json
+
+        entries = map(json.loads, (tmp_path / "journal.jsonl").read_text().splitlines())
+        switches = [e for e in entries
+                    if e["kind"] == "done" and e["function"] == "setSlashingDestination"]  # fmt: skip
+        assert len(switches) >= 2 and {"ForcedErrorRefund", "JackpotPayout"} <= {
+            s.transfer_reason for s in transfers
+        }
 
 
 def _party_wallet(w3: Web3, owner, variant: str):
@@ -244,3 +253,20 @@ def test_chain_time_follows_the_twin(w3, records, tmp_path):
     requested = next(ev for ev in checked.events if ev.kind == "MediationRequested")
     assert client.mediator(checked.deal_id) == addresses(tmp_path)[requested.mediator]
     assert rpc(w3, "eth_chainId") == hex(31337)
+
+
+def test_wall_clock_mode_completes_and_reports_other_mediator_choices(w3, records, tmp_path):
+    # A public chain's clock cannot be set: calls go out at the chain's own time. Every deal
+    # still ends as in the twin; where the v1 choice (keccak of the check's block timestamp)
+    # picked another mediator, that mediator casts the twin's verdict and the difference is
+    # reported; clients' and nodes' balances are unaffected.
+    record = record_of("cheating", records)
+    plan = plan_of(record)
+    assert not any(s.function.startswith("timeout") for s in plan.steps)
+    result = replay(w3, plan, tmp_path, time_mode="wall")
+    assert result.complete and result.summary["time_mode"] == "wall"
+    assert all(r["twin_state"] == r["chain_state"] for r in result.deals)
+    for r in result.deals:
+        assert r["match"] or "MediationRequested" in r["first_difference"], r
+    roles = {a.label: a.role for a in plan.accounts}
+    assert all(a["match"] for a in result.accounts if roles[a["label"]] in ("jc", "rp"))

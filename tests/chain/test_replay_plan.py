@@ -136,7 +136,9 @@ def test_result_check_and_rejection_with_inferred_count(tmp_path: Path) -> None:
     (plan,) = read_plans(path)
     got = calls(path)[2:]
     assert [(f, c) for f, c, _, _ in got] == [
-        ("addResult", RP), ("checkResult", JC), ("mediationRejectResult", MED),
+        ("addResult", RP),
+        ("checkResult", JC),
+        ("mediationRejectResult", MED),
     ]
     assert plan.steps[2].instruction_count == 5
     assert got[1][2][-1] == ("MediationRequested", MED)
@@ -154,7 +156,10 @@ def test_recorded_instruction_count_wins_and_reverted_calls_are_steps(tmp_path: 
     assert plan.steps[2].instruction_count == 9
     last = plan.steps[3]
     assert (last.function, last.caller, last.reverts, last.events) == (
-        "timeoutJudgeResult", RP, True, ()
+        "timeoutJudgeResult",
+        RP,
+        True,
+        (),
     )
 
 
@@ -166,7 +171,11 @@ def test_transfers_become_token_transfers_signed_by_their_source(tmp_path: Path)
     (plan,) = read_plans(write_record(tmp_path, events))
     t = plan.steps[2]
     assert (t.function, t.caller, t.recipient, t.amount_wei, t.transfer_reason) == (
-        "transfer", RP, MED, 2, "Bribe"
+        "transfer",
+        RP,
+        MED,
+        2,
+        "Bribe",
     )
 
 
