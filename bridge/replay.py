@@ -98,6 +98,7 @@ CLOSING_FIELD = {
     AgreementState.TimeoutJudgeResults: "timeout_judge_results_at",
     AgreementState.TimeoutMediateResults: "timeout_mediate_results_at",
 }
+FUNDING = ("fund gas", "fund genesis wallet")
 TIMEOUT_CALLS = (
     "timeoutAgree",
     "timeoutSubmitResult",
@@ -486,8 +487,6 @@ class Replayer:
                 f"the funder holds {funder_tokens} wei of tokens, the genesis wallets need "
                 f"{supply_needed}", account=funder.address,
             )  # fmt: skip
-        read = client.balances(address[a.account] for a in self.accounts)
-        baseline = {a.account: read[address[a.account]] for a in self.accounts}
         latest = int(self._rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
         mode = self._time_mode()
         offset = 0
@@ -505,7 +504,6 @@ class Replayer:
             "time_mode": mode,
             "time_offset_s": offset,
             "addresses": {str(k): v for k, v in address.items()},
-            "baseline": {str(k): list(v) for k, v in baseline.items()},
             "initial_slashing_destination": first_slash if self.attach is None else plan.owner,
             "preset": plan.preset,
             "variant": deployment.variant,
@@ -635,7 +633,7 @@ class Replayer:
         self.offset = int(state["time_offset_s"])
         self.client = LilypadClient(self.w3, self.deployment)
         self.account_of = {v.lower(): int(k) for k, v in self.address.items()}
-        self.baseline = {int(k): tuple(v) for k, v in state["baseline"].items()}
+        self.baseline: dict[int, tuple[int, int]] | None = None  # taken once funded
         self.txs = self._build_txs(state)
         local = self.chain_id in LOCAL_CHAIN_IDS
         self.fixed_fees = local
@@ -662,6 +660,8 @@ class Replayer:
                     continue
                 if self.opt.stop_after_steps is not None and sent >= self.opt.stop_after_steps:
                     break
+                if self.baseline is None and tx.function not in FUNDING:
+                    self._take_baseline()
                 self._do(tx)
                 sent += 1
             else:
@@ -669,6 +669,20 @@ class Replayer:
         finally:
             self.journal.close()
         return self._finish(complete)
+
+    def _take_baseline(self) -> None:
+        """Every account's balances once funded, less its genesis wallet: the chain should hold
+        `baseline + twin` from now on (0 + twin for a fresh account; an account that already
+        held tokens, e.g. an attached deployment's owner that is also the funder, keeps them)."""
+        read = self._balances(a.account for a in self.accounts)
+        self.cache.update(read)  # the funder may be an account too (an attached owner)
+        self.baseline = {
+            a.account: (read[a.account][0] - a.genesis_wallet_wei, read[a.account][1])
+            for a in self.accounts
+        }
+        self.journal.write(
+            {"kind": "baseline", "balances": {str(k): list(v) for k, v in self.baseline.items()}}
+        )
 
     def _check_state(self, state: dict, chain_id: int) -> None:
         if state.get("version") != STATE_VERSION:
@@ -702,6 +716,8 @@ class Replayer:
                 self.done[e["key"]] = e
             elif e["kind"] == "deal":
                 self.deal_rows[e["deal_id"]] = e
+            elif e["kind"] == "baseline":
+                self.baseline = {int(k): (int(v[0]), int(v[1])) for k, v in e["balances"].items()}
             elif e["kind"] == "failed":  # an attempt that used its nonce and did nothing
                 self.intents.pop(e["key"], None)
                 failed[e["from"]] = failed.get(e["from"], 0) + 1
@@ -1289,6 +1305,10 @@ class Replayer:
         steps = [self.done[t.key] for t in self.txs if t.key in self.done and t.step is not None]
         deals = sorted(self.deal_rows.values(), key=lambda r: r["deal_index"])
         accounts: list[dict] = []
+        if complete and self.baseline is None:  # an episode without a single step
+            self.journal = _Journal(self.out / JOURNAL_FILE)
+            self._take_baseline()
+            self.journal.close()
         if complete:
             read = self._balances(a.account for a in self.accounts)
             for a in self.accounts:

@@ -270,3 +270,32 @@ def test_wall_clock_mode_completes_and_reports_other_mediator_choices(w3, record
         assert r["match"] or "MediationRequested" in r["first_difference"], r
     roles = {a.label: a.role for a in plan.accounts}
     assert all(a["match"] for a in result.accounts if roles[a["label"]] in ("jc", "rp"))
+
+
+def test_attach_to_an_existing_deployment_whose_owner_is_the_funder(w3, records, tmp_path):
+    # A deployment made earlier (its JSON: addresses plus the funding account), owner = slashing
+    # destination = funder, as `deploy` makes it by default. The twin's owner maps to the
+    # slashing destination; its balances are compared from what it held once the parties were
+    # funded, so the funder's own tokens do not count.
+    from dataclasses import replace as dc_replace
+
+    from bridge.deploy import Deployment
+    from bridge.keys import Keys
+    from bridge.replay import Replayer, WrongChainIdError
+
+    funder = account_from_mnemonic(0)
+    path = deploy(w3, funder).save(tmp_path / "deployment.json")
+    record = record_of("cheating", records)
+    plan = plan_of(record)
+    with pytest.raises(WrongChainIdError, match="deployment.chain_id is 1"):
+        bad = dc_replace(Deployment.load(path), chain_id=1)
+        Replayer(plan, w3, tmp_path / "bad", Keys(), bad).run()
+    result = Replayer(plan, w3, tmp_path / "out", Keys(), Deployment.load(path)).run()
+    assert result.complete and result.deployment == Deployment.load(path)
+    assert addresses(tmp_path / "out")[plan.owner] == funder.address
+    assert result.summary["deals_matching"] == len(plan.deals)
+    assert all(a["match"] for a in result.accounts)
+    slashed = sum(ev.amount for s in plan.steps for ev in s.events
+                  if ev.kind == "Payment" and ev.direction == 3)  # fmt: skip
+    owner = next(a for a in result.accounts if a["account"] == plan.owner)
+    assert owner["chain_wallet_wei"] == slashed > 0
