@@ -28,7 +28,7 @@ FUNDER_KEY_ENV = "TWIN_REPLAY_FUNDER_KEY"
 ACCOUNT_PATH = "m/44'/60'/0'/0"
 
 
-class KeyError_(ValueError):
+class KeysError(ValueError):
     """Keys are missing or do not match the deployment (message names the variable)."""
 
 
@@ -96,18 +96,18 @@ class Keys:
         funder_key = os.environ.get(funder_key_var, "").strip()
         missing = [v for v, x in ((mnemonic_var, mnemonic), (funder_key_var, funder_key)) if not x]
         if missing:
-            raise KeyError_(
+            raise KeysError(
                 f"keys: set {' and '.join(missing)} in the environment (a public network's keys "
                 "never come from files or the command line)"
             )
         try:
             Account.from_key(funder_key)
         except Exception:  # noqa: BLE001 - any parse failure: do not echo the value
-            raise KeyError_(f"keys: {funder_key_var} is not a hex private key") from None
+            raise KeysError(f"keys: {funder_key_var} is not a hex private key") from None
         try:
             seed_from_mnemonic(mnemonic, "")
         except Exception:  # noqa: BLE001
-            raise KeyError_(f"keys: {mnemonic_var} is not a BIP-39 mnemonic") from None
+            raise KeysError(f"keys: {mnemonic_var} is not a BIP-39 mnemonic") from None
         return cls(
             mnemonic, first_party_index, 0, funder_key, source=f"environment ({mnemonic_var})"
         )
