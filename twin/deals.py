@@ -475,7 +475,9 @@ class DealFlows:
 
     def timeout_agree(self, t: int, d: Deal, caller: int) -> bool:
         """Refunds whoever had agreed. Deployed defect 2: a lone JC gets ``P + Ts`` (not ``P + Tj``)
-        from its pooled escrow, which reverts when that escrow holds less."""
+        from its pooled escrow, which reverts when that escrow holds less; when ``Ts < Tj`` the
+        ``Tj - Ts`` left in its escrow belongs to no deal and is locked for good; when ``Ts > Tj``
+        the refund may take escrow that a stuck deal had locked, and locked shrinks with it."""
         self._need(d, DealState.DealNegotiating, "timeoutAgree")
         self._check_window(t, d, "timeoutAgree")
         if d.rp_agreed_at and d.jc_agreed_at:
@@ -493,6 +495,14 @@ class DealFlows:
 
         if not self._atomic(t, d, "timeoutAgree", caller, moves):
             return False
+        if defect and d.jc_agreed_at and not d.rp_agreed_at:
+            led = self.ledger
+            if d.judge_collateral > d.submit_collateral:
+                # the JC's Tj - Ts stays in its pooled escrow, held by no deal: locked for good
+                led.lock(d.jc, d.judge_collateral - d.submit_collateral)
+            elif led.locked[d.jc] > led.escrow[d.jc]:
+                # Ts > Tj took escrow already counted locked (a stuck deal's): less is left
+                led.lock(d.jc, led.escrow[d.jc] - led.locked[d.jc])
         d.results_held = 0
         d.timeout_agree_at = t
         self._set(t, d, DealState.TimeoutAgree)
