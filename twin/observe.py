@@ -147,7 +147,9 @@ class Observer:
         n = mk.n_accounts
         pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
         rp = self.rp
-        open_results = np.array((mk.open_fake_wei[rp], mk.open_honest_wei[rp]), np.float64) / WEI_PER_TOKEN
+        open_results = (
+            np.array((mk.open_fake_wei[rp], mk.open_honest_wei[rp]), np.float64) / WEI_PER_TOKEN
+        )
         flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
                                       mk.rep_checked, mk.rep_failed, open_results.ravel(),
                                       rp_logs + jc_logs + med_logs)))  # fmt: skip
