@@ -23,13 +23,14 @@ the RP without a market until it can.
 
 Money, exact in wei: shares are counted in wei-units of payout (``10**18`` units = one share = one
 token), ``b`` in wei. Costs are evaluated with :mod:`decimal` at 60 significant digits in the
-overflow-free form ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``, and every trade cost is rounded
-*up* to the wei (the buyer pays the rounding); payouts are the winning share units, exactly. The
-maker account (``market_maker``) holds each open round's subsidy and the bettors' payments; at
-settlement it pays the winners and returns the rest (subsidy + payments - payouts >= 0 by the
-bound above, rounding included) to the funder, whose net cost per round is thus at most
-``ceil(b ln 2)`` wei. Conservation is exact; every movement is a ``Transfer`` (``MarketSubsidy``,
-``MarketBet``, ``MarketPayout``, ``MarketRefund``).
+overflow-free form ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})`` (``exp`` and ``ln`` from
+:mod:`twin.decimal_math`: the correctly rounded values of :mod:`decimal`, computed faster), and
+every trade cost is rounded *up* to the wei (the buyer pays the rounding); payouts are the
+winning share units, exactly. The maker account (``market_maker``) holds each open round's
+subsidy and the bettors' payments; at settlement it pays the winners and returns the rest
+(subsidy + payments - payouts >= 0 by the bound above, rounding included) to the funder, whose
+net cost per round is thus at most ``ceil(b ln 2)`` wei. Conservation is exact; every movement is
+a ``Transfer`` (``MarketSubsidy``, ``MarketBet``, ``MarketPayout``, ``MarketRefund``).
 
 Scripted bettors, every tick while the market is open. A bettor's belief that the result will
 replicate is the target RP's public score (:func:`twin.mechanisms.reputation.public_scores`),
@@ -60,6 +61,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 import numpy as np
 
 from twin.deals import DealState, ExecMode
+from twin.decimal_math import exp as _exp
+from twin.decimal_math import ln as _ln
 from twin.events import TransferReason
 from twin.ledger import WEI_PER_TOKEN, tokens_to_wei
 from twin.mechanisms.base import Mechanism
@@ -73,7 +76,7 @@ def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
     with localcontext(_CTX):
         hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-        return Decimal(hi) + Decimal(b) * (1 + (Decimal(lo - hi) / b).exp()).ln()
+        return Decimal(hi) + Decimal(b) * _ln(1 + _exp(Decimal(lo - hi) / b, _CTX), _CTX)
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -114,7 +117,7 @@ def shares_for_budget(
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
     with localcontext(_CTX):
         u = (c0 + budget_wei - o) / b
-        x = Decimal(o - a) + b * (u + (1 - (-u).exp()).ln())
+        x = Decimal(o - a) + b * (u + _ln(1 - _exp(-u, _CTX), _CTX))
         return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
@@ -128,7 +131,7 @@ def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> i
         return 0
     with localcontext(_CTX):
         p = Decimal(p_yes)
-        logit = (p / (1 - p)).ln()
+        logit = _ln(p / (1 - p), _CTX)
         x = (q_no - q_yes) + b * logit if yes else (q_yes - q_no) - b * logit
         return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
