@@ -62,6 +62,7 @@ price, optional non-binary timeout penalties, pooling for capital efficiency).
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 from itertools import combinations
@@ -77,6 +78,7 @@ def expected_units(job) -> int:
     return max(1, math.ceil(job.work_median_units * math.exp(job.work_sigma**2 / 2)))
 
 
+@functools.cache
 def _fraction(x: float) -> Fraction:
     return Fraction(str(x)).limit_denominator(10**9)
 
@@ -112,6 +114,9 @@ def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     mean = q * sum(owed)
     sd = math.sqrt(q * (1 - q) * sum(x * x for x in owed))
     return 0.5 * math.erfc((held - mean) / (sd * math.sqrt(2))) if sd > 0 else float(mean > held)
+
+
+_OWING = frozenset((DealState.ResultsSubmitted, DealState.ResultsChecked))  # R is owed
 
 
 class CollateralVariants(Mechanism):
@@ -176,13 +181,28 @@ class CollateralVariants(Mechanism):
 
     def pool_of(self, rp: int) -> tuple[list[int], int]:
         """(R of each slashable open deal, pool held) of node ``rp``, in wei."""
-        owed, held = [], 0
+        owed, held, deals = [], 0, self.deals
         for di in self.open.get(rp, ()):
-            o = self.deals[di]
+            o = deals[di]
             held += o.results_held
-            if o.state in (DealState.ResultsSubmitted, DealState.ResultsChecked):
+            if o.state in _OWING:
                 owed.append(o.results_collateral)
         return owed, held
+
+    def covers(self) -> dict[int, float]:
+        """:meth:`cover` of every node that owes results collateral (the others' is 1), in one
+        pass over the open deals."""
+        out, deals = {}, self.deals
+        for rp, open_ in self.open.items():
+            owed = held = 0
+            for di in open_:
+                o = deals[di]
+                held += o.results_held
+                if o.state in _OWING:
+                    owed += o.results_collateral
+            if owed:
+                out[rp] = min(1.0, held / owed)
+        return out
 
     def exposure(self, rp: int) -> float:
         """owed / held of node ``rp`` (0 with nothing owed; inf when owed with an empty pool)."""
@@ -285,8 +305,11 @@ class CollateralVariants(Mechanism):
 
     def public_features(self, mk, focus) -> dict:
         p = self.params
+        covers = self.covers()  # (empty without pooling: every cover is 1)
         rp = np.zeros((mk.n_rp, 3))
-        rp[:, 0] = [self.cover(int(a)) for a in mk.rp_acct]
+        rp[:, 0] = 1.0
+        for a, v in covers.items():
+            rp[mk.row[a], 0] = v
         for r, di in focus.get("rp", {}).items():
             d = mk.deals[di]
             rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,
@@ -297,10 +320,10 @@ class CollateralVariants(Mechanism):
             d = mk.deals[di]
             full = min(d.job_cost, d.payment_collateral)
             jc[r, 0] = 1.0 - d.late_withheld / full if full else 1.0
-            jc[r, 1] = self.cover(d.rp)
+            jc[r, 1] = covers.get(d.rp, 1.0)
         med = np.ones((mk.n_med, 1))
         for r, di in focus.get("mediator", {}).items():
-            med[r, 0] = self.cover(mk.deals[di].rp)
+            med[r, 0] = covers.get(mk.deals[di].rp, 1.0)
         return {"rp": rp, "jc": jc, "mediator": med}
 
     def metrics(self, mk) -> dict[str, float]:
