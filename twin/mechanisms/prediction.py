@@ -226,6 +226,10 @@ class PredictionMarkets(Mechanism):
         delegators = staking.delegators if staking is not None else np.zeros(0, np.int64)
         self.bettors = np.concatenate([mk.rp_acct, delegators]).astype(np.int64)
         self.rounds: dict[int, Round] = {}  # RP account -> its open round
+        self._rps = mk.rp_acct.tolist()
+        self._row = mk.row
+        #: price of YES per RP row (0.5 where no round is open), kept as rounds open, trade, close
+        self._prices = np.full(mk.n_rp, 0.5)
         self.pending: dict[int, bool] = {}  # executed, unsettled deal -> its result is wrong
         self.n_pending = np.zeros(mk.n_accounts, np.int64)
         self.n_wrong = np.zeros(mk.n_accounts, np.int64)
@@ -240,6 +244,7 @@ class PredictionMarkets(Mechanism):
             self.unfunded += 1
             return None
         rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy, self.cost0)
+        self._prices[self._row[rp]] = self.price(rnd)
         return rnd
 
     def price(self, rnd: Round) -> float:
@@ -267,6 +272,7 @@ class PredictionMarkets(Mechanism):
             return 0
         rnd.q_yes, rnd.q_no = q1
         rnd.cost = c1
+        self._prices[self._row[rnd.rp]] = self.price(rnd)
         side = rnd.yes if yes else rnd.no
         side[bettor] = side.get(bettor, 0) + n
         rnd.paid[bettor] = rnd.paid.get(bettor, 0) + cost
@@ -295,6 +301,7 @@ class PredictionMarkets(Mechanism):
         )
         self.settled += 1
         del self.rounds[rnd.rp]
+        self._prices[self._row[rnd.rp]] = 0.5
 
     def void(self, mk, rnd: Round) -> None:
         """Cancel a round that can no longer resolve: refund every payment and the subsidy."""
@@ -303,6 +310,7 @@ class PredictionMarkets(Mechanism):
         mk.transfer(self.maker, self.funder, rnd.subsidy, TransferReason.MarketSubsidy)
         self.voided += 1
         del self.rounds[rnd.rp]
+        self._prices[self._row[rnd.rp]] = 0.5
 
     # -- hooks --------------------------------------------------------------------------------
     def on_executed(self, mk, d) -> None:
@@ -330,9 +338,9 @@ class PredictionMarkets(Mechanism):
             for rp in [rp for rp in self.rounds if mk.open_deals[rp] == 0]:
                 self.void(mk, self.rounds[rp])
             return
-        for rp in mk.rp_acct:
-            if int(rp) not in self.rounds:
-                self.open_round(mk, int(rp))
+        for rp in self._rps:
+            if rp not in self.rounds:
+                self.open_round(mk, rp)
         if self.rounds and self.bet_wei:
             self.place_bets(mk)
 
@@ -371,10 +379,7 @@ class PredictionMarkets(Mechanism):
     # -- views --------------------------------------------------------------------------------
     def prices(self, mk) -> np.ndarray:
         """Price of YES per RP row (0.5 where no round is open)."""
-        out = np.full(mk.n_rp, 0.5)
-        for rp, rnd in self.rounds.items():
-            out[mk.row[rp]] = self.price(rnd)
-        return out
+        return self._prices.copy()
 
     def feature_names(self, role: str) -> tuple[str, ...]:
         return ("own_market_price",) if role == "rp" else ("focus_rp_market_price",)
