@@ -284,6 +284,8 @@ class Observer:
                 block = base[:, c : c + k]
                 if v is None:
                     block[:] = 0.0
+                elif isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == k:
+                    block[:] = v  # (cast to float32 on assignment, as np.asarray would)
                 elif np.ndim(v) == 2:
                     block[:] = np.asarray(v, np.float32).reshape(-1, k)
                 else:
