@@ -1,5 +1,5 @@
 """``exp`` and ``ln`` of a :class:`~decimal.Decimal`, equal to ``x.exp(ctx)`` and ``x.ln(ctx)``,
-several times faster.
+3-6x faster: :class:`DecimalFunctions` (one per context), or :func:`exp` and :func:`ln`.
 
 The :mod:`decimal` module rounds ``exp`` and ``ln`` correctly (to the nearest value with the
 context's precision, ties to even) but is slow at high precision (about 60 us for a 60-digit
@@ -17,7 +17,7 @@ Method, with ``q`` working bits (``3.33 prec + 40``, more for a logarithm near 0
 - ``exp(x)``: ``x = k ln 2 + r`` with ``0 <= r < ln 2``; then, level by level (``L = 1..5``), ``r``
   loses the largest tabulated ``ln(1 + j 2^(-6L))`` (``j = 0..64``) not above it, so that
   ``r < 2^-30`` is left; ``exp(r)`` by its Taylor series (Horner); ``exp(x) = 2^k exp(r)
-  prod (1 + j_L 2^(-6L))`` (each factor a multiplication by a small integer).
+  prod (1 + j_L 2^(-6L))`` (the product of small integers, exact, over a power of two).
 - ``ln(y)``: ``y = 2^k m`` with ``1 <= m < 2``; level by level ``m`` is divided by the largest
   ``1 + j 2^(-6L)`` not above it (a division by a small integer), leaving ``w < 1 + 2^-30``;
   ``ln w`` by the series of ``ln(1 + s)``; ``ln y = k ln 2 + sum ln(1 + j_L 2^(-6L)) + ln w``.
@@ -43,8 +43,6 @@ _LOG2_10 = math.log2(10.0)
 _ln2: int = 0  # ln 2 * 2^_BITS
 _tab: list[list[int]] = []  # _tab[L - 1][j] = ln(1 + j 2^(-6L)) * 2^_BITS, j = 0..64
 _p10: list[int] = [1]
-_exact_ctx: dict[int, Context] = {}
-_recip: dict[tuple[int, int, int], int] = {}  # (s, shift, g) -> ceil(2^(shift + g) / 10^s)
 _series: dict[int, tuple[list[int], list[int]]] = {}  # q -> (1/n!, 1/n) coefficients
 _shifted: dict[int, tuple[int, list[list[int]]]] = {}  # q -> ln 2 and the tables at scale 2^q
 
@@ -116,176 +114,226 @@ def _coefficients(q: int) -> tuple[list[int], list[int]]:
     return c
 
 
-def _check_context(ctx: Context) -> int | None:
-    """``ctx.prec`` when the fixed-point path serves this context, else None."""
-    if (ctx.rounding != ROUND_HALF_EVEN or ctx.prec > 300 or ctx.Emax < 999_999
-            or ctx.Emin > -999_999):  # fmt: skip
-        return None  # (results here never overflow or underflow the default exponent range)
-    return ctx.prec
+class DecimalFunctions:
+    """``exp`` and ``ln`` for one decimal context: ``f.exp(x) == x.exp(ctx)`` and
+    ``f.ln(x) == x.ln(ctx)`` for every Decimal ``x``. What depends only on the context (working
+    scale, tables at that scale, powers of ten) is prepared here; the context must not change
+    afterwards. A context the fixed-point path does not serve (rounding other than half-even,
+    precision above 300, a reduced exponent range) gets :mod:`decimal`'s own methods. Unlike
+    those, the fixed-point path raises no flags in the context."""
 
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        prec = ctx.prec
+        self.fast = (
+            ctx.rounding == ROUND_HALF_EVEN
+            and prec <= 300
+            and ctx.Emax >= 999_999
+            and ctx.Emin <= -999_999
+        )  # fmt: skip  (no result here over/underflows)
+        self.prec = prec
+        self.exact = Context(prec=prec, traps=[Inexact, Rounded])  # coefficients, exactly
+        self.q = int(prec * _LOG2_10) + 40  # working bits (more for logarithms near 0)
+        self.g = int(prec * _LOG2_10) + 64  # guard bits of the reciprocals of powers of ten
+        self.lo, self.hi = _pow10(prec - 1), _pow10(prec)
+        self.p10 = [_pow10(i) for i in range(2 * prec + 400)]
+        self.recip: dict[tuple[int, int], int] = {}  # (s, shift) -> ceil(2^(shift + g) / 10^s)
+        self.tab: list[list[int]] | None = None  # tables at scale 2^q, built on first use
 
-def _coefficient(x: Decimal, prec: int) -> tuple[int, int] | None:
-    """``(c, s)`` with ``x = c * 10^-s`` exactly, ``c`` an integer of ``prec`` digits at most
-    (None when ``x`` has more digits than ``prec``)."""
-    ectx = _exact_ctx.get(prec)
-    if ectx is None:
-        ectx = _exact_ctx[prec] = Context(prec=prec, traps=[Inexact, Rounded])
-    s = prec - 1 - x.adjusted()
-    try:
-        return int(x.scaleb(s, ectx)), s
-    except (Inexact, Rounded):
-        return None
+    def _prepare(self) -> None:
+        self.ln2, self.tab = _at_scale(self.q)
+        self.inv_fact, self.inv = _coefficients(self.q)
 
+    # -- helpers -----------------------------------------------------------------------------
+    def _coefficient(self, x: Decimal) -> tuple[int, int] | None:
+        """``(c, s)`` with ``x = c * 10^-s`` exactly, ``c`` an integer of ``prec`` digits at
+        most (None when ``x`` has more digits than ``prec``)."""
+        s = self.prec - 1 - x.adjusted()
+        try:
+            return int(x.scaleb(s, self.exact)), s
+        except (Inexact, Rounded):
+            return None
 
-def _scaled(c: int, s: int, shift: int, prec: int) -> int:
-    """``c * 10^-s * 2^shift`` (``0 <= c < 10^prec``, ``shift >= 0`` when ``s > 0``), floored
-    or one unit above the floor: within one unit of the exact value."""
-    if s <= 0:
-        v = c * _pow10(-s)
-        return v << shift if shift >= 0 else v >> -shift
-    g = int(prec * _LOG2_10) + 64  # c < 2^(g - 64): c r / 2^g exceeds the exact value by < 2^-64
-    key = (s, shift, g)
-    r = _recip.get(key)
-    if r is None:
-        r = _recip[key] = -(-(1 << (shift + g)) // _pow10(s))
-    return (c * r) >> g
+    def _scaled(self, c: int, s: int, shift: int) -> int:
+        """``c * 10^-s * 2^shift`` (``0 <= c < 10^prec``; ``shift >= 0`` when ``s > 0``),
+        floored or one unit above the floor: within one unit of the exact value."""
+        if s <= 0:
+            v = c * _pow10(-s)
+            return v << shift if shift >= 0 else v >> -shift
+        r = self.recip.get((s, shift))
+        if r is None:  # c < 2^(g - 64): c r / 2^g exceeds the exact value by < 2^-64
+            r = self.recip[(s, shift)] = -(-(1 << (shift + self.g)) // _pow10(s))
+        return (c * r) >> self.g
 
-
-def _to_decimal(v: int, f: int, err: int, prec: int, ctx: Context) -> Decimal | None:
-    """The ``prec``-digit decimal nearest ``v / 2^f``, given that the true value is within
-    ``err / 2^f`` of it; None when that does not settle the rounding."""
-    neg = v < 0
-    if neg:
-        v = -v
-    if v <= err:
-        return None
-    bl = v.bit_length()
-    top = v >> (bl - 60) if bl > 60 else v
-    lg = math.log10(top) + (bl - 60 if bl > 60 else 0) * _LOG10_2 - f * _LOG10_2
-    e10 = math.floor(lg) - (prec - 1)
-    lo, hi = _pow10(prec - 1), _pow10(prec)
-    for _ in range(3):  # (once, unless the estimate of the exponent is one off)
-        q10 = -e10
-        if q10 >= 0:
-            num, e = v * _pow10(q10), err * _pow10(q10)
-            if f >= 0:
-                n = num >> f
-                rem, den = num - (n << f), 1 << f
+    def _to_decimal(self, v: int, f: int, err: int) -> Decimal | None:
+        """The ``prec``-digit decimal nearest ``v / 2^f``, given that the true value is within
+        ``err / 2^f`` of it; None when that does not settle the rounding."""
+        neg = v < 0
+        if neg:
+            v = -v
+        if v <= err:
+            return None
+        bl = v.bit_length()
+        top = v >> (bl - 60) if bl > 60 else v
+        lg = math.log10(top) + (bl - 60 if bl > 60 else 0) * _LOG10_2 - f * _LOG10_2
+        e10 = math.floor(lg) - (self.prec - 1)
+        lo, hi = self.lo, self.hi
+        for _ in range(3):  # (once, unless the estimate of the exponent is one off)
+            q10 = -e10
+            if q10 >= 0:
+                p = self.p10[q10] if q10 < len(self.p10) else _pow10(q10)
+                num, e = v * p, err * p
+                if f >= 0:
+                    n = num >> f
+                    rem, den = num - (n << f), 1 << f
+                else:
+                    n, rem, den, e = num << -f, 0, 1, e << -f
             else:
-                n, rem, den, e = num << -f, 0, 1, e << -f
+                den = _pow10(-q10) << f if f >= 0 else _pow10(-q10)
+                num, e = (v, err) if f >= 0 else (v << -f, err << -f)
+                n, rem = divmod(num, den)
+            if n >= hi:
+                e10 += 1
+            elif n < lo:
+                e10 -= 1
+            else:
+                break
+        else:  # pragma: no cover - the estimate is off by one at most
+            return None
+        if 2 * e >= den or abs(2 * rem - den) <= 2 * e or (n == lo and rem <= e):
+            return None  # near a midpoint, or just above a power of ten: undecided
+        if 2 * rem > den:
+            n += 1
+            if n == hi:
+                n, e10 = lo, e10 + 1
+        return Decimal(-n if neg else n).scaleb(e10, self.ctx)  # exact: n has prec digits
+
+    # -- the functions -----------------------------------------------------------------------
+    def exp(self, x: Decimal) -> Decimal:
+        """``x.exp(ctx)``."""
+        r = self._exp(x)
+        return x.exp(self.ctx) if r is None else r
+
+    def ln(self, x: Decimal) -> Decimal:
+        """``x.ln(ctx)``."""
+        r = self._ln(x)
+        return x.ln(self.ctx) if r is None else r
+
+    def _exp(self, x: Decimal) -> Decimal | None:
+        if not self.fast or not x.is_finite() or not x or not -100 <= x.adjusted() <= 3:
+            return None  # exact (x = 0), special, or outside the range served here
+        cs = self._coefficient(x)
+        if cs is None:
+            return None
+        c, s = cs
+        if self.tab is None:
+            self._prepare()
+        q, ln2, tab = self.q, self.ln2, self.tab
+        xq = self._scaled(-c, s, q) if c < 0 else self._scaled(c, s, q)  # |x| 2^q, < 1 unit off
+        if c < 0:
+            xq = -xq
+        k = xq // ln2
+        r = xq - k * ln2  # 0 <= r < ln 2, error < 2 + |k| units (x and ln 2's truncation)
+        # levels: r -= ln(1 + j/2^(6L)), the largest table entry not above r. First guess:
+        # j = 2^6 expm1(r) (float) on the first level; below, r < 2^-6 and floor(r 2^b) is at
+        # most one short (ln(1 + f) <= f)
+        prod, shift, b = 1, 0, 0  # the product of the factors (1 + j 2^-b): prod / 2^shift
+        for t in tab:
+            if b:
+                j = r >> (q - b - 6)
+            else:
+                j = min(63, int(math.expm1(r / (1 << q)) * 64))
+            b += 6
+            while t[j] > r:
+                j -= 1
+            while j < 64 and t[j + 1] <= r:
+                j += 1
+            if j:
+                r -= t[j]
+                prod *= (1 << b) + j
+                shift += b
+        inv_fact = self.inv_fact
+        y = inv_fact[-1]
+        for cn in inv_fact[-2::-1]:  # exp(r), Horner
+            y = cn + ((y * r) >> q)
+        y = (y * prod) >> shift
+        # error, in units of y (about 2^q): input 2, reduction 2|k|, tables 2 per level, series
+        # one per step, product 1; y <= 2 exp(r) scales them by 2 at most
+        err = 2 * (8 + 2 * abs(k) + 3 * _LEVELS + len(inv_fact)) + 64
+        return self._to_decimal(y, q - k, err)
+
+    def _ln(self, x: Decimal) -> Decimal | None:
+        if not self.fast or not x.is_finite() or x <= 0 or not -300 <= x.adjusted() <= 300:
+            return None  # special, zero, negative, or outside the range served here
+        cs = self._coefficient(x)
+        if cs is None:
+            return None
+        c, s = cs
+        dist = c - _pow10(s) if s >= 0 else c  # (y - 1) 10^s
+        if not dist:
+            return None  # ln 1 = 0 exactly
+        # leading zero bits of |y - 1|: that many more working bits keep ln y's significant bits
+        lead = max(0, int(s * _LOG2_10) - abs(dist).bit_length() - 2) if s >= 0 else 0
+        q = self.q + lead
+        if q > _BITS - 64:
+            return None
+        if self.tab is None:
+            self._prepare()
+        if lead:  # tables at this scale are not kept: shifted as used
+            _tables()
+            sh = _BITS - q
+            ln2, tab, inv = _ln2 >> sh, _tab, _coefficients(q)[1]
         else:
-            den = _pow10(-q10) << f if f >= 0 else _pow10(-q10)
-            num, e = (v, err) if f >= 0 else (v << -f, err << -f)
-            n, rem = divmod(num, den)
-        if n >= hi:
-            e10 += 1
-        elif n < lo:
-            e10 -= 1
-        else:
-            break
-    else:  # pragma: no cover - the estimate is off by one at most
-        return None
-    if 2 * e >= den or abs(2 * rem - den) <= 2 * e or (n == lo and rem <= e):
-        return None  # near a midpoint, or just above a power of ten: undecided
-    if 2 * rem > den:
-        n += 1
-        if n == hi:
-            n, e10 = lo, e10 + 1
-    return Decimal(-n if neg else n).scaleb(e10, ctx)  # exact: n has prec digits
+            sh, ln2, tab, inv = 0, self.ln2, self.tab, self.inv
+        # y = 2^k m, 1 <= m < 2; m 2^q = y 2^(q - k)
+        k = math.floor(math.log2(c) - s * _LOG2_10)
+        m = self._scaled(c, s, q - k)
+        one, two = 1 << q, 2 << q
+        while m >= two:
+            k += 1
+            m = self._scaled(c, s, q - k)
+        while m < one:
+            k -= 1
+            m = self._scaled(c, s, q - k)
+        res = k * ln2
+        b = 0
+        for t in tab:
+            b += 6
+            j = (m - one) >> (q - b)  # m >= 1 + j/2^b (j <= 64)
+            if j:
+                m = (m << b) // ((1 << b) + j)
+                res += t[j] >> sh
+        z = m - one  # w = 1 + z, 0 <= z < 2^-30 (up to rounding)
+        y = 0
+        for i in range(len(inv) - 1, 0, -1):  # ln(1 + z) = z (1 - z (1/2 - z (1/3 - ...)))
+            y = inv[i] - ((y * z) >> q)
+        res += (y * z) >> q
+        # error, in units of 2^-q: m 2 + |k| (ln 2), per level 1 (division) + 1 (table),
+        # series 1 per step
+        err = 2 * (4 + abs(k) + 2 * _LEVELS + len(inv)) + 64
+        return self._to_decimal(res, q, err)
+
+
+_by_context: dict[tuple, DecimalFunctions] = {}
+
+
+def functions(ctx: Context) -> DecimalFunctions:
+    """The (cached) :class:`DecimalFunctions` of contexts with ``ctx``'s settings."""
+    key = (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.clamp, ctx.capitals)
+    f = _by_context.get(key)
+    if f is None:
+        f = _by_context[key] = DecimalFunctions(Context(*key[:4], capitals=ctx.capitals,
+                                                        clamp=ctx.clamp))  # fmt: skip
+    return f
 
 
 def exp(x: Decimal, ctx: Context) -> Decimal:
     """``x.exp(ctx)``."""
-    prec = _check_context(ctx)
-    if prec is None or not x.is_finite() or not x or not -100 <= x.adjusted() <= 3:
-        return x.exp(ctx)  # exact (x = 0), special, or outside the range served here
-    cs = _coefficient(x, prec)
-    if cs is None:
-        return x.exp(ctx)
-    c, s = cs
-    q = int(prec * _LOG2_10) + 40
-    ln2, tab = _at_scale(q)
-    xq = _scaled(abs(c), s, q, prec)  # |x| 2^q, error < 1 unit
-    if c < 0:
-        xq = -xq
-    k = xq // ln2
-    r = xq - k * ln2  # 0 <= r < ln 2, error < 2 + |k| units (x and ln 2's truncation)
-    # levels: r -= ln(1 + j/2^(6L)), the largest table entry not above r
-    factors = []
-    for level in range(1, _LEVELS + 1):
-        t = tab[level - 1]
-        b = 6 * level
-        # first guess: j = 2^b expm1(r) (float) on the first level; below, r < 2^-6 and
-        # floor(r 2^b) is at most one short (ln(1 + f) <= f)
-        j = min(63, int(math.expm1(r / (1 << q)) * 64)) if level == 1 else (r >> (q - b))
-        while t[j] > r:
-            j -= 1
-        while j < 64 and t[j + 1] <= r:
-            j += 1
-        if j:
-            r -= t[j]
-            factors.append((j + (1 << b), b))
-    inv_fact, _ = _coefficients(q)
-    y = inv_fact[-1]
-    for cn in reversed(inv_fact[:-1]):  # exp(r), Horner
-        y = cn + ((y * r) >> q)
-    for m, b in factors:
-        y = (y * m) >> b
-    # error, in units of y (about 2^q): input 2, reduction 2|k|, tables 2 per level, series and
-    # products one per step; y <= 2 exp(r) scales them by 2 at most
-    err = 2 * (8 + 2 * abs(k) + 3 * _LEVELS + len(inv_fact)) + 64
-    d = _to_decimal(y, q - k, err, prec, ctx)
-    return x.exp(ctx) if d is None else d
+    r = functions(ctx)._exp(x)
+    return x.exp(ctx) if r is None else r
 
 
 def ln(x: Decimal, ctx: Context) -> Decimal:
     """``x.ln(ctx)``."""
-    prec = _check_context(ctx)
-    if prec is None or not x.is_finite() or x <= 0 or not -300 <= x.adjusted() <= 300:
-        return x.ln(ctx)  # special, zero, negative, or outside the range served here
-    cs = _coefficient(x, prec)
-    if cs is None:
-        return x.ln(ctx)
-    c, s = cs
-    dist = c - _pow10(s) if s >= 0 else c  # (y - 1) 10^s
-    if not dist:
-        return x.ln(ctx)  # ln 1 = 0 exactly
-    # leading zero bits of |y - 1|: that many more working bits keep ln y's significant bits
-    lead = max(0, int(s * _LOG2_10) - abs(dist).bit_length() - 2) if s >= 0 else 0
-    q = int(prec * _LOG2_10) + 40 + lead
-    if q > _BITS - 64:
-        return x.ln(ctx)
-    if lead:  # this scale's tables are not kept: shift each entry used
-        _tables()
-        sh = _BITS - q
-        ln2, tab = _ln2 >> sh, None
-    else:
-        ln2, tab = _at_scale(q)
-    # y = 2^k m, 1 <= m < 2; m 2^q = y 2^(q - k)
-    k = math.floor(math.log2(c) - s * _LOG2_10)
-    m = _scaled(c, s, q - k, prec)
-    one, two = 1 << q, 2 << q
-    while m >= two:
-        k += 1
-        m = _scaled(c, s, q - k, prec)
-    while m < one:
-        k -= 1
-        m = _scaled(c, s, q - k, prec)
-    res = k * ln2
-    for level in range(1, _LEVELS + 1):
-        b = 6 * level
-        j = (m - one) >> (q - b)  # m >= 1 + j/2^b (j <= 64)
-        if j:
-            m = (m << b) // ((1 << b) + j)
-            res += tab[level - 1][j] if tab is not None else _tab[level - 1][j] >> sh
-    _, inv = _coefficients(q)
-    z = m - one  # w = 1 + z, 0 <= z < 2^-30 (up to rounding)
-    y = 0
-    for i in range(len(inv) - 1, 0, -1):  # ln(1 + z) = z (1 - z (1/2 - z (1/3 - ...)))
-        y = inv[i] - ((y * z) >> q)
-    res += (y * z) >> q
-    # error, in units of 2^-q: m 2 + |k| (ln 2), per level 1 (division) + 1 (table), series 1
-    # per step
-    err = 2 * (4 + abs(k) + 2 * _LEVELS + len(inv)) + 64
-    d = _to_decimal(res, q, err, prec, ctx)
-    return x.ln(ctx) if d is None else d
+    r = functions(ctx)._ln(x)
+    return x.ln(ctx) if r is None else r

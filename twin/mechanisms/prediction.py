@@ -61,14 +61,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 import numpy as np
 
 from twin.deals import DealState, ExecMode
-from twin.decimal_math import exp as _exp
-from twin.decimal_math import ln as _ln
+from twin.decimal_math import DecimalFunctions
 from twin.events import TransferReason
 from twin.ledger import WEI_PER_TOKEN, tokens_to_wei
 from twin.mechanisms.base import Mechanism
 from twin.mechanisms.reputation import public_scores
 
 _CTX = Context(prec=60)
+_DM = DecimalFunctions(_CTX)  # exp and ln in _CTX, faster than decimal's (same values)
 
 
 # -- the LMSR, in wei ---------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
     with localcontext(_CTX):
         hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-        return Decimal(hi) + Decimal(b) * _ln(1 + _exp(Decimal(lo - hi) / b, _CTX), _CTX)
+        return Decimal(hi) + Decimal(b) * _DM.ln(1 + _DM.exp(Decimal(lo - hi) / b))
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -117,7 +117,7 @@ def shares_for_budget(
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
     with localcontext(_CTX):
         u = (c0 + budget_wei - o) / b
-        x = Decimal(o - a) + b * (u + _ln(1 - _exp(-u, _CTX), _CTX))
+        x = Decimal(o - a) + b * (u + _DM.ln(1 - _DM.exp(-u)))
         return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
@@ -131,7 +131,7 @@ def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> i
         return 0
     with localcontext(_CTX):
         p = Decimal(p_yes)
-        logit = _ln(p / (1 - p), _CTX)
+        logit = _DM.ln(p / (1 - p))
         x = (q_no - q_yes) + b * logit if yes else (q_yes - q_no) - b * logit
         return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
