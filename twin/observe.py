@@ -127,7 +127,7 @@ class Observer:
     def __call__(self) -> Observation:
         mk = self.mk
         L = mk.ledger
-        rec = mk.recent.sum(axis=0).tolist()
+        rec = mk.recent_totals  # per-tick counts summed over the recent window
         offering = mk.res.offering
         n_offering = np.count_nonzero(offering)
         mean_ask = 0.0
