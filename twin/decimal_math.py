@@ -36,7 +36,10 @@ import math
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, Rounded
 
 _BITS = 1200  # table precision: inputs of up to 600 digits (``prec`` up to 300)
-_LEVELS = 5  # table levels: 6 bits each
+_WIDTH = 6  # bits per table level
+_LEVELS = 5  # table levels: arguments reduced below 2^-(_WIDTH * _LEVELS)
+_REDUCED = _WIDTH * _LEVELS
+_TOP = 1 << _WIDTH  # table entries j = 0.._TOP
 _LOG10_2 = math.log10(2.0)
 _LOG2_10 = math.log2(10.0)
 
@@ -67,9 +70,9 @@ def _tables() -> None:
         return
     _ln2 = 2 * _atanh_ratio(1, 3, _BITS)  # ln 2 = 2 atanh(1/3)
     for level in range(1, _LEVELS + 1):
-        s = 6 * level
+        s = _WIDTH * level
         # ln(1 + j/2^s) = 2 atanh(j / (2^(s+1) + j))
-        _tab.append([2 * _atanh_ratio(j, (1 << (s + 1)) + j, _BITS) for j in range(65)])
+        _tab.append([2 * _atanh_ratio(j, (1 << (s + 1)) + j, _BITS) for j in range(_TOP + 1)])
 
 
 def _at_scale(q: int) -> tuple[int, list[list[int]]]:
@@ -94,15 +97,15 @@ def _pow10(n: int) -> int:
 
 
 def _coefficients(q: int) -> tuple[list[int], list[int]]:
-    """Series coefficients at scale ``2^q`` for arguments below ``2^-30``: ``2^q / n!`` for the
+    """Series coefficients at scale ``2^q`` for arguments below ``2^-_REDUCED``: ``2^q / n!`` for the
     exponential and ``2^q / n`` for ``ln(1 + z)``, ``n = 0..N``, each series with the terms that
     leave a remainder below ``2^-(q + 8)``."""
     c = _series.get(q)
     if c is None:
         n_exp = n_ln = 1
-        while 30 * (n_exp + 1) + math.lgamma(n_exp + 2) / math.log(2) < q + 8:
+        while _REDUCED * (n_exp + 1) + math.lgamma(n_exp + 2) / math.log(2) < q + 8:
             n_exp += 1
-        while 30 * (n_ln + 1) + math.log2(n_ln + 1) < q + 8:
+        while _REDUCED * (n_ln + 1) + math.log2(n_ln + 1) < q + 8:
             n_ln += 1
         one = 1 << q
         inv_fact, f = [one], 1
@@ -240,13 +243,13 @@ class DecimalFunctions:
         prod, shift, b = 1, 0, 0  # the product of the factors (1 + j 2^-b): prod / 2^shift
         for t in tab:
             if b:
-                j = r >> (q - b - 6)
+                j = r >> (q - b - _WIDTH)
             else:
-                j = min(63, int(math.expm1(r / (1 << q)) * 64))
-            b += 6
+                j = min(_TOP - 1, int(math.expm1(r / (1 << q)) * _TOP))
+            b += _WIDTH
             while t[j] > r:
                 j -= 1
-            while j < 64 and t[j + 1] <= r:
+            while j < _TOP and t[j + 1] <= r:
                 j += 1
             if j:
                 r -= t[j]
@@ -298,12 +301,12 @@ class DecimalFunctions:
         res = k * ln2
         b = 0
         for t in tab:
-            b += 6
-            j = (m - one) >> (q - b)  # m >= 1 + j/2^b (j <= 64)
+            b += _WIDTH
+            j = (m - one) >> (q - b)  # m >= 1 + j/2^b (j <= 2^_WIDTH)
             if j:
                 m = (m << b) // ((1 << b) + j)
                 res += t[j] >> sh
-        z = m - one  # w = 1 + z, 0 <= z < 2^-30 (up to rounding)
+        z = m - one  # w = 1 + z, 0 <= z < 2^-_REDUCED (up to rounding)
         y = 0
         for i in range(len(inv) - 1, 0, -1):  # ln(1 + z) = z (1 - z (1/2 - z (1/3 - ...)))
             y = inv[i] - ((y * z) >> q)

@@ -69,14 +69,17 @@ from twin.mechanisms.reputation import public_scores
 
 _CTX = Context(prec=60)
 _DM = DecimalFunctions(_CTX)  # exp and ln in _CTX, faster than decimal's (same values)
+# The hot functions below call _CTX's methods (each rounds as the operator would in
+# ``localcontext(_CTX)``, without entering a context), in the operators' order.
+_add, _sub, _mul, _div = _CTX.add, _CTX.subtract, _CTX.multiply, _CTX.divide
 
 
 # -- the LMSR, in wei ---------------------------------------------------------------------------
 def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
-    with localcontext(_CTX):
-        hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-        return Decimal(hi) + Decimal(b) * _DM.ln(1 + _DM.exp(Decimal(lo - hi) / b))
+    hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
+    # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b))
+    return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -115,10 +118,10 @@ def shares_for_budget(
         return 0
     a, o = (q_yes, q_no) if yes else (q_no, q_yes)
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
-    with localcontext(_CTX):
-        u = (c0 + budget_wei - o) / b
-        x = Decimal(o - a) + b * (u + _DM.ln(1 - _DM.exp(-u)))
-        return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    u = _div(_sub(_add(c0, budget_wei), o), b)  # (c0 + budget_wei - o) / b
+    # Decimal(o - a) + b * (u + ln(1 - exp(-u)))
+    x = _add(o - a, _mul(b, _add(u, _DM.ln(_sub(1, _DM.exp(_CTX.minus(u)))))))
+    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
 def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> int | None:
@@ -129,11 +132,10 @@ def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> i
         return None
     if p_yes <= 0.0 or p_yes >= 1.0:
         return 0
-    with localcontext(_CTX):
-        p = Decimal(p_yes)
-        logit = _DM.ln(p / (1 - p))
-        x = (q_no - q_yes) + b * logit if yes else (q_yes - q_no) - b * logit
-        return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    p = Decimal(p_yes)
+    logit = _DM.ln(_div(p, _sub(1, p)))  # ln(p / (1 - p))
+    x = _add(q_no - q_yes, _mul(b, logit)) if yes else _sub(q_yes - q_no, _mul(b, logit))
+    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
 def _units_estimate(q_yes: int, q_no: int, b: int, cost: float, budget_wei: int, p_yes: float,
@@ -263,8 +265,7 @@ class PredictionMarkets(Mechanism):
         while n > 0:
             q1 = (qy + n, qn) if yes else (qy, qn + n)
             c1 = lmsr_cost(*q1, b)
-            with localcontext(_CTX):
-                cost = int((c1 - c0).to_integral_value(rounding=ROUND_CEILING))
+            cost = int(_sub(c1, c0).to_integral_value(rounding=ROUND_CEILING))
             if cost <= budget_wei:
                 break
             n -= 1  # guards the last digit: the floored exact inverse already fits the budget
