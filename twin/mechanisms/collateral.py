@@ -62,10 +62,10 @@ price, optional non-binary timeout penalties, pooling for capital efficiency).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from fractions import Fraction
-from itertools import combinations
 
 import numpy as np
 
@@ -99,6 +99,30 @@ def late_share(elapsed_s: int, grace_s: int, timeout_s: int, floor: float) -> fl
     return 1.0 - (1.0 - floor) * min(1.0, (elapsed_s - grace_s) / (timeout_s - grace_s))
 
 
+def _sums_by_size(xs: list[int]) -> list[list[int]]:
+    """The sums of the subsets of ``xs``, by subset size, each list sorted."""
+    by: list[list[int]] = [[0]]
+    for x in xs:
+        nxt = [list(sums) for sums in by] + [[]]
+        for size, sums in enumerate(by):
+            nxt[size + 1].extend([v + x for v in sums])
+        by = nxt
+    return [sorted(sums) for sums in by]
+
+
+def _subsets_over(owed: list[int], held: int) -> list[int]:
+    """For each size k, how many k-subsets of ``owed`` sum to more than ``held`` (exact): the
+    subset sums of the two halves, paired by size, counted by bisection (meet in the middle)."""
+    half = len(owed) // 2
+    lo, hi = _sums_by_size(owed[:half]), _sums_by_size(owed[half:])
+    counts = [0] * (len(owed) + 1)
+    for i, left in enumerate(lo):
+        for j, right in enumerate(hi):
+            m = len(right)
+            counts[i + j] += sum(m - bisect.bisect_right(right, held - a) for a in left)
+    return counts
+
+
 def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     """P(sum of ``owed[j]`` over the slashed deals > ``held``), each deal slashed independently
     with probability ``q``: exact for up to 12 deals, a normal approximation beyond."""
@@ -106,10 +130,11 @@ def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     if n == 0 or q <= 0.0 or sum(owed) <= held:
         return 0.0
     if n <= 12:
+        counts = _subsets_over(owed, held)
         p = 0.0
         for k in range(1, n + 1):
             w = q**k * (1.0 - q) ** (n - k)
-            p += w * sum(1 for c in combinations(owed, k) if sum(c) > held)
+            p += w * counts[k]
         return p
     mean = q * sum(owed)
     sd = math.sqrt(q * (1 - q) * sum(x * x for x in owed))
