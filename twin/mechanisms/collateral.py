@@ -66,6 +66,7 @@ import bisect
 import functools
 import math
 from fractions import Fraction
+from itertools import combinations
 
 import numpy as np
 
@@ -113,6 +114,10 @@ def _sums_by_size(xs: list[int]) -> list[list[int]]:
 def _subsets_over(owed: list[int], held: int) -> list[int]:
     """For each size k, how many k-subsets of ``owed`` sum to more than ``held`` (exact): the
     subset sums of the two halves, paired by size, counted by bisection (meet in the middle)."""
+    if len(owed) <= 4:  # a few subsets: enumerated
+        return [
+            sum(1 for c in combinations(owed, k) if sum(c) > held) for k in range(len(owed) + 1)
+        ]
     half = len(owed) // 2
     lo, hi = _sums_by_size(owed[:half]), _sums_by_size(owed[half:])
     counts = [0] * (len(owed) + 1)
