@@ -8,7 +8,7 @@ the LMSR's (:mod:`twin.mechanisms.prediction`) and over wide random ones.
 from __future__ import annotations
 
 import random
-from decimal import ROUND_DOWN, Context, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_FLOOR, Context, Decimal, localcontext
 
 import pytest
 
@@ -74,12 +74,46 @@ def test_fixed_point_path_settles_lmsr_values(monkeypatch):
     assert f._to_decimal(3 << 300, 301, 1000) == Decimal("1.5")  # an exact binary value
     assert str(f.ln(Decimal(2))) == "0.693147180559945309417232121458176568075500134360255254120680"
     results = []
-    real = dm.DecimalFunctions._to_decimal
+    real = dm.DecimalFunctions._nearest
     monkeypatch.setattr(
-        dm.DecimalFunctions, "_to_decimal", lambda *a: results.append(r := real(*a)) or r
+        dm.DecimalFunctions, "_nearest", lambda *a: results.append(r := real(*a)) or r
     )
     xs = [x for x in _inputs(random.Random(1), ctx, 210)[::7] if x]  # kind 0: e^{(lo - hi)/b}
     for x in xs:
         f.exp(x)
         f.ln(ctx.add(1, x.exp(ctx)))
     assert len(results) == 2 * len(xs) and None not in results
+
+
+@pytest.mark.parametrize("prec", [28, 60])
+def test_pair_arithmetic_equals_the_context(prec):
+    """add, mul, division by an integer and rounding on (coefficient, exponent) pairs give the
+    context's values (ties to even included: operands built to land on exact midpoints)."""
+    ctx = Context(prec=prec)
+    f = dm.DecimalFunctions(ctx)
+    rnd = random.Random(prec + 1)
+
+    def rand_pair():
+        c = rnd.choice(
+            [
+                rnd.randint(-(10**prec), 10**prec),
+                rnd.randint(-99, 99),
+                rnd.randint(10 ** (prec - 1), 10**prec) * 10 + 5,
+            ]
+        )
+        return c, rnd.randint(-2 * prec, prec)
+
+    for _ in range(1500):
+        x, y = rand_pair(), rand_pair()
+        with localcontext(Context(prec=10**6)):  # exact operands
+            dx, dy = Decimal(x[0]).scaleb(x[1]), Decimal(y[0]).scaleb(y[1])
+        assert f.decimal(f.round_parts(*x)) == ctx.plus(dx)
+        assert f.decimal(f.add_parts(f.round_parts(*x), f.round_parts(*y))) == ctx.add(
+            ctx.plus(dx), ctx.plus(dy)
+        )
+        assert f.decimal(f.mul_parts(f.round_parts(*x), f.round_parts(*y))) == ctx.multiply(
+            ctx.plus(dx), ctx.plus(dy)
+        )
+        den = rnd.choice([rnd.randint(1, 10**25), 2, 8, 10**19, 3])
+        assert f.decimal(f.div_parts(f.round_parts(*x), den)) == ctx.divide(ctx.plus(dx), den)
+        assert f.floor_parts(f.round_parts(*x)) == int(ctx.plus(dx).to_integral_value(ROUND_FLOOR))

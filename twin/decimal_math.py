@@ -171,6 +171,11 @@ class DecimalFunctions:
     def _to_decimal(self, v: int, f: int, err: int) -> Decimal | None:
         """The ``prec``-digit decimal nearest ``v / 2^f``, given that the true value is within
         ``err / 2^f`` of it; None when that does not settle the rounding."""
+        r = self._nearest(v, f, err)
+        return None if r is None else Decimal(r[0]).scaleb(r[1], self.ctx)  # exact: prec digits
+
+    def _nearest(self, v: int, f: int, err: int) -> tuple[int, int] | None:
+        """:meth:`_to_decimal` as ``(n, e)``: the value ``n * 10^e``, ``|n|`` of ``prec`` digits."""
         neg = v < 0
         if neg:
             v = -v
@@ -209,7 +214,83 @@ class DecimalFunctions:
             n += 1
             if n == hi:
                 n, e10 = lo, e10 + 1
-        return Decimal(-n if neg else n).scaleb(e10, self.ctx)  # exact: n has prec digits
+        return (-n if neg else n), e10
+
+    # -- arithmetic on (coefficient, exponent) pairs, rounded as the context rounds ----------
+    # A value ``c * 10^e`` is the pair ``(c, e)`` (any integer ``c``; not normalised). Each
+    # operation rounds its exact result to ``prec`` significant digits, ties to even, as the
+    # context's operation does; the value is the same as :mod:`decimal`'s (the exponent of an
+    # exact result may differ, which no value depends on). For chains of operations that would
+    # otherwise convert to and from :class:`~decimal.Decimal` at every step.
+    def digits(self, a: int) -> int:
+        """Decimal digits of ``a > 0``."""
+        d = int(a.bit_length() * _LOG10_2)  # digits - 1 or digits
+        return d + 1 if a >= (self.p10[d] if d < len(self.p10) else _pow10(d)) else d
+
+    def round_parts(self, c: int, e: int) -> tuple[int, int]:
+        """``c * 10^e`` rounded to ``prec`` digits (half even)."""
+        a = -c if c < 0 else c
+        if a < self.hi:
+            return c, e
+        k = self.digits(a) - self.prec
+        p = _pow10(k)
+        q, r = divmod(a, p)
+        if 2 * r > p or (2 * r == p and q & 1):
+            q += 1
+            if q == self.hi:
+                q, k = self.lo, k + 1
+        return (-q if c < 0 else q), e + k
+
+    def add_parts(self, x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
+        (a, ea), (b, eb) = x, y
+        if ea < eb:
+            return self.round_parts(a + b * _pow10(eb - ea), ea)
+        return self.round_parts(a * _pow10(ea - eb) + b, eb)
+
+    def mul_parts(self, x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
+        return self.round_parts(x[0] * y[0], x[1] + y[1])
+
+    def div_parts(self, x: tuple[int, int], den: int) -> tuple[int, int]:
+        """``x / den`` for an integer ``den > 0``."""
+        c, e = x
+        if not c:
+            return 0, 0
+        a = -c if c < 0 else c
+        if e > 0:
+            a, e = a * _pow10(e), 0
+        # q = floor(a 10^t / den) has more than prec digits; rounded to prec digits with the
+        # remainder: the exact quotient is (q + r / den) 10^(e - t)
+        t = max(0, self.prec + 1 - (self.digits(a) - self.digits(den)))
+        q, r = divmod(a * _pow10(t), den)
+        k = self.digits(q) - self.prec
+        if k > 0:
+            p = _pow10(k)
+            q, r2 = divmod(q, p)
+            r, den = r2 * den + r, den * p  # the fraction left, over den * 10^k
+        if 2 * r > den or (2 * r == den and q & 1):
+            q += 1
+            if q == self.hi:
+                q, k = self.lo, k + 1
+        return (-q if c < 0 else q), e - t + max(0, k)
+
+    @staticmethod
+    def floor_parts(x: tuple[int, int]) -> int:
+        """The largest integer at most ``x`` (as ``to_integral_value(ROUND_FLOOR)``)."""
+        c, e = x
+        return c * _pow10(e) if e >= 0 else c // _pow10(-e)
+
+    def parts(self, x: Decimal) -> tuple[int, int] | None:
+        """``x`` as a pair (None when it has more than ``prec`` digits or is not finite)."""
+        if not x.is_finite():
+            return None
+        if not x:
+            return 0, 0
+        cs = self._coefficient(x)
+        return None if cs is None else (cs[0], -cs[1])
+
+    def decimal(self, x: tuple[int, int]) -> Decimal:
+        """A pair of at most ``prec`` digits as a :class:`~decimal.Decimal` (exact)."""
+        return Decimal(x[0]).scaleb(x[1], self.ctx)
 
     # -- the functions -----------------------------------------------------------------------
     def exp(self, x: Decimal) -> Decimal:
@@ -226,9 +307,19 @@ class DecimalFunctions:
         if not self.fast or not x.is_finite() or not x or not -100 <= x.adjusted() <= 3:
             return None  # exact (x = 0), special, or outside the range served here
         cs = self._coefficient(x)
-        if cs is None:
+        r = None if cs is None else self.exp_parts(*cs)
+        return None if r is None else Decimal(r[0]).scaleb(r[1], self.ctx)
+
+    def exp_parts(self, c: int, s: int) -> tuple[int, int] | None:
+        """``exp(c * 10^-s)`` rounded to the context: ``(n, e)`` for ``n * 10^e``; ``c`` an
+        integer of ``prec`` digits at most. None where the fixed-point path does not decide (the
+        caller then asks :mod:`decimal`): ``c = 0``, ``|x|`` beyond ``10^3`` or below
+        ``10^-99``, or a value too close to a rounding midpoint."""
+        if not c or not self.fast or abs(c) >= self.hi:
             return None
-        c, s = cs
+        adj = int((abs(c).bit_length() - 1) * _LOG10_2) - s  # the exponent of x, or one less
+        if not -99 <= adj <= 2:
+            return None
         if self.tab is None:
             self._prepare()
         q, ln2, tab = self.q, self.ln2, self.tab
@@ -263,15 +354,23 @@ class DecimalFunctions:
         # error, in units of y (about 2^q): input 2, reduction 2|k|, tables 2 per level, series
         # one per step, product 1; y <= 2 exp(r) scales them by 2 at most
         err = 2 * (8 + 2 * abs(k) + 3 * _LEVELS + len(inv_fact)) + 64
-        return self._to_decimal(y, q - k, err)
+        return self._nearest(y, q - k, err)
 
     def _ln(self, x: Decimal) -> Decimal | None:
         if not self.fast or not x.is_finite() or x <= 0 or not -300 <= x.adjusted() <= 300:
             return None  # special, zero, negative, or outside the range served here
         cs = self._coefficient(x)
-        if cs is None:
+        r = None if cs is None else self.ln_parts(*cs)
+        return None if r is None else Decimal(r[0]).scaleb(r[1], self.ctx)
+
+    def ln_parts(self, c: int, s: int) -> tuple[int, int] | None:
+        """``ln(c * 10^-s)`` rounded to the context, as :meth:`exp_parts` (None also for
+        ``c <= 0``, ``x = 1`` and ``x`` beyond ``10^+-299``)."""
+        if c <= 0 or not self.fast or c >= self.hi:
             return None
-        c, s = cs
+        adj = int((c.bit_length() - 1) * _LOG10_2) - s
+        if not -299 <= adj <= 299:
+            return None
         dist = c - _pow10(s) if s >= 0 else c  # (y - 1) 10^s
         if not dist:
             return None  # ln 1 = 0 exactly
@@ -314,7 +413,7 @@ class DecimalFunctions:
         # error, in units of 2^-q: m 2 + |k| (ln 2), per level 1 (division) + 1 (table),
         # series 1 per step
         err = 2 * (4 + abs(k) + 2 * _LEVELS + len(inv)) + 64
-        return self._to_decimal(res, q, err)
+        return self._nearest(res, q, err)
 
 
 _by_context: dict[tuple, DecimalFunctions] = {}

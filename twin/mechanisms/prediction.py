@@ -78,7 +78,15 @@ _add, _sub, _mul, _div = _CTX.add, _CTX.subtract, _CTX.multiply, _CTX.divide
 def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
     hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-    # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b))
+    # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b)), on (coefficient, exponent)
+    # pairs rounded as _CTX rounds (the same values); decimal's own where those do not decide
+    z = _DM.div_parts((lo - hi, 0), b)
+    e = _DM.exp_parts(z[0], -z[1])
+    if e is not None:
+        w = _DM.add_parts((1, 0), e)
+        ln_w = _DM.ln_parts(w[0], -w[1])
+        if ln_w is not None:
+            return _DM.decimal(_DM.add_parts((hi, 0), _DM.mul_parts((b, 0), ln_w)))
     return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
 
 
@@ -118,6 +126,16 @@ def shares_for_budget(
         return 0
     a, o = (q_yes, q_no) if yes else (q_no, q_yes)
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
+    c0p = _DM.parts(c0)  # the same on pairs (see lmsr_cost)
+    if c0p is not None:
+        u = _DM.div_parts(_DM.add_parts(_DM.add_parts(c0p, (budget_wei, 0)), (-o, 0)), b)
+        e = _DM.exp_parts(-u[0], -u[1])
+        if e is not None:
+            w = _DM.add_parts((1, 0), (-e[0], e[1]))
+            ln_w = _DM.ln_parts(w[0], -w[1])
+            if ln_w is not None:
+                x = _DM.add_parts((o - a, 0), _DM.mul_parts((b, 0), _DM.add_parts(u, ln_w)))
+                return max(0, _DM.floor_parts(x))
     u = _div(_sub(_add(c0, budget_wei), o), b)  # (c0 + budget_wei - o) / b
     # Decimal(o - a) + b * (u + ln(1 - exp(-u)))
     x = _add(o - a, _mul(b, _add(u, _DM.ln(_sub(1, _DM.exp(_CTX.minus(u)))))))
