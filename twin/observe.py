@@ -167,9 +167,9 @@ class Observer:
                                       mk.rep_checked, mk.rep_failed, open_results.ravel(),
                                       rp_logs + jc_logs + med_logs)))  # fmt: skip
         acct = flat[: 7 * n].reshape(7, n)  # rows: features, columns: accounts
-        k = 7 * n + 2 * mk.n_rp
-        own = flat[7 * n : k].reshape(2, mk.n_rp)  # the RPs' open fake / honest results
-        logs = flat[k:].tolist()
+        own_end = 7 * n + 2 * mk.n_rp
+        own = flat[7 * n : own_end].reshape(2, mk.n_rp)  # the RPs' open fake / honest results
+        logs = flat[own_end:].tolist()
 
         # -- resource providers
         X = np.empty((mk.n_rp, self.width["rp"]), np.float32)
