@@ -162,8 +162,10 @@ class Observer:
         pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
         rp = self.rp
         open_results = (
-            np.array((mk.open_fake_wei[rp], mk.open_honest_wei[rp], mk.open_skipped_wei[rp]),
-                     np.float64) / WEI_PER_TOKEN
+            np.array(
+                (mk.open_fake_wei[rp], mk.open_honest_wei[rp], mk.open_skipped_wei[rp]), np.float64
+            )
+            / WEI_PER_TOKEN
         )
         flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
                                       mk.rep_checked, mk.rep_failed, open_results.ravel(),
