@@ -58,6 +58,9 @@ EXPERIMENT = "result_a_threshold"
 P_KEY = "policies.jc.check_probability"
 M_KEY = "pricing.results_collateral_multiple"
 METRIC = "learning_rp_cheat_rate"
+#: the learning nodes' mean episode payoff: honest work earns (a cell where nodes stop cheating
+#: by walking away from their jobs shows a loss here, not a cheat rate)
+PAYOFF_METRIC = "learning_rp_payoff_tokens"
 BUDGETS = ("full", "tiny")
 
 
@@ -326,8 +329,13 @@ def agreement(df: pd.DataFrame, ratio: float, margin: float = 2.0, cheat_min: fl
     """Per cell: :func:`cell_table` plus ``region`` (:func:`region`), ``predicted`` (``cheat``
     well below the boundary, ``honest`` well above, ``''`` near it) and ``agrees``: the mean
     learned cheat rate over seeds is ``>= cheat_min`` where cheating is predicted, ``<=
-    honest_max`` where honesty is; ``None`` near the boundary (no prediction)."""
+    honest_max`` where honesty is; ``None`` near the boundary (no prediction). ``payoff_tokens``
+    is the mean over seeds of the learning nodes' greedy episode payoff (:data:`PAYOFF_METRIC`;
+    NaN when the dataset lacks it): honesty means working honestly, which pays, and a cell whose
+    nodes stop cheating by skipping their jobs shows a loss there."""
     t = cell_table(df, ratio, metric)
+    pay = seed_values(df, PAYOFF_METRIC).groupby(["p", "m"], as_index=False)["value"].mean()
+    t = t.merge(pay.rename(columns={"value": "payoff_tokens"}), on=["p", "m"], how="left")
     t["region"] = region(t["r"], margin) if len(t) else pd.Series(dtype=object)
     t["predicted"] = t["region"].map({"below": "cheat", "above": "honest", "near": ""})
     agrees: list[bool | None] = []

@@ -132,7 +132,9 @@ def _dataset() -> pd.DataFrame:
             base = {"sweep": "a", "trial_id": f"t{tid}", "seed": seed, ra.P_KEY: p, ra.M_KEY: m,
                     "overrides": f"{ra.P_KEY}={p} {ra.M_KEY}={m}", "node": "n0", "status": "ok"}  # fmt: skip
             rows.append({**base, "metric": ra.METRIC, "value": v})
-            rows.append({**base, "metric": "learning_rp_payoff_tokens", "value": 5.0})
+            # one seed of the well-above cell walked away from its jobs: a loss
+            pay = -55.0 if (p, m, seed) == (0.4, 7, 1) else 5.0
+            rows.append({**base, "metric": ra.PAYOFF_METRIC, "value": pay})
     rows.append({**rows[0], "trial_id": "t99", "seed": 7, "status": "failed", "value": 0.0})
     return pd.DataFrame(rows)
 
@@ -159,6 +161,8 @@ def test_agreement_table_by_hand():
     assert t.loc[(0.05, 0), "agrees"] is True  # 0.95 >= 0.9
     assert t.loc[(0.1, 3), "agrees"] is None  # near: no verdict
     assert t.loc[(0.4, 7), "agrees"] is True  # mean 0.1 <= 0.1
+    # payoff: (5 - 55 + 5) / 3 = -15 where one seed skipped; 5 elsewhere
+    assert list(t.payoff_tokens) == pytest.approx([5.0, 5.0, -15.0])
     strict = ra.agreement(_dataset(), ratio=0.5, honest_max=0.05).set_index(["p", "m"])
     assert strict.loc[(0.4, 7), "agrees"] is False
     assert ra.summarize_agreement(strict) == {"cells": 3, "judged": 2, "agree": 1,
