@@ -257,6 +257,14 @@ class Market:
         self.n_checks = np.zeros(n, np.int64)  # JC: checks requested
         self.n_mediations = np.zeros(n, np.int64)  # mediator: votes cast
         self.n_collusive = np.zeros(n, np.int64)  # mediator: collusive votes
+        # RP: job cost (wei) of its own results on their way (executed, deal not yet ended),
+        # faked or inflated / honest, and the submit collateral of its deals it chose never to
+        # submit (skipped: slashed at the submit timeout): what a node knows it has at stake;
+        # deal -> (rp, kind 0 honest / 1 fake / 2 skipped, wei)
+        self.open_fake_wei = [0] * n
+        self.open_honest_wei = [0] * n
+        self.open_skipped_wei = [0] * n
+        self._open_results: dict[int, tuple[int, int, int]] = {}
         # public reputation ledger per node (kept from the chain's outcomes)
         self.rep_completed = np.zeros(n, np.int64)
         self.rep_checked = np.zeros(n, np.int64)
@@ -557,9 +565,18 @@ class Market:
                     mech.on_executed(self, d)
                 if d.ready_at < 0:
                     self._release(di)
+                    stake = d.submit_collateral
+                    self._open_results[di] = (rp, 2, stake)
+                    self.open_skipped_wei[rp] += stake
                 else:
                     self._seq += 1
                     heapq.heappush(self._ready, (d.ready_at, self._seq, di))
+                    cost = d.job_cost
+                    self._open_results[di] = (rp, int(d.cheated), cost)
+                    if d.cheated:
+                        self.open_fake_wei[rp] += cost
+                    else:
+                        self.open_honest_wei[rp] += cost
 
     def submit(self) -> None:
         q, t = self._ready, self.now
@@ -721,6 +738,15 @@ class Market:
             self._release(d.index)
         self.open_deals[d.jc] -= 1
         self.open_deals[d.rp] -= 1
+        res = self._open_results.pop(d.index, None)
+        if res is not None:
+            kind = res[1]
+            if kind == 1:
+                self.open_fake_wei[res[0]] -= res[2]
+            elif kind == 0:
+                self.open_honest_wei[res[0]] -= res[2]
+            else:
+                self.open_skipped_wei[res[0]] -= res[2]
         s = d.state
         if s in (
             DealState.ResultsAccepted,

@@ -9,6 +9,12 @@ yet executed; JC: results submitted, not yet judged; mediator: check requested, 
 Its terms fill the ``focus_*`` features (zeros when there is none). The action taken in the next
 tick applies to every deal the seat has waiting.
 
+A node also sees the job cost of its own results still on their way (executed, deal not yet
+ended), faked or inflated (``open_fake_results``) and honest (``open_honest_results``), and the
+submit collateral of its open deals it chose to skip (``open_skipped_collateral``, lost at the
+submit timeout): private knowledge of what it has at stake, which lets a learner's value
+function tie a payment or a slashing ticks later to the decision that earned it.
+
 Masks (1 = allowed): RP ``[honest, cheat, inflate, skip] + [price levels...]`` (without a focus
 deal only ``honest``, which is then a no-op); JC ``[accept, check, wait]`` (without a focus deal
 only ``wait``; ``check`` needs the mediation fee); mediator ``[honest, collude]`` (``collude``
@@ -32,6 +38,7 @@ RP_FEATURES = (
     "focus", "focus_job_cost", "focus_payment_collateral", "focus_results_collateral", "focus_mediation_fee",
     "focus_exec_cost", "focus_nondeterminism", "focus_ring_mediator",
     "recent_check_rate", "recent_reject_rate", "open_job_offers", "mean_ask", "time_left",
+    "open_fake_results", "open_honest_results", "open_skipped_collateral",
 )  # fmt: skip
 JC_FEATURES = (
     "wallet", "escrow", "open_deals", "pending",
@@ -153,10 +160,20 @@ class Observer:
         # one queue only, its role's, so the queue counts add up) and the focus deals' terms
         n = mk.n_accounts
         pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
+        rp = self.rp
+        open_results = (
+            np.array(
+                (mk.open_fake_wei[rp], mk.open_honest_wei[rp], mk.open_skipped_wei[rp]), np.float64
+            )
+            / WEI_PER_TOKEN
+        )
         flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
-                                      mk.rep_checked, mk.rep_failed, rp_logs + jc_logs + med_logs)))  # fmt: skip
+                                      mk.rep_checked, mk.rep_failed, open_results.ravel(),
+                                      rp_logs + jc_logs + med_logs)))  # fmt: skip
         acct = flat[: 7 * n].reshape(7, n)  # rows: features, columns: accounts
-        logs = flat[7 * n :].tolist()
+        own_end = 7 * n + 3 * mk.n_rp
+        own = flat[7 * n : own_end].reshape(3, mk.n_rp)  # the RPs' open fake / honest / skipped
+        logs = flat[own_end:].tolist()
 
         # -- resource providers
         X = np.empty((mk.n_rp, self.width["rp"]), np.float32)
@@ -164,6 +181,7 @@ class Observer:
         X[:, 7] = mk.res.free_cpu / self.cap_cpu
         X[:, 8] = mk.res.price / max(1, mk.base_price)
         X[:, 9:22] = [0.0] * 8 + public
+        X[:, 22:25] = own.T
         M = self.rp_mask0.copy()
         if rp_rows:
             X[rp_rows, 9:17] = [
