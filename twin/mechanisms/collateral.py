@@ -293,10 +293,16 @@ class CollateralVariants(Mechanism):
         q = self.n_results_slashed / self.n_results if self.n_results else 0.0
         worst = 0
         covers = {}
+        all_deals = self.deals
         for rp, deals in self.open.items():
             if not deals:
                 continue
-            owed, held = self.pool_of(rp)
+            owed, held = [], 0  # self.pool_of(rp), inlined (every node with open deals, per tick)
+            for di in deals:
+                o = all_deals[di]
+                held += o.results_held
+                if o.state in _OWING:
+                    owed.append(o.results_collateral)
             total = sum(owed)
             if not total:
                 continue
