@@ -243,7 +243,7 @@ class Observer:
             rp = d.rp
             # the counters as Python ints (numpy scalars are slower to compute with and to
             # convert; the quotients of small ints are the same)
-            done, checked, failed = int(rep_completed[rp]), int(rep_checked[rp]), int(rep_failed[rp])
+            done, checked, failed = int(rep_completed[rp]), int(rep_checked[rp]), int(rep_failed[rp])  # fmt: skip
             rows.append(a - self.jc0)
             logs += (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
                      done, checked, failed)  # fmt: skip
