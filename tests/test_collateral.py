@@ -343,7 +343,7 @@ def test_pool_tick_metrics():
     # two open deals owing 30 each against a pool of 30: exposure 2, worst-case shortfall 30
     # wei; q = 0 (nothing slashed yet): shortfall probability 0
     ledger, log, flows, deals, mech = pooled(2, 2.0)
-    mk = SimpleNamespace(rp_acct=[RP])
+    mk = SimpleNamespace(rp_acct=[RP], tick=1)
     mech.on_tick_end(mk)
     assert (mech.exposure_sum, mech.worst_sum, mech.prob_sum) == (2.0, 30, 0.0)
     assert mech.exposure_by_node(SimpleNamespace(rp_acct=[RP]))[0] == 2.0

@@ -130,3 +130,44 @@ def test_every_seat_actions_equal_the_general_path(compose):
             assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f
     acts.pop("jc_0")  # an idle seat: the general path (its scripted policy) takes over
     assert env._every_seat_actions(acts) is None
+
+
+@pytest.mark.parametrize("mechanisms", ["v1", "all"])
+def test_a_replaced_market_is_freed_without_the_cycle_collector(compose, mechanisms):
+    # freeze_gc_once (run at the first reset) moves the first market to the collector's
+    # permanent generation: it must hold no reference cycles, so that reference counting alone
+    # frees it (and every later market) when a reset replaces it. The collector is switched off
+    # here: a market still alive after the reset would be one only the collector could free.
+    import gc
+    import weakref
+
+    from experiments.bench import ALL_MECHANISMS
+
+    extra = ALL_MECHANISMS if mechanisms == "all" else ()
+    env = MarketEnv(compose(*SMALL, "env.expose=all", *extra))
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        obs, *_ = env.step(random_actions(env, obs, rng))
+    assert env.market.deals  # the market has state: deals, events, mechanism records
+    old, old_observer = weakref.ref(env.market), weakref.ref(env._observer)
+    gc.disable()
+    try:
+        env.reset(seed=1)
+        assert old() is None and old_observer() is None
+    finally:
+        gc.enable()
+
+
+def test_freeze_gc_once_freezes_once_per_process(compose):
+    import gc
+
+    from twin.env import freeze_gc_once
+
+    env = MarketEnv(compose(*SMALL, "env.expose=all"))
+    env.reset(seed=0)  # the first reset in this process froze the objects alive then
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert not freeze_gc_once()  # never again: later episodes add nothing frozen
+    env.reset(seed=1)  # (frees the market it replaced, which may have been frozen)
+    assert gc.get_freeze_count() <= frozen

@@ -141,6 +141,50 @@ def test_maker_loss_is_bounded_over_random_trades(seed):
         assert winner <= subsidy_wei(b) + paid
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_pair_helpers_equal_the_decimal_operations(seed):
+    # A round keeps C(q) as a (coefficient, exponent) pair and a bet computes on pairs what it
+    # computed on Decimals: the same C(q) (lmsr_cost), float(C(q)) (the estimate's input),
+    # ceil(C(q') - C(q)) in the 60-digit context (the charge) and the budget inverse. Random
+    # states over many magnitudes, ties of the half-even rounding included by construction
+    # (the pair arithmetic is checked against the context in test_decimal_math).
+    from decimal import ROUND_CEILING, Context
+
+    from twin.mechanisms.prediction import (
+        _DM,
+        _ceil_parts,
+        _cost_parts,
+        _float_parts,
+        _shares_for_budget_parts,
+    )
+
+    ctx = Context(prec=60)
+    rng = random.Random(seed)
+    for _ in range(30):
+        b = rng.randrange(10**9, 10**24)
+        qy, qn = rng.randrange(0, 20 * b), rng.randrange(0, 20 * b)
+        c = lmsr_cost(qy, qn, b)
+        p = _cost_parts(qy, qn, b)
+        assert _DM.decimal(p) == c
+        assert _float_parts(p) == float(c)
+        n = rng.randrange(1, 3 * b)
+        q1 = (qy + n, qn)
+        c1, p1 = lmsr_cost(*q1, b), _cost_parts(*q1, b)
+        diff = ctx.subtract(c1, c)
+        assert _ceil_parts(_DM.add_parts(p1, (-p[0], p[1]))) == int(
+            diff.to_integral_value(rounding=ROUND_CEILING)
+        )
+        m, yes = rng.randrange(1, 3 * b), rng.random() < 0.5
+        assert _shares_for_budget_parts(qy, qn, b, m, yes, p) == shares_for_budget(
+            qy, qn, b, m, yes, c
+        )
+    # negative values and exact integers: ceil and float on pairs of every exponent sign
+    for x in ((-15, -1), (15, -1), (-10, -1), (7, 2), (-7, 0), (123456789, -30)):
+        d = _DM.decimal(x)
+        assert _ceil_parts(x) == int(d.to_integral_value(rounding=ROUND_CEILING))
+        assert _float_parts(x) == float(d)
+
+
 # -- rounds in a market -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base(compose):

@@ -259,12 +259,15 @@ class Observer:
         for a, q in mk.judge_q.q.items():
             d = deals[q[0][0]]
             rp = d.rp
+            # the counters as Python ints (numpy scalars are slower to compute with and to
+            # convert; the quotients of small ints are the same)
+            done, checked, failed = int(rep_completed[rp]), int(rep_checked[rp]), int(rep_failed[rp])  # fmt: skip
             rows.append(a - self.jc0)
             logs += (d.job_cost / T, d.payment_collateral / T, d.results_collateral / T, d.mediation_fee / T,
-                     rep_completed[rp], rep_checked[rp], rep_failed[rp])  # fmt: skip
+                     done, checked, failed)  # fmt: skip
             # wait share; fail rate with a uniform prior; non-determinism; ring partner; can check
             raws.append(((mk.now - d.submitted_at) / max(1, d.judge_timeout),
-                         (rep_failed[rp] + 1) / (rep_checked[rp] + 2), job_classes[d.module].nondeterminism_prob,
+                         (failed + 1) / (checked + 2), job_classes[d.module].nondeterminism_prob,
                          float(ring[d.jc] >= 0 and ring[rp] == ring[d.jc]),
                          wallet[d.jc] + d.judge_collateral >= d.mediation_fee))  # fmt: skip
         return rows, logs, raws

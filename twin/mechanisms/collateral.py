@@ -173,6 +173,8 @@ class CollateralVariants(Mechanism):
         #: per RP, its open deals that may hold results collateral (insertion order: oldest first)
         self.open: dict[int, dict[int, None]] = {}
         self._new: list[int] = []
+        #: (tick, covers) as on_tick_end found them: the observation after the tick reuses them
+        self._covers_at: tuple[int, dict[int, float]] = (-1, {})
         self.deals = mk.deals
         self.topped_up = self.refunded = self.withheld = 0
         self.n_late = self.n_slashings = self.n_short = self.unpaid = 0
@@ -290,13 +292,21 @@ class CollateralVariants(Mechanism):
         self._new.clear()
         q = self.n_results_slashed / self.n_results if self.n_results else 0.0
         worst = 0
+        covers = {}
+        all_deals = self.deals
         for rp, deals in self.open.items():
             if not deals:
                 continue
-            owed, held = self.pool_of(rp)
+            owed, held = [], 0  # self.pool_of(rp), inlined (every node with open deals, per tick)
+            for di in deals:
+                o = all_deals[di]
+                held += o.results_held
+                if o.state in _OWING:
+                    owed.append(o.results_collateral)
             total = sum(owed)
             if not total:
                 continue
+            covers[rp] = min(1.0, held / total)  # (as covers() computes it)
             self.prob_sum += shortfall_probability(owed, held, q)
             self.n_node_ticks += 1
             worst += max(0, total - held)
@@ -310,6 +320,9 @@ class CollateralVariants(Mechanism):
             self.node_ticks[rp] += 1
         self.worst_sum += worst
         self.n_ticks += 1
+        # no later hook of the tick moves results collateral or opens/ends deals, so these are
+        # the covers the observation after this tick sees (public_features reuses them)
+        self._covers_at = (mk.tick, covers)
 
     def exposure_by_node(self, mk) -> np.ndarray:
         """Per RP (group row): its exposure ratio averaged over the ticks it owed results
@@ -335,7 +348,9 @@ class CollateralVariants(Mechanism):
 
     def public_features(self, mk, focus) -> dict:
         p = self.params
-        covers = self.covers()  # (empty without pooling: every cover is 1)
+        tick, covers = self._covers_at
+        if tick != mk.tick:
+            covers = self.covers()  # (empty without pooling: every cover is 1)
         rp = np.zeros((mk.n_rp, 3))
         rp[:, 0] = 1.0
         for a, v in covers.items():

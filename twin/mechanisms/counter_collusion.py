@@ -107,6 +107,7 @@ FEATURES = (
     "ccc_partner_honesty",
 )  # fmt: skip
 _MONEY = slice(7, 13)  # symlog-token columns of FEATURES (w, d, ch, t, b, c)
+_INT64_MAX = 2**63 - 1
 
 
 class DualState(enum.IntEnum):
@@ -661,19 +662,38 @@ class CounterCollusion(Mechanism):
 
     def public_features(self, mk, focus) -> dict:
         X = np.zeros((mk.n_rp, len(FEATURES)))
+        focus_rp = self._focus()
+        if not focus_rp:
+            return {"rp": X}
         tm = self.terms
-        T = WEI_PER_TOKEN
-        for rp, (dd, i) in self._focus().items():
+        T, fT = WEI_PER_TOKEN, float(WEI_PER_TOKEN)
+        # Python scalars throughout: numpy scalars in the row lists would make each assignment
+        # below convert element by element (int / int of small counts: the same quotients)
+        row, n_rp = mk.row, mk.n_rp
+        loyal, agreed, honest, decided = (self.n_loyal, self.n_agreed, self.n_honest,
+                                          self.n_decided)  # fmt: skip
+        rows, flags, money, partner_cols = [], [], [], []
+        for rp, (dd, i) in focus_rp.items():
             partner = dd.nodes[1 - i]
-            money = np.array((tm.w, tm.d, tm.ch, tm.t, tm.b, self.cost_estimate(mk, dd, i))) / T
-            X[mk.row[rp]] = (
-                1.0, float(dd.state == DualState.Bargaining), float(tm.colluder), float(tm.traitor),
-                float(dd.leader == i), float(dd.agreed), float(dd.binding),
-                *(np.sign(money) * np.log1p(np.abs(money))),
-                (mk.row[partner] + 1) / mk.n_rp,
-                (self.n_loyal[partner] + 1) / (self.n_agreed[partner] + 2),
-                (self.n_honest[partner] + 1) / (self.n_decided[partner] + 2),
-            )  # fmt: skip
+            rows.append(int(row[rp]))
+            flags.append((1.0, float(dd.state == DualState.Bargaining), float(tm.colluder),
+                          float(tm.traitor), float(dd.leader == i), float(dd.agreed),
+                          float(dd.binding)))  # fmt: skip
+            wei = (tm.w, tm.d, tm.ch, tm.t, tm.b, self.cost_estimate(mk, dd, i))
+            if max(wei) < _INT64_MAX and min(wei) >= 0:  # np.array(wei) / T: int64 -> float64
+                money.append([float(x) / fT for x in wei])
+            else:  # (beyond int64 numpy picks another dtype: let it)
+                money.append((np.array(wei) / T).tolist())
+            partner_cols.append((
+                (int(row[partner]) + 1) / n_rp,
+                (int(loyal[partner]) + 1) / (int(agreed[partner]) + 2),
+                (int(honest[partner]) + 1) / (int(decided[partner]) + 2),
+            ))  # fmt: skip
+        # one symlog over every focus row (elementwise: the values of a per-row pass)
+        money = np.array(money)
+        X[rows, 0:7] = flags
+        X[rows, _MONEY] = np.sign(money) * np.log1p(np.abs(money))
+        X[rows, 13:16] = partner_cols
         return {"rp": X}
 
     def action_mask(self, mk, role: str, mask: np.ndarray) -> None:

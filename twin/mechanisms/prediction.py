@@ -77,6 +77,16 @@ _add, _sub, _mul, _div = _CTX.add, _CTX.subtract, _CTX.multiply, _CTX.divide
 # -- the LMSR, in wei ---------------------------------------------------------------------------
 def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
+    c = _cost_fast(q_yes, q_no, b)
+    if c is not None:
+        return _DM.decimal(c)
+    hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
+    return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
+
+
+def _cost_fast(q_yes: int, q_no: int, b: int) -> tuple[int, int] | None:
+    """:func:`lmsr_cost` as a ``(coefficient, exponent)`` pair on the fixed-point path (None
+    where that does not decide a rounding)."""
     hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
     # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b)), on (coefficient, exponent)
     # pairs rounded as _CTX rounds (the same values); decimal's own where those do not decide
@@ -86,8 +96,26 @@ def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
         w = _DM.add_parts((1, 0), e)
         ln_w = _DM.ln_parts(w[0], -w[1])
         if ln_w is not None:
-            return _DM.decimal(_DM.add_parts((hi, 0), _DM.mul_parts((b, 0), ln_w)))
-    return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
+            return _DM.add_parts((hi, 0), _DM.mul_parts((b, 0), ln_w))
+    return None
+
+
+def _cost_parts(q_yes: int, q_no: int, b: int) -> tuple[int, int]:
+    """:func:`lmsr_cost` as a pair, always (the round's cached ``C(q)``)."""
+    c = _cost_fast(q_yes, q_no, b)
+    return c if c is not None else _DM.parts(lmsr_cost(q_yes, q_no, b))
+
+
+def _ceil_parts(x: tuple[int, int]) -> int:
+    """The smallest integer at least ``x`` (``to_integral_value(ROUND_CEILING)``)."""
+    return -_DM.floor_parts((-x[0], x[1]))
+
+
+def _float_parts(x: tuple[int, int]) -> float:
+    """``float`` of the Decimal ``x`` stands for: the nearest double, as ``float(Decimal)``
+    (an int, or an int over a power of ten: Python rounds both correctly)."""
+    c, e = x
+    return float(c * 10**e) if e >= 0 else c / 10**-e
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -124,9 +152,17 @@ def shares_for_budget(
     most the budget (the purchase re-checks it on the exact cost it charges)."""
     if budget_wei <= 0:
         return 0
-    a, o = (q_yes, q_no) if yes else (q_no, q_yes)
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
-    c0p = _DM.parts(c0)  # the same on pairs (see lmsr_cost)
+    return _shares_for_budget_parts(q_yes, q_no, b, budget_wei, yes, _DM.parts(c0), c0)
+
+
+def _shares_for_budget_parts(q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool,
+                             c0p: tuple[int, int] | None, c0: Decimal | None = None) -> int:  # fmt: skip
+    """:func:`shares_for_budget` given ``C(q)`` as a pair (``c0p``; ``c0``: the same as a
+    Decimal, if at hand: made from the pair where the fixed-point path does not decide)."""
+    if budget_wei <= 0:
+        return 0
+    a, o = (q_yes, q_no) if yes else (q_no, q_yes)
     if c0p is not None:
         u = _DM.div_parts(_DM.add_parts(_DM.add_parts(c0p, (budget_wei, 0)), (-o, 0)), b)
         e = _DM.exp_parts(-u[0], -u[1])
@@ -136,6 +172,8 @@ def shares_for_budget(
             if ln_w is not None:
                 x = _DM.add_parts((o - a, 0), _DM.mul_parts((b, 0), _DM.add_parts(u, ln_w)))
                 return max(0, _DM.floor_parts(x))
+    if c0 is None:
+        c0 = _DM.decimal(c0p)  # (the same value: decimal's results depend on values only)
     u = _div(_sub(_add(c0, budget_wei), o), b)  # (c0 + budget_wei - o) / b
     # Decimal(o - a) + b * (u + ln(1 - exp(-u)))
     x = _add(o - a, _mul(b, _add(u, _DM.ln(_sub(1, _DM.exp(_CTX.minus(u)))))))
@@ -178,13 +216,20 @@ class Round:
     rp: int
     opened_at: int
     subsidy: int
-    cost: Decimal  # C(q), kept so that each purchase evaluates the LMSR once more
+    #: C(q) as a (coefficient, exponent) pair, kept so that each purchase evaluates the LMSR
+    #: once more (pairs: no conversions to and from Decimal on the way)
+    cost_parts: tuple[int, int]
     q_yes: int = 0
     q_no: int = 0
     collected: int = 0
     yes: dict[int, int] = field(default_factory=dict)
     no: dict[int, int] = field(default_factory=dict)
     paid: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def cost(self) -> Decimal:
+        """C(q) (wei, 60 significant digits)."""
+        return _DM.decimal(self.cost_parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +284,7 @@ class PredictionMarkets(Mechanism):
             if seed:
                 mk.ledger.mint(mk.owner, seed)
         self.b = tokens_to_wei(p.liquidity_tokens)
-        self.cost0 = lmsr_cost(0, 0, self.b)
+        self.cost0 = _cost_parts(0, 0, self.b)
         self.subsidy = subsidy_wei(self.b)
         self.bet_wei = tokens_to_wei(p.bet_tokens)
         staking = next((m for m in mk.mechanisms if m.name == "staking"), None)
@@ -274,23 +319,24 @@ class PredictionMarkets(Mechanism):
         """``bettor`` buys one side for at most ``budget_wei``, never past the price ``belief``;
         returns the units bought. The binding limit is chosen on float estimates, then computed
         exactly; the charge is ``C(q') - C(q)`` rounded up."""
-        b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost
-        by_budget, by_belief = _units_estimate(qy, qn, b, float(c0), budget_wei, belief, yes)
+        b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_parts
+        by_budget, by_belief = _units_estimate(qy, qn, b, _float_parts(c0), budget_wei, belief, yes)
         if by_belief < by_budget * (1 - 1e-9):
             n = shares_to_price(qy, qn, b, belief, yes) or 0
         else:
-            n = shares_for_budget(qy, qn, b, budget_wei, yes, c0)
+            n = _shares_for_budget_parts(qy, qn, b, budget_wei, yes, c0)
+        neg_c0 = (-c0[0], c0[1])
         while n > 0:
             q1 = (qy + n, qn) if yes else (qy, qn + n)
-            c1 = lmsr_cost(*q1, b)
-            cost = int(_sub(c1, c0).to_integral_value(rounding=ROUND_CEILING))
+            c1 = _cost_parts(*q1, b)
+            cost = _ceil_parts(_DM.add_parts(c1, neg_c0))  # C(q') - C(q) in _CTX, rounded up
             if cost <= budget_wei:
                 break
             n -= 1  # guards the last digit: the floored exact inverse already fits the budget
         if n <= 0 or not mk.transfer(bettor, self.maker, cost, TransferReason.MarketBet):
             return 0
         rnd.q_yes, rnd.q_no = q1
-        rnd.cost = c1
+        rnd.cost_parts = c1
         self._prices[self._row[rnd.rp]] = self.price(rnd)
         side = rnd.yes if yes else rnd.no
         side[bettor] = side.get(bettor, 0) + n

@@ -226,6 +226,9 @@ class ConsortiumMediation(Mechanism):
         self.owed: dict[int, int] = {}  # pooled fees owed per mediator (paid at tick end)
         self.decided = self.rounds_held = self.undecided = 0
         self.defections = self.prepaid_bribes = 0
+        #: mediator accounts (contiguous) as a slice: reads of every mediator without a copy
+        self._med = slice(int(mk.med_acct[0]), int(mk.med_acct[-1]) + 1)
+        self._partners: dict[int, frozenset[int]] = {}  # mediator -> its ring partners (fixed)
 
     # -- selection ------------------------------------------------------------------------------
     def score(self, accounts) -> np.ndarray:
@@ -394,31 +397,38 @@ class ConsortiumMediation(Mechanism):
 
     def public_features(self, mk: Market, focus: dict[str, dict[int, int]]) -> dict:
         p, coll = self.params, mk.collusion
-        med = mk.med_acct
-        Z = np.zeros((len(med), 7))
+        med = self._med
+        Z = np.zeros((mk.n_med, 7))
         Z[:, 0] = float(self.public)
         if self.public:  # partners' votes are observable only when votes are public
             Z[:, 3] = coll.defected_last[med]
-            Z[:, 4] = coll.loyalty(med)
+            seen_loyal = coll.loyal_seen[med]  # CollusionRings.loyalty, on a slice
+            Z[:, 4] = (seen_loyal + 1.0) / (seen_loyal + coll.defected_seen[med] + 2.0)
         Z[:, 5] = self.score(med)
         Z[:, 6] = self.markup_bp[med] / BP
+        med0, cases, partners_of = med.start, self.cases, self._partners
         for row, di in focus.get("mediator", {}).items():
-            case = self.cases.get(di)
-            m = int(med[row])
-            rnd = next((i for i, r in enumerate(case.rounds) if m in r), -1) if case else -1
+            case = cases.get(di)
+            if not case:
+                continue
+            m = med0 + row
+            rnd = next((i for i, r in enumerate(case.rounds) if m in r), -1)
             if rnd < 0:
                 continue
             Z[row, 1] = (rnd + 1) / p.max_rounds
-            partners = set(coll.partners(m).tolist())
+            partners = partners_of.get(m)
+            if partners is None:  # rings never change: each mediator's partners, once
+                partners = partners_of[m] = frozenset(coll.partners(m).tolist())
             Z[row, 2] = sum(x in partners for x in case.rounds[rnd]) / p.n_mediators
         X = np.zeros((mk.n_rp, 2))
+        ring_of = coll.ring
         for row, di in focus.get("rp", {}).items():
             d = mk.deals[di]
-            ring = coll.ring[d.rp]
+            ring = ring_of[d.rp]
             if ring < 0:
                 continue
             trusted = len(d.mediators)
-            r = int(sum(coll.ring[x] == ring for x in d.mediators))
+            r = int(sum(ring_of[x] == ring for x in d.mediators))
             X[row, 0] = r / trusted
             X[row, 1] = ring_consensus_probability(trusted, r, p.n_mediators, p.threshold)
         return {"mediator": Z, "rp": X}
