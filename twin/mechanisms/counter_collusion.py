@@ -665,7 +665,9 @@ class CounterCollusion(Mechanism):
         T = WEI_PER_TOKEN
         for rp, (dd, i) in self._focus().items():
             partner = dd.nodes[1 - i]
-            money = np.array((tm.w, tm.d, tm.ch, tm.t, tm.b, self.cost_estimate(mk, dd, i))) / T
+            # int / int in Python: amounts above 2**63 wei (~9.2 tokens) are no int64
+            money = np.array([x / T for x in (tm.w, tm.d, tm.ch, tm.t, tm.b,
+                                               self.cost_estimate(mk, dd, i))])  # fmt: skip
             X[mk.row[rp]] = (
                 1.0, float(dd.state == DualState.Bargaining), float(tm.colluder), float(tm.traitor),
                 float(dd.leader == i), float(dd.agreed), float(dd.binding),
@@ -691,6 +693,19 @@ class CounterCollusion(Mechanism):
                     mask[r, (0, 1, 3)] = 1
                     if self.terms.traitor and dd.agreed:
                         mask[r, 2] = 1
+
+    def held_wei(self, mk) -> dict[int, int]:
+        """The deposits of every open dual deal, per party (client and nodes): all a party has
+        paid into the contracts so far (they pay out only at settlement), counted in its wealth
+        until then as v1 collateral in escrow is."""
+        out: dict[int, int] = {}
+        for di in self.open:
+            dd = self.duals[di]
+            for a in (dd.jc, *dd.nodes):
+                paid = -dd.net.get(a, 0)
+                if paid:
+                    out[a] = out.get(a, 0) + paid
+        return out
 
     # -- results -------------------------------------------------------------------------------
     def payoffs(self, dd: DualDeal) -> tuple[int, int]:

@@ -1,0 +1,411 @@
+"""Result B of spec section 3 with learning agents: counter-collusion contracts (Dong et al.).
+
+A pair of learning nodes (``rp_0`` and ``rp_1``, one PPO policy each) gets every job as a dual
+deal (:mod:`twin.mechanisms.counter_collusion`); the four experiments
+``configs/experiment/result_b_*.yaml`` differ only in the contracts on offer and the deposits:
+
+==================  ==========================  =====================================
+experiment           contracts                   analytic prediction
+==================  ==========================  =====================================
+prisoner_honest      prisoner's, d > c + ch      honest (cheating dies out)
+prisoner_cheat       prisoner's, d < c + ch      collusion (tacit: the same wrong answer)
+colluder             + colluder's, t, b < c      collusion (self-enforcing)
+traitor              + traitor's, d > c + ch     no collusion (betrayal pays)
+==================  ==========================  =====================================
+
+The conditions are derived from each config (:func:`cost_range`: the range of the honest cost c
+of the config's jobs on its hardware; :func:`conditions`: Dong et al.'s conditions at both ends
+of that range, with the twin's own :func:`twin.mechanisms.counter_collusion.conditions`;
+:func:`prediction`), never typed in.
+
+Why one policy per node (``train.policy_mapping=per_agent``): the claims are about a *pair* of
+self-interested parties. With one policy each, every node best-responds to its partner's current
+behaviour and nothing couples their choices but the contracts; a shared policy would make both
+nodes play the same strategy by construction (its gradient still uses each node's own payoff,
+but a deviation by one node is a deviation by both), which assumes away the coordination the
+colluder's contract must achieve and the defection the traitor's contract invites.
+
+:func:`run` trains every experiment for ``budget.seeds`` seeds (sequentially, in one Ray
+session; a re-run skips the (experiment, seed) pairs already in ``runs.csv``), plays greedy
+episodes of each final checkpoint (:func:`greedy_dual_deals`) and measures, per seed, the share
+of dual deals that end in undetected collusion (``collusion_rate``), the share of compute
+decisions that submit a wrong answer (``cheat_rate``), agreements and betrayals.
+:func:`table` gives the mean and a 95 % t-interval over seeds per experiment; :func:`verdicts`
+says whether each claim is reproduced: collusion predicted -> the interval's lower end is above
+:data:`COLLUDE_AT_LEAST`; no collusion predicted -> its upper end is below
+:data:`HONEST_AT_MOST` (and so is the cheat rate's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from twin.config import TwinConfig
+from twin.hardware import CATALOGUE
+from twin.ledger import WEI_PER_TOKEN
+from twin.mechanisms.counter_collusion import Terms
+from twin.mechanisms.counter_collusion import conditions as ccc_conditions
+from twin.modules import MODULES, runtime_s
+
+EXPERIMENTS = {
+    "prisoner_honest": "result_b_prisoner_honest",
+    "prisoner_cheat": "result_b_prisoner_cheat",
+    "colluder": "result_b_colluder",
+    "traitor": "result_b_traitor",
+}
+CLAIMS = {
+    "prisoner_honest": "(i) prisoner's contract, d > c + ch: learned pairs stay honest",
+    "prisoner_cheat": "(i) prisoner's contract, d < c + ch: learned pairs cheat (collude)",
+    "colluder": "(ii) colluder's contract under its conditions: learned pairs collude",
+    "traitor": "(iii) traitor's contract added: collusion disappears",
+}
+COLLUDE_AT_LEAST = 0.5  # lower end of the collusion rate's interval when collusion is predicted
+HONEST_AT_MOST = 0.1  # upper end of the collusion (and cheat) rate's interval otherwise
+COVERAGE = 0.999  # share of jobs whose honest cost lies in cost_range
+RUNS_CSV = "runs.csv"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much to run: seeds per experiment, training iterations, greedy evaluation episodes,
+    and train overrides (the tiny budget shrinks the batch and the network)."""
+
+    seeds: int
+    iterations: int
+    eval_episodes: int
+    overrides: tuple[str, ...] = ()
+
+
+BUDGETS = {
+    "full": Budget(seeds=5, iterations=20, eval_episodes=16),
+    "tiny": Budget(
+        seeds=1, iterations=1, eval_episodes=1,
+        overrides=("train.train_batch_size=200", "train.rollout_fragment_length=200",
+                   "train.num_envs_per_env_runner=1", "train.minibatch_size=64",
+                   "train.num_epochs=1", "train.hidden_sizes=[16]", "market.episode_ticks=30"),
+    ),
+}  # fmt: skip
+
+
+def budget_of(budget: str | Budget) -> Budget:
+    if isinstance(budget, Budget):
+        return budget
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {sorted(BUDGETS)} or a Budget, got {budget!r}")
+    return BUDGETS[budget]
+
+
+# -- the analytic side ----------------------------------------------------------------------------
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` (NaNs dropped) and its two-sided Student-t interval over them.
+    One value: the interval is (nan, nan); no values: all nan."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def terms(cfg: TwinConfig) -> Terms:
+    """The contract terms of ``cfg`` (wei) and which optional contracts are on offer."""
+    cc = cfg.counter_collusion
+    return Terms(cc.wage_wei, cc.deposit_wei, cc.dispute_cost_wei, cc.collusion_deposit_wei,
+                 cc.bribe_wei, "colluder" in cc.contracts, "traitor" in cc.contracts)  # fmt: skip
+
+
+def cost_range(cfg: TwinConfig, coverage: float = COVERAGE) -> tuple[int, int]:
+    """(lowest, highest) honest cost c (wei) of a run of ``coverage`` of the config's jobs.
+
+    A job's work is log-normal (median ``work_median_units``, sigma ``work_sigma``) rounded up
+    to whole units (at least 1); its run takes ``runtime_s(units, speed)`` seconds at the
+    machine's cost per second (:mod:`twin.modules`, :mod:`twin.hardware`). The range spans the
+    central ``coverage`` quantiles of the work of every job class in demand, on every hardware
+    class with a positive share that can run it.
+    """
+    m = cfg.market
+    modules = list(m.modules) or [k for k, v in m.module_shares.items() if v > 0]
+    machines = [CATALOGUE[k] for k, v in cfg.hardware.shares.items() if v > 0]
+    z = NormalDist().inv_cdf(0.5 + coverage / 2)
+    lo, hi = None, None
+    for name in modules:
+        job = MODULES[name]
+        units = [max(1, math.ceil(job.work_median_units * math.exp(s * job.work_sigma * z)))
+                 for s in (-1, 1)]  # fmt: skip
+        for h in machines:
+            speed = h.gpu_speed if job.kind == "gpu" else h.cpu_speed
+            if speed <= 0:
+                continue
+            cost_s = h.cost_wei_per_s(m.token_usd)
+            c_lo, c_hi = (runtime_s(u, speed) * cost_s for u in units)
+            lo = c_lo if lo is None else min(lo, c_lo)
+            hi = c_hi if hi is None else max(hi, c_hi)
+    if lo is None:
+        raise ValueError(
+            f"no hardware class with a positive share in hardware.shares can run the job classes "
+            f"{modules} of market.modules / market.module_shares"
+        )
+    return lo, hi
+
+
+def conditions_at(t: Terms, c: int) -> dict[str, bool]:
+    """Dong et al.'s conditions for a node of cost ``c`` (wei), plus two that decide what
+    independent learners find where the contracts leave two equilibria:
+
+    - ``loyal_dominant``: under a binding colluder's contract, following the agreement pays
+      whatever the partner does (t > w - c + d for the leader, t + b > w - c + d for the
+      follower), not only when the partner follows it too (``leader_loyal``);
+    - ``collusion_risk_dominant``: under the prisoner's contract alone, tacit collusion
+      risk-dominates honest computing: its deviation loss c + ch - d exceeds honesty's,
+      w - c + d (the loss of cheating alone against an honest partner).
+    """
+    k = ccc_conditions(t.w, t.d, t.ch, t.t, t.b, c)
+    k["loyal_dominant"] = t.t > t.w - c + t.d
+    k["collusion_risk_dominant"] = c + t.ch - t.d > t.w - c + t.d
+    return k
+
+
+def conditions(cfg: TwinConfig) -> pd.DataFrame:
+    """Each condition at the lowest and the highest honest cost of ``cfg`` (:func:`cost_range`),
+    and whether it holds for every job (every condition is monotone in c)."""
+    t = terms(cfg)
+    lo, hi = cost_range(cfg)
+    a, b = conditions_at(t, lo), conditions_at(t, hi)
+    rows = [(k, a[k], b[k], a[k] and b[k], not (a[k] or b[k])) for k in a]
+    cols = ["condition", "at_c_lo", "at_c_hi", "every_job", "no_job"]
+    return pd.DataFrame(rows, columns=cols).set_index("condition")
+
+
+def prediction(cfg: TwinConfig) -> str:
+    """What rational pairs do under the contracts of ``cfg``: ``collude`` or ``honest``.
+
+    Prisoner's contract alone: collusion iff it is stable (d <= c + ch, ``tacit_stable``).
+    With the colluder's contract: collusion iff the leader's and the follower's conditions
+    hold and the leader initiates (b < c). With the traitor's contract: no collusion when
+    betraying pays (d > c + ch); otherwise as without it. Raises ``ValueError`` when the
+    deciding condition holds for some of the config's jobs and not for others (the config
+    straddles the boundary).
+    """
+    k = conditions(cfg)
+    t = terms(cfg)
+
+    def holds(*names: str) -> bool | None:
+        """True: all hold for every job; False: one holds for none; None: it depends on c."""
+        if all(k.loc[n, "every_job"] for n in names):
+            return True
+        return False if any(k.loc[n, "no_job"] for n in names) else None
+
+    def straddles() -> ValueError:
+        lo, hi = (x / WEI_PER_TOKEN for x in cost_range(cfg))
+        return ValueError(
+            f"the contract terms straddle Dong et al.'s conditions for honest costs c in "
+            f"[{lo:.3g}, {hi:.3g}] tokens: choose counter_collusion.* so that they hold for "
+            f"every job or for none\n{k}"
+        )
+
+    if t.traitor:
+        betray = holds("betrayal_pays")
+        if betray is None:
+            raise straddles()
+        if betray:
+            return "honest"
+    stable = (
+        holds("leader_loyal", "follower_loyal", "leader_initiates")
+        if t.colluder
+        else holds("tacit_stable")
+    )
+    if stable is None:
+        raise straddles()
+    return "collude" if stable else "honest"
+
+
+# -- the learned side -----------------------------------------------------------------------------
+def greedy_dual_deals(checkpoint: str | Path, episodes: int, seed: int = 1_000_000) -> pd.DataFrame:
+    """The dual deals (:meth:`twin.mechanisms.counter_collusion.CounterCollusion.tables`) of
+    ``episodes`` episodes in which every learning seat of ``checkpoint`` plays its trained policy
+    greedily (episode ``e`` seeded ``seed + e``); the other seats play their scripted policies."""
+    import torch
+
+    from agents.policies import load_run
+    from twin.env import MarketEnv
+
+    torch.set_num_threads(1)
+    run = load_run(checkpoint)
+    env = MarketEnv(run.config, expose="learning")
+    frames = []
+    for e in range(episodes):
+        obs, _ = env.reset(seed=seed + e)
+        while env.agents:
+            by_policy: dict[str, list[str]] = {}
+            for a in env.agents:
+                by_policy.setdefault(run.policy_of[a], []).append(a)
+            actions = {}
+            for pid, names in by_policy.items():
+                actions.update(zip(names, run.policies[pid].batch([obs[n] for n in names]),
+                                   strict=True))  # fmt: skip
+            obs, *_ = env.step(actions)
+        mk = env.market
+        for m in mk.mechanisms:
+            df = m.tables(mk).get("dual_deals")
+            if df is not None:
+                frames.append(df.assign(episode=e))
+    if not frames or not sum(len(f) for f in frames):
+        raise ValueError(f"{checkpoint}: its config makes no dual deals (counter_collusion.share)")
+    return pd.concat(frames, ignore_index=True)
+
+
+def deal_rates(dual: pd.DataFrame) -> dict[str, float]:
+    """Measures of a set of dual deals: shares of deals that end in undetected collusion, in a
+    betrayal, with an agreement to collude, with both nodes honest; share of compute decisions
+    that submit a wrong answer (``cheat``); mean node payoff per dual deal (tokens)."""
+    n = len(dual)
+    decisions = pd.concat([dual.decision_a, dual.decision_b])
+    decisions = decisions[decisions != "none"]
+    return {
+        "dual_deals": float(n),
+        "collusion_rate": float((dual.outcome == "collusion").mean()),
+        "cheat_rate": float((decisions == "cheat").mean()) if len(decisions) else float("nan"),
+        "agreed_rate": float(dual.agreed.mean()),
+        "betrayal_rate": float((dual.outcome == "betrayed").mean()),
+        "honest_rate": float((dual.outcome == "honest").mean()),
+        "node_payoff_tokens": float((dual.payoff_a_tokens + dual.payoff_b_tokens).mean() / 2),
+    }
+
+
+def experiment_config(experiment: str, seed: int, budget: Budget) -> TwinConfig:
+    import twin
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {experiment!r}")
+    return twin.compose([
+        f"experiment={EXPERIMENTS[experiment]}", f"seed={seed}", f"train.seed={seed}",
+        f"train.iterations={budget.iterations}", *budget.overrides,
+    ])  # fmt: skip
+
+
+def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_b",
+        experiments: tuple[str, ...] = tuple(EXPERIMENTS), verbose: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Train and evaluate every experiment for the budget's seeds; return (and keep in
+    ``out_dir/runs.csv``) one row per (experiment, seed). Rows already in ``runs.csv`` are kept
+    and not run again, so a killed run continues where it stopped."""
+    from agents.train import ray_session, train
+
+    b = budget_of(budget)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUNS_CSV
+    done = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    todo = [
+        (x, s)
+        for x in experiments
+        for s in range(b.seeds)
+        if done.empty or not ((done.experiment == x) & (done.seed == s)).any()
+    ]
+    if todo:
+        first = experiment_config(todo[0][0], todo[0][1], b)
+        with ray_session(first.train.ray, out):
+            for x, s in todo:
+                cfg = experiment_config(x, s, b)
+                run_dir = out / x / f"seed_{s}"
+                if run_dir.exists():  # a half-finished run of a killed session: start it afresh
+                    shutil.rmtree(run_dir)
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(sys.stdout if verbose else io.StringIO()):
+                    res = train(cfg, run_dir)
+                dual = greedy_dual_deals(res.checkpoint, b.eval_episodes)
+                dual.to_csv(run_dir / "dual_deals.csv", index=False)
+                row = {"experiment": x, "seed": s, "iterations": res.iterations,
+                       "train_seconds": round(res.seconds, 1),
+                       "seconds": round(time.perf_counter() - t0, 1),
+                       "prediction": prediction(cfg), **deal_rates(dual)}  # fmt: skip
+                done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+                done.to_csv(path, index=False)
+                if verbose:
+                    print(f"result B: {x} seed {s}: collusion {row['collusion_rate']:.2f} "
+                          f"cheat {row['cheat_rate']:.2f} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+    return done[done.experiment.isin(experiments)].reset_index(drop=True)
+
+
+MEASURES = ("collusion_rate", "cheat_rate", "agreed_rate", "betrayal_rate", "node_payoff_tokens")
+
+
+def table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The counter-collusion table: per experiment, its prediction, the number of seeds and,
+    for each measure, the mean over seeds and its 95 % t-interval (``_lo``, ``_hi``)."""
+    rows = []
+    for x in [e for e in EXPERIMENTS if e in set(runs.experiment)]:
+        g = runs[runs.experiment == x]
+        row = {"experiment": x, "prediction": g.prediction.iloc[0], "seeds": len(g),
+               "dual_deals": int(g.dual_deals.sum())}  # fmt: skip
+        for m in MEASURES:
+            row[m], row[m + "_lo"], row[m + "_hi"] = mean_ci(g[m])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict(prediction: str, collusion_hi: float, collusion_lo: float, cheat_hi: float) -> str:
+    """``reproduced``, ``not reproduced`` or ``undecided`` (no interval: fewer than 2 seeds)."""
+    if not (np.isfinite(collusion_lo) and np.isfinite(collusion_hi)):
+        return "undecided"
+    if prediction == "collude":
+        return "reproduced" if collusion_lo > COLLUDE_AT_LEAST else "not reproduced"
+    ok = collusion_hi < HONEST_AT_MOST and (not np.isfinite(cheat_hi) or cheat_hi < HONEST_AT_MOST)
+    return "reproduced" if ok else "not reproduced"
+
+
+def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: the claim, the prediction, the learned collusion rate with its
+    interval, and whether the learned behaviour matches the prediction."""
+    rows = []
+    for r in tab.itertuples():
+        rows.append({
+            "claim": CLAIMS[r.experiment], "experiment": r.experiment, "prediction": r.prediction,
+            "seeds": r.seeds, "collusion_rate": r.collusion_rate,
+            "ci95": (r.collusion_rate_lo, r.collusion_rate_hi), "cheat_rate": r.cheat_rate,
+            "verdict": verdict(r.prediction, r.collusion_rate_hi, r.collusion_rate_lo,
+                               r.cheat_rate_hi),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def learning_curves(out_dir: str | Path) -> pd.DataFrame:
+    """Per experiment, seed and iteration, the learning nodes' mean payoff per episode (tokens)
+    from each run's ``metrics.parquet``."""
+    frames = []
+    for p in sorted(Path(out_dir).glob("*/seed_*/metrics.parquet")):
+        m = pd.read_parquet(p)
+        m = m[m.role == "rp"][["iteration", "learning_payoff_tokens"]]
+        frames.append(m.assign(experiment=p.parent.parent.name, seed=int(p.parent.name[5:])))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_curves(curves: pd.DataFrame, ax=None):
+    """Mean learning-node payoff per episode over iterations, per experiment, with its 95 %
+    interval over seeds."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for x, g in curves.groupby("experiment", sort=False):
+        stats = [(it, *mean_ci(h.learning_payoff_tokens)) for it, h in g.groupby("iteration")]
+        it, m, lo, hi = (np.array(v, float) for v in zip(*stats, strict=True))
+        ax.plot(it, m, label=x)
+        ax.fill_between(it, lo, hi, alpha=0.2)
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("learning node payoff per episode (tokens)")
+    ax.legend()
+    return ax
