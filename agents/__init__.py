@@ -8,7 +8,9 @@
   pure ``build_algo_config``;
 - :mod:`agents.measures`: spec section 5 measures from a finished market (pandas only);
 - :mod:`agents.train` (``twin-train``), :mod:`agents.policies` (checkpoint loading, inference
-  without Ray), :mod:`agents.evaluate` (``twin-eval``).
+  without Ray), :mod:`agents.evaluate` (``twin-eval``);
+- :mod:`agents.exploit` (``twin-exploit``, schema :mod:`agents.exploit_schema`): the best-response
+  gain of deviations against a frozen population (spec section 5).
 
 Importing this package imports neither ray nor torch; the RLlib modules do.
 """

@@ -11,12 +11,16 @@ stack by default) and touches nothing outside it: no Ray, no registry, no files.
 - the RLModules: a :class:`~agents.modules.MaskedPPOTorchRLModule` per learning policy with a
   ``Discrete`` action (a :class:`~agents.modules.DictObsPPOTorchRLModule` for the JC's
   probability action), and a never-trained :class:`~agents.modules.ScriptedRLModule` per group
-  with scripted seats exposed to RLlib, left out of ``policies_to_train``;
+  with scripted seats exposed to RLlib, left out of ``policies_to_train``; a layout may also name
+  *frozen* policies (trained modules of an earlier run playing, never trained, beside fresh
+  learners: the best-response runs of :mod:`agents.exploit`), whose specs the caller passes;
 - the callback :class:`agents.callbacks.MarketMetricsCallback` (market measures per episode).
 
 Policy ids: learning seats map to their role (``rp``, ``jc``, ``mediator``) with
 ``train.policy_mapping=shared_per_role`` or to their own name (``rp_0``, ...) with ``per_agent``;
-scripted seats map to ``<role>_scripted``.
+scripted seats map to ``<role>_scripted``. :func:`build_algo_config` takes an explicit layout,
+frozen module specs and an env class (a subclass of the adapter) for callers that place the
+seats themselves; by default it derives the layout from the config as above.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
@@ -52,13 +58,16 @@ class SeatLayout:
     policy_of: tuple[tuple[str, str], ...]  # (agent id, policy id), in env order
     learning: tuple[str, ...]  # policy ids that are trained
     scripted: tuple[str, ...]  # policy ids of never-trained scripted modules
+    #: policy ids of frozen (trained elsewhere, never trained here) modules; their RLModuleSpecs
+    #: are given to :func:`module_specs` / :func:`build_algo_config` by the caller
+    frozen: tuple[str, ...] = ()
 
     def mapping(self) -> dict[str, str]:
         return dict(self.policy_of)
 
     @property
     def policies(self) -> tuple[str, ...]:
-        return self.learning + self.scripted
+        return self.learning + self.scripted + self.frozen
 
 
 def group_of(agent_or_policy: str) -> str:
@@ -113,8 +122,15 @@ def train_seed(cfg: TwinConfig) -> int:
     return cfg.seed % (2**31 - 1) if cfg.train.seed < 0 else cfg.train.seed
 
 
-def module_specs(cfg: TwinConfig, layout: SeatLayout) -> dict[str, RLModuleSpec]:
-    """One RLModuleSpec per policy id of ``layout``."""
+def module_specs(cfg: TwinConfig, layout: SeatLayout,
+                 frozen_specs: Mapping[str, RLModuleSpec] | None = None
+                 ) -> dict[str, RLModuleSpec]:  # fmt: skip
+    """One RLModuleSpec per policy id of ``layout``; ``frozen_specs`` holds those of
+    ``layout.frozen`` (e.g. ``RLModuleSpec.from_module`` of a checkpoint's module)."""
+    frozen_specs = dict(frozen_specs or {})
+    missing = [pid for pid in layout.frozen if pid not in frozen_specs]
+    if missing:
+        raise ValueError(f"frozen policies {missing} have no RLModuleSpec in frozen_specs")
     t = cfg.train
     if not t.hidden_sizes or any(h < 1 for h in t.hidden_sizes):
         raise ConfigError(f"train.hidden_sizes must be positive sizes, got {t.hidden_sizes}")
@@ -125,6 +141,9 @@ def module_specs(cfg: TwinConfig, layout: SeatLayout) -> dict[str, RLModuleSpec]
     ctx = dataclasses.asdict(env.ctx)
     specs = {}
     for pid in layout.policies:
+        if pid in layout.frozen:
+            specs[pid] = frozen_specs[pid]
+            continue
         agent = agent_of[pid]
         obs_space, act_space = env.observation_space(agent), env.action_space(agent)
         if pid in layout.learning:
@@ -167,8 +186,17 @@ def check_batch_sizes(cfg: TwinConfig) -> None:
         )
 
 
-def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
-    """The RLlib ``AlgorithmConfig`` of the training run described by ``cfg`` (pure)."""
+def build_algo_config(cfg: TwinConfig, *, layout: SeatLayout | None = None,
+                      frozen_specs: Mapping[str, RLModuleSpec] | None = None,
+                      env: type[TwinMultiAgentEnv] = TwinMultiAgentEnv,
+                      env_config: Mapping[str, Any] | None = None) -> AlgorithmConfig:  # fmt: skip
+    """The RLlib ``AlgorithmConfig`` of the training run described by ``cfg`` (pure).
+
+    ``layout`` (default :func:`seat_layout` of ``cfg``) places the exposed seats; its frozen
+    policies take their RLModuleSpecs from ``frozen_specs`` and are left out of
+    ``policies_to_train`` like the scripted ones. ``env`` (the adapter or a subclass) receives
+    ``env_config`` merged into the adapter's own entries.
+    """
     cfg = to_config(cfg)
     t = cfg.train
     if t.algorithm not in ALGORITHM_CONFIGS:
@@ -176,15 +204,20 @@ def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
             f"train.algorithm = {t.algorithm!r}; allowed: {sorted(ALGORITHM_CONFIGS)}"
         )
     check_batch_sizes(cfg)
-    layout = seat_layout(cfg)
+    layout = layout if layout is not None else seat_layout(cfg)
     seed = train_seed(cfg)
     env_cfg = training_env_config(cfg)
     config = (
         ALGORITHM_CONFIGS[t.algorithm]()
         .framework("torch")
         .environment(
-            env=TwinMultiAgentEnv,
-            env_config={"twin": env_cfg, "expose": env_cfg.env.expose, "seed": seed},
+            env=env,
+            env_config={
+                **dict(env_config or {}),
+                "twin": env_cfg,
+                "expose": env_cfg.env.expose,
+                "seed": seed,
+            },
             normalize_actions=False,  # the JC's Box(0, 1) probability is used as is (env clips)
             clip_actions=False,
             disable_env_checking=True,  # the env passes PettingZoo's API test (tests/test_env.py)
@@ -212,7 +245,11 @@ def build_algo_config(cfg: TwinConfig) -> AlgorithmConfig:
             policy_mapping_fn=functools.partial(policy_mapping_fn, layout=layout),
             policies_to_train=list(layout.learning),
         )
-        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=module_specs(cfg, layout)))
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs=module_specs(cfg, layout, frozen_specs)
+            )
+        )
         .callbacks(MarketMetricsCallback)
         .debugging(seed=seed, log_level="ERROR")
     )

@@ -95,8 +95,10 @@ def scripted_actions(policy, obs: dict, names: list[str], env, group: str, rng) 
 
 
 def evaluate(checkpoint: str | Path, episodes: int, out: Path | str, seed: int = 1_000_000,
-             record: bool = True, overrides: list[str] | None = None) -> EvalResult:  # fmt: skip
-    """Play ``episodes`` greedy episodes of ``checkpoint``; write tables, report and record."""
+             record: bool = True, overrides: list[str] | None = None, *,
+             plots: bool = True) -> EvalResult:  # fmt: skip
+    """Play ``episodes`` greedy episodes of ``checkpoint``; write tables, report and record
+    (``plots=False`` skips ``report.png``)."""
     import torch
 
     from agents.policies import load_run
@@ -174,7 +176,7 @@ def evaluate(checkpoint: str | Path, episodes: int, out: Path | str, seed: int =
             if np.isfinite(r[k]):
                 summ[f"{prefix}_{k}"] = float(r[k])
     title = f"greedy evaluation of {run.checkpoint.parent.parent.name}/{run.checkpoint.name}"
-    paths = write_report(out, d, a, summ, title)
+    paths = write_report(out, d, a, summ, title, plots=plots)
     measures.to_csv(out / "measures.csv", index=False)
     paths["measures"] = out / "measures.csv"
     if recorder:

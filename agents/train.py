@@ -286,9 +286,10 @@ def default_run_dir(cfg: TwinConfig) -> Path:
     )
 
 
-def train(config: TwinConfig, run_dir: Path | str | None = None) -> TrainResult:
+def train(config: TwinConfig, run_dir: Path | str | None = None, *, plots: bool = True
+          ) -> TrainResult:  # fmt: skip
     """Train the learning seats of ``config``; write everything under ``run_dir``
-    (default: :func:`default_run_dir`)."""
+    (default: :func:`default_run_dir`); ``plots=False`` skips ``training.png`` (sweeps)."""
     import torch
 
     from agents.config_builder import group_of, seat_layout
@@ -344,7 +345,7 @@ def train(config: TwinConfig, run_dir: Path | str | None = None) -> TrainResult:
     seconds = time.perf_counter() - t0
     from experiments.report import plot_training
 
-    if len(table):
+    if plots and len(table):
         plot_training(table, run_dir / "training.png", f"training '{cfg.run.get('name', '')}'")
     summary = training_summary(table, seconds, ckpt)
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))

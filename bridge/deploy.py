@@ -25,6 +25,16 @@ TOKEN_SYMBOL = "LP"
 DEFAULT_INITIAL_SUPPLY_WEI = 10**9 * 10**18  # 1e9 whole tokens
 MEDIATION_KINDS = ("v1", "consortium")
 MEDIATION_CONTRACTS = {"v1": "LilypadMediation", "consortium": "LilypadMediationConsortium"}
+#: Contract-set variants: "" is ours (the intended v1); "deployed_v1_defects" is a reproduction of
+#: the documented defects of the deployed v1 contracts (spec section 4), for parity checks of the
+#: twin's `lilypad_v1_deployed` preset only. Variant -> (controller, payments) contract names.
+VARIANTS = {
+    "": ("LilypadController", "LilypadPayments"),
+    "deployed_v1_defects": (
+        "LilypadControllerDeployedV1Defects",
+        "LilypadPaymentsDeployedV1Defects",
+    ),
+}
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
@@ -57,6 +67,7 @@ class Deployment:
     block_number: int = 0
     jackpot: str = ""  # the tax / jackpot pool ("" = none)
     consortium_threshold: int = 0  # k of the k-of-n consortium mediation (0 = v1 mediation)
+    variant: str = ""  # "" (ours) or "deployed_v1_defects" (reproduction of the deployed defects)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +101,7 @@ def deploy(
     mediation_kind: str = "v1",
     consortium_threshold: int = 2,
     jackpot: JackpotOptions | None = None,
+    variant: str = "",
 ) -> Deployment:
     """Deploys Token, Storage, Payments, Mediation, Users, Controller (and the optional jackpot
     pool) from `deployer`.
@@ -104,7 +116,14 @@ def deploy(
         mediation_kind: "v1" (one mediator chosen by block timestamp) or "consortium" (k-of-n).
         consortium_threshold: k of the consortium mediation.
         jackpot: rates of the tax / jackpot pool; None deploys no pool.
+        variant: "" deploys our contracts (the intended v1); "deployed_v1_defects" deploys the
+            reproduction of the deployed v1 contracts' documented defects (controller and
+            payments; contracts/src/reproductions/), to check the twin's `lilypad_v1_deployed`
+            preset against it. Never the default.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, not {variant!r}")
+    controller_name, payments_name = VARIANTS[variant]
     if mediation_kind not in MEDIATION_KINDS:
         raise ValueError(f"mediation_kind must be one of {MEDIATION_KINDS}, not {mediation_kind!r}")
     if slashing_destination == "jackpot" and jackpot is None:
@@ -127,10 +146,10 @@ def deploy(
         ("token", "LilypadToken",
          (TOKEN_NAME, TOKEN_SYMBOL, initial_supply_wei, funder, at["payments"])),
         ("storage", "LilypadStorage", (at["controller"],)),
-        ("payments", "LilypadPayments", (at["token"], at["controller"], owner, slashing, pool)),
+        ("payments", payments_name, (at["token"], at["controller"], owner, slashing, pool)),
         ("mediation", MEDIATION_CONTRACTS[mediation_kind], mediation_args),
         ("users", "LilypadUsers", ()),
-        ("controller", "LilypadController",
+        ("controller", controller_name,
          (at["storage"], at["payments"], at["mediation"], at["users"])),
     ]  # fmt: skip
     if jackpot is not None:
@@ -167,4 +186,5 @@ def deploy(
         block_number=block,
         jackpot=at["jackpot"] if jackpot is not None else "",
         consortium_threshold=consortium_threshold if mediation_kind == "consortium" else 0,
+        variant=variant,
     )

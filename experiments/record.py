@@ -114,6 +114,8 @@ class EpisodeRecorder:
                    "event": type(ev).__name__, "time_s": int(ev.time_s), "deal_id": ev.deal_id}  # fmt: skip
             if isinstance(ev, DealStateChange):
                 rec.update(state=int(ev.state), state_name=DealState(ev.state).name)
+                if ev.state == DealState.ResultsSubmitted:  # the RP's reported count n
+                    rec["instruction_count"] = int(mk.deals[d].units_reported)
             elif isinstance(ev, Payment):
                 rec.update(
                     payee=ev.payee, payee_address=addr[ev.payee], amount_wei=str(ev.amount),
@@ -133,6 +135,8 @@ class EpisodeRecorder:
             elif isinstance(ev, CallReverted):
                 rec.update(call=ev.call, caller=ev.caller, caller_address=addr[ev.caller],
                            reason=ev.reason)  # fmt: skip
+                if ev.call == "addResult":
+                    rec["instruction_count"] = int(mk.deals[d].units_reported)
             self._write(rec)
         self._start = len(rows)
 

@@ -82,15 +82,16 @@ def summary_markdown(summary: dict, agents: pd.DataFrame, title: str) -> str:
 
 
 def write_report(
-    out: Path, deals: pd.DataFrame, agents: pd.DataFrame, summary: dict, title: str
-) -> dict[str, Path]:
+    out: Path, deals: pd.DataFrame, agents: pd.DataFrame, summary: dict, title: str,
+    *, plots: bool = True,
+) -> dict[str, Path]:  # fmt: skip
+    """Tables, summary and report under ``out``; the plot unless ``plots=False``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {
         "deals": out / "deals.parquet",
         "agents": out / "agents.parquet",
         "summary": out / "summary.json",
         "report": out / "report.md",
-        "plot": out / "report.png",
     }
     to_parquet(deals, paths["deals"])
     to_parquet(agents, paths["agents"])
@@ -98,7 +99,9 @@ def write_report(
     agents.to_csv(out / "agents.csv", index=False)
     paths["summary"].write_text(json.dumps(summary, indent=2))
     paths["report"].write_text(summary_markdown(summary, agents, title))
-    plot(deals, agents, paths["plot"], title)
+    if plots:
+        paths["plot"] = out / "report.png"
+        plot(deals, agents, paths["plot"], title)
     return paths
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from tests.test_deals import (
@@ -310,6 +311,26 @@ def test_pool_draws(n, ratio, taken, unpaid, left):
 )
 def test_shortfall_probability(owed, held, q, expected):
     assert shortfall_probability(owed, held, q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_shortfall_probability_counts_every_subset(seed):
+    """The exact branch equals the definition: the sum over every subset S of the open deals
+    with sum(R in S) > held of q^|S| (1 - q)^(n - |S|), enumerated here by brute force (sizes
+    in increasing order, as the function adds them), bit for bit."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 13))
+    owed = [int(x) for x in rng.choice([10**18, 3 * 10**18, 7 * 10**18 + 1], n)]
+    held, q = int(rng.random() * sum(owed)), float(rng.random())
+    if seed % 2:  # a subset sums to exactly what the pool holds (not a shortfall)
+        held = sum(x for x in owed if rng.random() < 0.5)
+    p = 0.0
+    for k in range(1, n + 1):
+        over = sum(1 for c in itertools.combinations(owed, k) if sum(c) > held)
+        p += q**k * (1.0 - q) ** (n - k) * over
+    assert shortfall_probability(owed, held, q) == p
 
 
 def test_shortfall_probability_normal_beyond_twelve_deals():

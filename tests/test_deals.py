@@ -393,6 +393,41 @@ def test_deployed_defect_drains_pooled_escrow_and_later_call_reverts_atomically(
     assert events(log)[n:] == [("Reverted", "acceptResult")]
 
 
+@pytest.mark.parametrize("Ts,locked", [(6, 1), (7, 0), (9, 0)])
+def test_deployed_defect_2_locks_the_judge_collateral_it_strands(Ts, locked):
+    # Deployed defect 2, lone JC (deposited P + Tj = 20 + 7 = 27): timeoutAgree refunds P + Ts.
+    # Ts = 6: 26 back, 1 = Tj - Ts stays in the JC's escrow, held by no deal -> locked 1 (the chain
+    # reproduction, LilypadPaymentsDeployedV1Defects, leaves the same 1 in escrow for good).
+    # Ts = 7: exact refund, nothing locked. Ts = 9: 29 back (2 taken from the pool, which is why
+    # this JC needs other escrow: here a second lone deal deposited 27), nothing left to lock.
+    ledger, _, flows, d = make("lilypad_v1_deployed", Ts=Ts)
+    other = new_deal(1, Ts=Ts)
+    flows.agree(10, other, JC)  # pooled escrow that the Ts = 9 case draws on
+    flows.agree(10, d, JC)
+    assert flows.timeout_agree(111, d, JC)
+    assert ledger.escrow[JC] == 54 - 20 - Ts
+    assert ledger.locked[JC] == locked
+
+
+def test_deployed_defect_2_drain_of_a_stuck_deal_shrinks_what_is_locked():
+    # Ts = 9 > Tj = 7. Deal B (agreed: JC P + Tj = 27, RP Ts = 9) times out on submission: the
+    # deployed call reverts, B is stuck and its 27 are locked (JC escrow 27, locked 27). Lone deal
+    # A: the JC deposits 27 (escrow 54); its agree timeout refunds P + Ts = 29 -> escrow 25. The
+    # 2 it took beyond A's 27 were B's, so B's stranded collateral is now 25: locked 25, not 27.
+    ledger = Ledger(5)
+    ledger.mint(JC, 100)
+    ledger.mint(RP, 100)
+    flows = DealFlows(ledger, EventLog(), PRESETS["lilypad_v1_deployed"], OWNER)
+    a, b = new_deal(0, Ts=9), new_deal(1, Ts=9)
+    flows.agree(10, b, RP)
+    flows.agree(10, b, JC)
+    assert flows.timeout_submit(111, b, JC) is False and b.stuck
+    assert (ledger.escrow[JC], ledger.locked[JC]) == (27, 27)
+    flows.agree(120, a, JC)
+    assert flows.timeout_agree(221, a, JC)
+    assert (ledger.escrow[JC], ledger.locked[JC]) == (25, 25)
+
+
 def test_agreement_struct_timestamps():
     _, _, flows, d = make()
     submitted(flows, d)

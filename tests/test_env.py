@@ -109,3 +109,24 @@ def test_scripted_seats_fill_the_rest(compose):
     assert [a for a in env.possible_agents if not a.startswith("rp")] == []
     kinds = {k for _, g, _, k, _ in env.seat_table() if g == "jc"} if env.reset(seed=0) else None
     assert kinds == {"scripted"}
+
+
+def test_every_seat_actions_equal_the_general_path(compose):
+    """The fast path for integer actions of every seat gives the general path's Actions, with
+    out-of-range choices (negative, too large) clipped or mapped the same way."""
+    cfg = compose(*SMALL, "env.expose=all")
+    env = MarketEnv(cfg)
+    env.reset(seed=3)
+    assert env._all_acting
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        acts = {a: int(rng.integers(-3, 20)) for a in env.agents}
+        fast = env._every_seat_actions(acts)
+        env._all_acting = False
+        general = env._to_market_actions(acts)
+        env._all_acting = True
+        for f in ("rp_mode", "rp_price_level", "jc_check_prob", "med_collude"):
+            x, y = getattr(fast, f), getattr(general, f)
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f
+    acts.pop("jc_0")  # an idle seat: the general path (its scripted policy) takes over
+    assert env._every_seat_actions(acts) is None

@@ -117,6 +117,70 @@ def test_mediator_lists_must_intersect():
         assert ms == []
 
 
+def reference_v1_round(jobs, res, trust, rp_accounts, solver_id, now):
+    """The v1 rule applied job by job, literally: the feasible offers (twin.solvers.base.feasible)
+    ranked by (price, -score, posted, row) for market jobs and (-score, posted, row) for
+    fixed-price ones; the best one is reserved before the next job."""
+    from twin.solvers.base import Match, feasible
+
+    out = []
+    for j in list(jobs.live):
+        if jobs.solver[j] != solver_id or jobs.status[j] != JobOffers.OPEN:
+            continue
+        ok = np.flatnonzero(feasible(jobs, j, res, trust, rp_accounts, solver_id))
+        if not len(ok):
+            continue
+        score = (lambda r: 0.0) if res.score is None else (lambda r: -float(res.score[r]))
+        if jobs.mode[j] == MARKET:
+            r = min(ok, key=lambda r: (res.price[r], score(r), res.posted_at[r], r))
+        else:
+            r = min(ok, key=lambda r: (score(r), res.posted_at[r], r))
+        r = int(r)
+        out.append(Match(j, r, int(res.offer_id[r]), int(res.price[r])))
+        jobs.close(j, JobOffers.MATCHED)
+        res.reserve(r, jobs.need(j), now)
+    jobs.compact()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_v1_solver_equals_the_rule_applied_job_by_job(seed):
+    """Random books (ties in price and posting time, GPUs, fixed-price offers, module limits,
+    reputation scores, partial trust, two solvers): the solver's round equals the literal rule."""
+    import copy
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 16))
+    res = ResourceOffers(
+        rng.choice([2000, 4000, 8000], n), rng.choice([0, 0, 1, 2], n), rng.choice([8192, 24576], n),
+        rng.choice([4096, 16384], n), rng.choice([1000, 10_000], n), rng.integers(0, 2, n),
+        rng.choice([10, 20, 30], n),
+    )  # fmt: skip
+    res.posted_at[:] = rng.choice([0, 5, 10], n)
+    res.mode[:] = rng.choice([FIXED, MARKET], n)
+    res.offering[:] = rng.random(n) < 0.9
+    if seed % 3 == 0:
+        res.modules_mask[:] = rng.choice([0, 1 << 1, (1 << 0) | (1 << 2)], n)
+        res.any_module_limits = True
+    if seed % 4 == 1:
+        res.score = rng.choice([0.2, 0.5, 0.9], n)
+    accounts = np.arange(100, 100 + n)
+    trust = Trust(200, np.array([1, 2, 3, 4]), int(rng.integers(0, 4)), np.arange(200), rng)
+    jobs = JobOffers()
+    for _ in range(int(rng.integers(1, 14))):
+        gpu = int(rng.choice([0, 0, 1]))
+        job(jobs, cpu=int(rng.choice([1000, 2000, 4000])), gpu=gpu, vram=gpu * int(rng.choice([8000, 16000])),
+            mode=int(rng.choice([FIXED, MARKET])), price=int(rng.choice([15, 25, 35])),
+            jc=int(rng.integers(0, 200)), solver=int(rng.integers(0, 2)), module=int(rng.integers(0, 3)))  # fmt: skip
+    for solver_id in (0, 1):
+        ref_jobs, ref_res = copy.deepcopy(jobs), copy.deepcopy(res)
+        expected = reference_v1_round(ref_jobs, ref_res, trust, accounts, solver_id, now=10)
+        assert V1Solver().match(jobs, res, trust, accounts, solver_id, now=10) == expected
+        assert np.array_equal(res.free, ref_res.free) and jobs.live == ref_jobs.live
+        assert np.array_equal(res.offer_id, ref_res.offer_id)
+        assert np.array_equal(res.posted_at, ref_res.posted_at)
+
+
 def brute_force_surplus(bids, asks, units):
     best = 0.0
     jobs, rps = range(len(bids)), range(len(asks))

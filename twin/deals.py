@@ -18,11 +18,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from twin.events import EventLog
+from twin.events import EventKind, EventLog
 from twin.events import PaymentDirection as D
 from twin.events import PaymentReason as R
 from twin.ledger import InsufficientFunds, Ledger
 from twin.protocol import ProtocolRules
+
+_PAYMENT, _STATE_CHANGE = int(EventKind.Payment), int(EventKind.DealStateChange)
+_PAID_IN, _PAID_OUT, _REFUNDED, _SLASHED = (int(D.PaidIn), int(D.PaidOut), int(D.Refunded),
+                                            int(D.Slashed))  # fmt: skip
 
 
 class DealState(enum.IntEnum):
@@ -198,34 +202,44 @@ class DealFlows:
         return d.results_collateral if self.pool is None else self.pool.posted(d)
 
     # -- primitive movements (zero amounts move nothing and emit nothing) ---------------------
+    # (events appended as EventLog.payment / state_change rows, without the extra call)
     def _in(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
         if amount:
             self.ledger.pay_in(who, amount)
-            self.log.payment(t, d.index, who, amount, reason, D.PaidIn, who, who)
+            self.log.rows.append(
+                (_PAYMENT, t, d.index, who, amount, int(reason), _PAID_IN, who, who)
+            )
 
     def _refund(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
         if amount:
             self.ledger.refund(who, amount)
-            self.log.payment(t, d.index, who, amount, reason, D.Refunded, who, who)
+            self.log.rows.append(
+                (_PAYMENT, t, d.index, who, amount, int(reason), _REFUNDED, who, who)
+            )
 
     def _out(self, t: int, d: Deal, payee: int, amount: int, reason: int) -> None:
         if amount:
-            self.ledger.pay_out(d.jc, payee, amount)
-            self.log.payment(t, d.index, payee, amount, reason, D.PaidOut, d.jc, payee)
+            jc = d.jc
+            self.ledger.pay_out(jc, payee, amount)
+            self.log.rows.append(
+                (_PAYMENT, t, d.index, payee, amount, int(reason), _PAID_OUT, jc, payee)
+            )
 
     def _slash(self, t: int, d: Deal, who: int, amount: int, reason: int) -> None:
         if amount:
             dst = self.slash_to if d.slash_to < 0 else d.slash_to
             self.ledger.pay_out(who, dst, amount)
             d.slashed += amount
-            self.log.payment(t, d.index, who, amount, reason, D.Slashed, who, dst)
+            self.log.rows.append(
+                (_PAYMENT, t, d.index, who, amount, int(reason), _SLASHED, who, dst)
+            )
 
     def _set(self, t: int, d: Deal, state: DealState) -> None:
         d.state = state
         if state in TERMINAL_STATES:
             d.ended_at = t
             self.ended.append(d)
-        self.log.state_change(t, d.index, int(state))
+        self.log.rows.append((_STATE_CHANGE, t, d.index, int(state)))
 
     @staticmethod
     def _need(d: Deal, state: DealState, call: str) -> None:
@@ -475,7 +489,9 @@ class DealFlows:
 
     def timeout_agree(self, t: int, d: Deal, caller: int) -> bool:
         """Refunds whoever had agreed. Deployed defect 2: a lone JC gets ``P + Ts`` (not ``P + Tj``)
-        from its pooled escrow, which reverts when that escrow holds less."""
+        from its pooled escrow, which reverts when that escrow holds less; when ``Ts < Tj`` the
+        ``Tj - Ts`` left in its escrow belongs to no deal and is locked for good; when ``Ts > Tj``
+        the refund may take escrow that a stuck deal had locked, and locked shrinks with it."""
         self._need(d, DealState.DealNegotiating, "timeoutAgree")
         self._check_window(t, d, "timeoutAgree")
         if d.rp_agreed_at and d.jc_agreed_at:
@@ -493,6 +509,14 @@ class DealFlows:
 
         if not self._atomic(t, d, "timeoutAgree", caller, moves):
             return False
+        if defect and d.jc_agreed_at and not d.rp_agreed_at:
+            led = self.ledger
+            if d.judge_collateral > d.submit_collateral:
+                # the JC's Tj - Ts stays in its pooled escrow, held by no deal: locked for good
+                led.lock(d.jc, d.judge_collateral - d.submit_collateral)
+            elif led.locked[d.jc] > led.escrow[d.jc]:
+                # Ts > Tj took escrow already counted locked (a stuck deal's): less is left
+                led.lock(d.jc, led.escrow[d.jc] - led.locked[d.jc])
         d.results_held = 0
         d.timeout_agree_at = t
         self._set(t, d, DealState.TimeoutAgree)

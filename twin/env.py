@@ -105,6 +105,10 @@ class MarketEnv(ParallelEnv):
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
         self.market: Market | None = None
         self._acct = {g: None for g in GROUPS}
+        #: every seat is an exposed agent acting through the discrete spaces (see _to_market_actions)
+        self._all_acting = c.env.jc_action != "probability" and all(
+            len(self.exposed_rows[g]) == self.n[g] > 0 for g in GROUPS
+        )
 
     # -- spaces ---------------------------------------------------------------------------------
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
@@ -198,6 +202,10 @@ class MarketEnv(ParallelEnv):
         return out
 
     def _to_market_actions(self, actions: dict) -> Actions:
+        if self._all_acting:
+            a = self._every_seat_actions(actions)
+            if a is not None:
+                return a
         mk, o = self.market, self._obs
         a = Actions.default(mk)
         a.jc_check_prob[:] = np.nan
@@ -223,6 +231,23 @@ class MarketEnv(ParallelEnv):
             arr = np.asarray(vals)
             self._apply(a, g, rows, arr.reshape(len(rows), -1))
         return a
+
+    def _every_seat_actions(self, actions: dict) -> Actions | None:
+        """The common case, computed without the general path's copies: every seat is exposed
+        and acted with an integer (the discrete spaces). The values are those of the general
+        path (:meth:`_apply` on every row); None when the case does not hold."""
+        get, out = actions.get, []
+        for g in GROUPS:
+            arr = np.asarray([get(n) for n in self.names[g]])
+            if arr.dtype != np.int64 or arr.ndim != 1:
+                return None  # a missing seat (None), a Box action, an empty group
+            out.append(arr)
+        rp, jc, med = out
+        flat = np.minimum(np.maximum(rp, 0), 4 * self.n_levels - 1)
+        mode, level = np.divmod(flat, self.n_levels)
+        # JC: 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN); negatives: huge
+        check = _JC_CHECK_PROB[np.minimum(jc.astype(np.uint64), 2)]
+        return Actions(mode, level, check, med == 1)
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
         """Write the actions ``vals`` (one row per seat) of group ``g``'s ``rows`` into ``a``.

@@ -70,6 +70,10 @@ ROLE_NAMES = ("owner", "solver", "jc", "rp", "mediator")
 GENESIS_TIME_S = 1_700_000_000  # unix seconds of tick 0
 _EXEC_MODES = {int(m): m for m in ExecMode}  # action value -> mode, without an enum lookup
 MEDIATOR_HARDWARE = "datacenter_gpu"  # mediators re-run any job class on an A100 server
+# the first job-offer columns, in the order _deal_json unpacks a row
+_OFFER_HEAD = ("jc", "module", "units", "cpu", "gpu", "vram", "ram", "disk", "mode", "price", "solver",
+               "posted_at")  # fmt: skip
+assert tuple(name for name, _ in JobOffers.FIELDS[: len(_OFFER_HEAD)]) == _OFFER_HEAD
 
 
 @dataclass
@@ -256,11 +260,12 @@ class Market:
         self.rep_completed = np.zeros(n, np.int64)
         self.rep_checked = np.zeros(n, np.int64)
         self.rep_failed = np.zeros(n, np.int64)
-        # recent public aggregates: ring buffer of per-tick counts
+        # recent public aggregates: ring buffer of per-tick counts (submitted, checked, rejected,
+        # accepted-by-mediator), and their sums over the window
         w = cfg.env.recent_window_ticks
-        self.recent = np.zeros(
-            (w, 4), np.int64
-        )  # submitted, checked, rejected, accepted-by-mediator
+        self.recent = [[0, 0, 0, 0] for _ in range(w)]
+        self.recent_totals = [0, 0, 0, 0]
+        self._recent_row = self.recent[0]
 
         self.tick = 0
         self.now = GENESIS_TIME_S
@@ -353,12 +358,14 @@ class Market:
             meds = self._mediators_json[d.mediators] = (
                 "[" + ",".join([aj[x] for x in d.mediators]) + "]"
             )
-        mode = "FixedPrice" if jo.mode[j] == FIXED else "MarketPrice"
+        row = jo.table[j].tolist()
+        jc, module, _, cpu, gpu, vram, ram, disk, mode, price, _, posted_at = row[:12]
+        mode = "FixedPrice" if mode == FIXED else "MarketPrice"
         job_offer = (
-            f'{{"createdAt":{int(jo.posted_at[j])},"instructionPrice":{int(jo.price[j])},'
-            f'"jobCreator":{aj[int(jo.jc[j])]},"mode":"{mode}","module":{self._module_json[int(jo.module[j])]},'
-            f'"nonce":{int(j)},"salt":{self._salt_json},"spec":{{"cpu":{int(jo.cpu[j])},'
-            f'"disk":{int(jo.disk[j])},"gpu":{int(jo.gpu[j])},"ram":{int(jo.ram[j])},"vram":{int(jo.vram[j])}}}}}'
+            f'{{"createdAt":{posted_at},"instructionPrice":{price},'
+            f'"jobCreator":{aj[jc]},"mode":"{mode}","module":{self._module_json[module]},'
+            f'"nonce":{int(j)},"salt":{self._salt_json},"spec":{{"cpu":{cpu},'
+            f'"disk":{disk},"gpu":{gpu},"ram":{ram},"vram":{vram}}}}}'
         )  # fmt: skip
         return (
             f'{{"jobOffer":{job_offer},"members":{{"jobCreator":{aj[d.jc]},"mediators":{meds},'
@@ -410,7 +417,11 @@ class Market:
         self.closing = self.tick > self.cfg.market.episode_ticks
         self._acts = actions
         self._slot = self.tick % len(self.recent)
-        self.recent[self._slot] = 0
+        row, tot = self.recent[self._slot], self.recent_totals
+        for k in range(4):
+            tot[k] -= row[k]
+            row[k] = 0
+        self._recent_row = row
         for mech in self._hooks["on_tick_start"]:
             mech.on_tick_start(self)
         self.post_offers()
@@ -563,7 +574,8 @@ class Market:
             self.flows.add_result(self.now, d)
         except CallRejected:
             return  # cannot fund R: the JC will time the deal out
-        self.recent[self._slot, 0] += 1
+        self._recent_row[0] += 1
+        self.recent_totals[0] += 1
         self.judge_q.push(d.jc, di, self.tick)
         self._arm_timeout(d)
         for mech in self._hooks["on_result_submitted"]:
@@ -591,7 +603,8 @@ class Market:
                         continue  # reverted (a preset defect drained the JC's escrow): deal stuck
                     self.flows.request_mediators(t, d, mediators[1:])  # consortium: the rest
                     self.n_checks[jc] += 1
-                    self.recent[self._slot, 1] += 1
+                    self._recent_row[1] += 1
+                    self.recent_totals[1] += 1
                     self._requested[di] = mediators
                     for med in mediators:
                         self.med_q.push(med, di, self.tick)
@@ -652,7 +665,9 @@ class Market:
             return
         self._forget(di)
         self.mediation.settle(self, d, verdict, cast)
-        self.recent[self._slot, 3 if verdict else 2] += 1
+        k = 3 if verdict else 2
+        self._recent_row[k] += 1
+        self.recent_totals[k] += 1
 
     def _forget(self, di: int) -> None:
         self._votes.pop(di, None)

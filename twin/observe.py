@@ -106,6 +106,19 @@ class Observer:
             role: [m for m in mk.mechanisms if m.feature_names(role)]
             for role in ("rp", "jc", "mediator")
         }
+        #: per role, (mechanism, first column, width) of each mechanism block after the base
+        #: features, and the full width of the role's observation
+        self.blocks: dict[str, list[tuple[object, int, int]]] = {}
+        self.width: dict[str, int] = {}
+        for role in ("rp", "jc", "mediator"):
+            c, blocks = len(FEATURES[role]), []
+            for m in self.mechs[role]:
+                k = len(m.feature_names(role))
+                blocks.append((m, c, k))
+                c += k
+            self.blocks[role], self.width[role] = blocks, c
+        #: mechanisms with public features, each asked once per observation
+        self.featured = [m for m in mk.mechanisms if any(m in v for v in self.mechs.values())]
         self.jc_mask0 = np.zeros((mk.n_jc, 3), np.int8)
         self.jc_mask0[:, 2] = 1
         self.med_mask0 = np.zeros((mk.n_med, 2), np.int8)
@@ -114,7 +127,7 @@ class Observer:
     def __call__(self) -> Observation:
         mk = self.mk
         L = mk.ledger
-        rec = mk.recent.sum(axis=0).tolist()
+        rec = mk.recent_totals  # per-tick counts summed over the recent window
         offering = mk.res.offering
         n_offering = np.count_nonzero(offering)
         mean_ask = 0.0
@@ -146,7 +159,7 @@ class Observer:
         logs = flat[7 * n :].tolist()
 
         # -- resource providers
-        X = np.empty((mk.n_rp, len(RP_FEATURES)), np.float32)
+        X = np.empty((mk.n_rp, self.width["rp"]), np.float32)
         X[:, 0:7] = acct[:, self.rp].T
         X[:, 7] = mk.res.free_cpu / self.cap_cpu
         X[:, 8] = mk.res.price / max(1, mk.base_price)
@@ -165,7 +178,7 @@ class Observer:
         M = M.reshape(mk.n_rp, 4 * self.n_levels)
 
         # -- job creators
-        J = np.empty((mk.n_jc, len(JC_FEATURES)), np.float32)
+        J = np.empty((mk.n_jc, self.width["jc"]), np.float32)
         J[:, 0:4] = acct[0:4, self.jc].T
         J[:, 4:21] = [0.0] * 12 + public
         JM = self.jc_mask0.copy()
@@ -177,7 +190,7 @@ class Observer:
             JM[jc_rows, 1] = [rw[4] for rw in jc_raws]
 
         # -- mediators
-        Z = np.empty((mk.n_med, len(MED_FEATURES)), np.float32)
+        Z = np.empty((mk.n_med, self.width["mediator"]), np.float32)
         Z[:, 0:2] = acct[0:2, self.med].T
         Z[:, 2] = acct[3, self.med]
         Z[:, 3:14] = [0.0] * 8 + [public[0], public[1], public[4]]
@@ -191,8 +204,8 @@ class Observer:
         for mech in hooks:
             mech.action_mask(mk, "jc", JM)
             mech.action_mask(mk, "mediator", ZM)
-        if any(self.mechs.values()):
-            X, J, Z = self._mechanism_columns(X, J, Z)
+        if self.featured:
+            self._mechanism_columns(X, J, Z)
         return Observation(X, M, J, JM, Z, ZM)
 
     # Focus deals, one per seat with a decision pending: (rows, values to symlog (flat, a fixed
@@ -255,30 +268,28 @@ class Observer:
             raws.append((float(rp_in), float(jc_in)))
         return rows, logs, raws
 
-    def _mechanism_columns(self, X: np.ndarray, J: np.ndarray, Z: np.ndarray):
-        """Append the public features of the mechanisms (jackpot size, scores, stakes, odds...)."""
+    def _mechanism_columns(self, X: np.ndarray, J: np.ndarray, Z: np.ndarray) -> None:
+        """Fill the public features of the mechanisms (jackpot size, scores, stakes, odds...) into
+        the columns after the base features; each mechanism computes them once for every role."""
         mk = self.mk
         focus = {
             "rp": {a - self.rp0: di for a, di in mk.exec_q.first().items()},
             "jc": {a - self.jc0: di for a, di in mk.judge_q.first().items()},
             "mediator": {a - self.med0: di for a, di in mk.med_q.first().items()},
         }
-        out = []
+        feats = {id(m): m.public_features(mk, focus) for m in self.featured}
         for role, base in (("rp", X), ("jc", J), ("mediator", Z)):
-            cols = [base]
-            for m in self.mechs[role]:
-                k = len(m.feature_names(role))
-                v = m.public_features(mk, focus).get(role)
-                block = np.zeros((len(base), k), np.float32)
-                if v is not None:
-                    block[:] = (
-                        np.asarray(v, np.float32).reshape(-1, k)
-                        if np.ndim(v) == 2
-                        else np.asarray(v, np.float32)
-                    )
-                cols.append(block)
-            out.append(np.hstack(cols) if len(cols) > 1 else base)
-        return out
+            for m, c, k in self.blocks[role]:
+                v = feats[id(m)].get(role)
+                block = base[:, c : c + k]
+                if v is None:
+                    block[:] = 0.0
+                elif isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == k:
+                    block[:] = v  # (cast to float32 on assignment, as np.asarray would)
+                elif np.ndim(v) == 2:
+                    block[:] = np.asarray(v, np.float32).reshape(-1, k)
+                else:
+                    block[:] = np.asarray(v, np.float32)
 
 
 def feature_names(mechanisms, role: str) -> tuple[str, ...]:

@@ -43,8 +43,8 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
     /// @dev A wiring address is zero.
     error ZeroAddress();
 
-    ILilypadStorage private immutable _storage;
-    ILilypadPayments private immutable _payments;
+    ILilypadStorage internal immutable _storage;
+    ILilypadPayments internal immutable _payments;
     ILilypadMediation private immutable _mediation;
     address private immutable _users;
 
@@ -70,9 +70,10 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         DealTimeouts calldata timeouts,
         DealPricing calldata pricing
     ) external nonReentrant returns (Agreement memory) {
-        bool byResourceProvider = msg.sender == members.resourceProvider;
-        if (!byResourceProvider && msg.sender != members.jobCreator) {
-            revert NotParty(dealId, msg.sender);
+        address caller = _party();
+        bool byResourceProvider = caller == members.resourceProvider;
+        if (!byResourceProvider && caller != members.jobCreator) {
+            revert NotParty(dealId, caller);
         }
         bytes memory terms = DealCodec.encodeTerms(dealId, members, timeouts, pricing);
         (
@@ -99,7 +100,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
             }
             if (storedTerms != keccak256(terms)) revert TermsMismatch(dealId);
             if (byResourceProvider ? resourceProviderAgreed : jobCreatorAgreed) {
-                revert AlreadyAgreed(dealId, msg.sender);
+                revert AlreadyAgreed(dealId, caller);
             }
             _storage.completeAgreement(dealId, byResourceProvider);
             _deposit(dealId, money, byResourceProvider);
@@ -118,7 +119,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         uint256 instructionCount
     ) external nonReentrant {
         DealCore memory d = _load(dealId);
-        if (msg.sender != d.resourceProvider) revert NotResourceProvider(dealId, msg.sender);
+        _requireResourceProvider(dealId, d);
         _requireState(dealId, d.state, AgreementState.DealAgreed);
         bytes memory result = DealCodec.encodeResult(dealId, resultsId, dataId, instructionCount);
         d.instructionCount = instructionCount;
@@ -131,7 +132,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
     /// @inheritdoc ILilypadController
     function acceptResult(string calldata dealId) external nonReentrant {
         DealCore memory d = _load(dealId);
-        if (msg.sender != d.jobCreator) revert NotJobCreator(dealId, msg.sender);
+        _requireJobCreator(dealId, d);
         _requireState(dealId, d.state, AgreementState.ResultsSubmitted);
         _storage.closeDeal(dealId, AgreementState.ResultsAccepted);
         _payments.acceptResult(dealId, _money(d));
@@ -141,7 +142,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
     /// @inheritdoc ILilypadController
     function checkResult(string calldata dealId) external nonReentrant {
         DealCore memory d = _load(dealId);
-        if (msg.sender != d.jobCreator) revert NotJobCreator(dealId, msg.sender);
+        _requireJobCreator(dealId, d);
         _requireState(dealId, d.state, AgreementState.ResultsSubmitted);
         _storage.recordCheck(dealId);
         _payments.checkResult(dealId, _money(d));
@@ -190,9 +191,9 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ILilypadController
-    function timeoutSubmitResult(string calldata dealId) external nonReentrant {
+    function timeoutSubmitResult(string calldata dealId) external virtual nonReentrant {
         DealCore memory d = _load(dealId);
-        if (msg.sender != d.jobCreator) revert NotJobCreator(dealId, msg.sender);
+        _requireJobCreator(dealId, d);
         _requireState(dealId, d.state, AgreementState.DealAgreed);
         _requireTimeout(dealId, d.dealAgreedAt, d.submitResultsTimeout);
         _storage.closeDeal(dealId, AgreementState.TimeoutSubmitResults);
@@ -202,9 +203,9 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
 
     /// @inheritdoc ILilypadController
     /// @dev As intended: an acceptance (RP paid min(C, P)) in which the job creator's Tj is slashed.
-    function timeoutJudgeResult(string calldata dealId) external nonReentrant {
+    function timeoutJudgeResult(string calldata dealId) external virtual nonReentrant {
         DealCore memory d = _load(dealId);
-        if (msg.sender != d.resourceProvider) revert NotResourceProvider(dealId, msg.sender);
+        _requireResourceProvider(dealId, d);
         _requireState(dealId, d.state, AgreementState.ResultsSubmitted);
         _requireTimeout(dealId, d.resultsSubmittedAt, d.judgeResultsTimeout);
         _storage.closeDeal(dealId, AgreementState.TimeoutJudgeResults);
@@ -218,7 +219,8 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         DealCore memory d = _load(dealId);
         _requireParty(dealId, d);
         _requireState(dealId, d.state, AgreementState.ResultsChecked);
-        _requireTimeout(dealId, d.resultsCheckedAt, d.mediateResultsTimeout);
+        (uint256 start, uint256 window) = _mediateTimeoutWindow(d);
+        _requireTimeout(dealId, start, window);
         _storage.closeDeal(dealId, AgreementState.TimeoutMediateResults);
         _payments.timeoutMediateResult(dealId, _money(d));
         _storage.announceState(dealId);
@@ -255,7 +257,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         else _payments.agreeJobCreator(dealId, money);
     }
 
-    function _load(string calldata dealId) private view returns (DealCore memory d) {
+    function _load(string calldata dealId) internal view returns (DealCore memory d) {
         d = _storage.loadCore(dealId);
         if (d.jobCreator == address(0)) revert DealNotFound(dealId);
     }
@@ -278,7 +280,7 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
     }
 
     /// @dev The money terms of a loaded deal: C = instructionPrice * n, R = m * C.
-    function _money(DealCore memory d) private pure returns (DealMoney memory money) {
+    function _money(DealCore memory d) internal pure returns (DealMoney memory money) {
         money.jobCreator = d.jobCreator;
         money.resourceProvider = d.resourceProvider;
         money.paymentCollateral = d.paymentCollateral;
@@ -289,21 +291,51 @@ contract LilypadController is ILilypadController, ReentrancyGuardTransient {
         money.resultsCollateral = d.resultsCollateralMultiple * money.jobCost;
     }
 
-    function _requireParty(string calldata dealId, DealCore memory d) private view {
-        if (msg.sender != d.jobCreator && msg.sender != d.resourceProvider) {
-            revert NotParty(dealId, msg.sender);
+    /// @dev The address acting as a party of a deal: the direct caller (`msg.sender`), so that a
+    /// contract wallet can be a party. (The reproduction of the deployed v1 contracts overrides
+    /// this with `tx.origin`, its defect 4.)
+    function _party() internal view virtual returns (address) {
+        return msg.sender;
+    }
+
+    /// @dev Start and length of the mediate timeout window: from `resultsCheckedAt`, the
+    /// mediateResults timeout. (The reproduction of the deployed contracts measures it from
+    /// `resultsSubmittedAt` with the judgeResults timeout, its defect 3.)
+    function _mediateTimeoutWindow(DealCore memory d)
+        internal
+        pure
+        virtual
+        returns (uint256 start, uint256 window)
+    {
+        return (d.resultsCheckedAt, d.mediateResultsTimeout);
+    }
+
+    function _requireParty(string calldata dealId, DealCore memory d) internal view {
+        address caller = _party();
+        if (caller != d.jobCreator && caller != d.resourceProvider) {
+            revert NotParty(dealId, caller);
         }
     }
 
+    function _requireJobCreator(string calldata dealId, DealCore memory d) internal view {
+        address caller = _party();
+        if (caller != d.jobCreator) revert NotJobCreator(dealId, caller);
+    }
+
+    function _requireResourceProvider(string calldata dealId, DealCore memory d) internal view {
+        address caller = _party();
+        if (caller != d.resourceProvider) revert NotResourceProvider(dealId, caller);
+    }
+
     function _requireState(string calldata dealId, AgreementState actual, AgreementState expected)
-        private
+        internal
         pure
     {
         if (actual != expected) revert WrongState(dealId, expected, actual);
     }
 
     /// @dev Strict: callable only when `block.timestamp > start + timeout`.
-    function _requireTimeout(string calldata dealId, uint256 start, uint256 timeout) private view {
+    function _requireTimeout(string calldata dealId, uint256 start, uint256 timeout) internal view {
         uint256 deadline = start + timeout;
         if (block.timestamp <= deadline) revert TimeoutNotReached(dealId, block.timestamp, deadline);
     }

@@ -225,6 +225,17 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
         bool resourceProviderAgreed,
         bool jobCreatorAgreed
     ) external onlyController nonReentrant {
+        _timeoutAgree(dealId, m, resourceProviderAgreed, jobCreatorAgreed);
+    }
+
+    /// @dev The refunds of `timeoutAgree` (the reproduction of the deployed contracts overrides
+    /// the lone job creator's refund, its defect 2).
+    function _timeoutAgree(
+        string calldata dealId,
+        DealMoney calldata m,
+        bool resourceProviderAgreed,
+        bool jobCreatorAgreed
+    ) internal virtual {
         uint256 rpHeld = resourceProviderAgreed ? m.submitResultsCollateral : 0;
         uint256 jcHeld = jobCreatorAgreed ? m.paymentCollateral + m.judgeResultsCollateral : 0;
         _close(dealId, jcHeld, rpHeld);
@@ -313,13 +324,19 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
     }
 
     /// @dev Terminal transition: the deal must release exactly what it holds; its record is cleared.
-    function _close(string calldata dealId, uint256 jcOut, uint256 rpOut) private {
+    function _close(string calldata dealId, uint256 jcOut, uint256 rpOut) internal {
         bytes32 key = keccak256(bytes(dealId));
         DealEscrow memory e = _dealEscrow[key];
         if (e.jobCreator != jcOut || e.resourceProvider != rpOut) {
             revert DealEscrowNotReleased(dealId, e.jobCreator, e.resourceProvider, jcOut, rpOut);
         }
         delete _dealEscrow[key];
+    }
+
+    /// @dev Forgets the deal's escrow record without releasing anything (only the reproduction of
+    /// the deployed contracts, which has no per-deal accounting on that path, uses it).
+    function _dropDealEscrow(string calldata dealId) internal {
+        delete _dealEscrow[keccak256(bytes(dealId))];
     }
 
     function _payIn(string calldata dealId, address party, uint256 amount, PaymentReason reason)
@@ -331,7 +348,7 @@ contract LilypadPayments is ILilypadPayments, Ownable, ReentrancyGuardTransient 
     }
 
     function _refund(string calldata dealId, address party, uint256 amount, PaymentReason reason)
-        private
+        internal
     {
         if (amount == 0) return;
         _token.escrowRelease(party, party, amount);

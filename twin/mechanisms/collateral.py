@@ -62,6 +62,8 @@ price, optional non-binary timeout penalties, pooling for capital efficiency).
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from fractions import Fraction
 from itertools import combinations
@@ -77,6 +79,7 @@ def expected_units(job) -> int:
     return max(1, math.ceil(job.work_median_units * math.exp(job.work_sigma**2 / 2)))
 
 
+@functools.cache
 def _fraction(x: float) -> Fraction:
     return Fraction(str(x)).limit_denominator(10**9)
 
@@ -97,6 +100,34 @@ def late_share(elapsed_s: int, grace_s: int, timeout_s: int, floor: float) -> fl
     return 1.0 - (1.0 - floor) * min(1.0, (elapsed_s - grace_s) / (timeout_s - grace_s))
 
 
+def _sums_by_size(xs: list[int]) -> list[list[int]]:
+    """The sums of the subsets of ``xs``, by subset size, each list sorted."""
+    by: list[list[int]] = [[0]]
+    for x in xs:
+        nxt = [list(sums) for sums in by] + [[]]
+        for size, sums in enumerate(by):
+            nxt[size + 1].extend([v + x for v in sums])
+        by = nxt
+    return [sorted(sums) for sums in by]
+
+
+def _subsets_over(owed: list[int], held: int) -> list[int]:
+    """For each size k, how many k-subsets of ``owed`` sum to more than ``held`` (exact): the
+    subset sums of the two halves, paired by size, counted by bisection (meet in the middle)."""
+    if len(owed) <= 4:  # a few subsets: enumerated
+        return [
+            sum(1 for c in combinations(owed, k) if sum(c) > held) for k in range(len(owed) + 1)
+        ]
+    half = len(owed) // 2
+    lo, hi = _sums_by_size(owed[:half]), _sums_by_size(owed[half:])
+    counts = [0] * (len(owed) + 1)
+    for i, left in enumerate(lo):
+        for j, right in enumerate(hi):
+            m = len(right)
+            counts[i + j] += sum(m - bisect.bisect_right(right, held - a) for a in left)
+    return counts
+
+
 def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     """P(sum of ``owed[j]`` over the slashed deals > ``held``), each deal slashed independently
     with probability ``q``: exact for up to 12 deals, a normal approximation beyond."""
@@ -104,14 +135,18 @@ def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     if n == 0 or q <= 0.0 or sum(owed) <= held:
         return 0.0
     if n <= 12:
+        counts = _subsets_over(owed, held)
         p = 0.0
         for k in range(1, n + 1):
             w = q**k * (1.0 - q) ** (n - k)
-            p += w * sum(1 for c in combinations(owed, k) if sum(c) > held)
+            p += w * counts[k]
         return p
     mean = q * sum(owed)
     sd = math.sqrt(q * (1 - q) * sum(x * x for x in owed))
     return 0.5 * math.erfc((held - mean) / (sd * math.sqrt(2))) if sd > 0 else float(mean > held)
+
+
+_OWING = frozenset((DealState.ResultsSubmitted, DealState.ResultsChecked))  # R is owed
 
 
 class CollateralVariants(Mechanism):
@@ -176,13 +211,28 @@ class CollateralVariants(Mechanism):
 
     def pool_of(self, rp: int) -> tuple[list[int], int]:
         """(R of each slashable open deal, pool held) of node ``rp``, in wei."""
-        owed, held = [], 0
+        owed, held, deals = [], 0, self.deals
         for di in self.open.get(rp, ()):
-            o = self.deals[di]
+            o = deals[di]
             held += o.results_held
-            if o.state in (DealState.ResultsSubmitted, DealState.ResultsChecked):
+            if o.state in _OWING:
                 owed.append(o.results_collateral)
         return owed, held
+
+    def covers(self) -> dict[int, float]:
+        """:meth:`cover` of every node that owes results collateral (the others' is 1), in one
+        pass over the open deals."""
+        out, deals = {}, self.deals
+        for rp, open_ in self.open.items():
+            owed = held = 0
+            for di in open_:
+                o = deals[di]
+                held += o.results_held
+                if o.state in _OWING:
+                    owed += o.results_collateral
+            if owed:
+                out[rp] = min(1.0, held / owed)
+        return out
 
     def exposure(self, rp: int) -> float:
         """owed / held of node ``rp`` (0 with nothing owed; inf when owed with an empty pool)."""
@@ -285,8 +335,11 @@ class CollateralVariants(Mechanism):
 
     def public_features(self, mk, focus) -> dict:
         p = self.params
+        covers = self.covers()  # (empty without pooling: every cover is 1)
         rp = np.zeros((mk.n_rp, 3))
-        rp[:, 0] = [self.cover(int(a)) for a in mk.rp_acct]
+        rp[:, 0] = 1.0
+        for a, v in covers.items():
+            rp[mk.row[a], 0] = v
         for r, di in focus.get("rp", {}).items():
             d = mk.deals[di]
             rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,
@@ -297,10 +350,10 @@ class CollateralVariants(Mechanism):
             d = mk.deals[di]
             full = min(d.job_cost, d.payment_collateral)
             jc[r, 0] = 1.0 - d.late_withheld / full if full else 1.0
-            jc[r, 1] = self.cover(d.rp)
+            jc[r, 1] = covers.get(d.rp, 1.0)
         med = np.ones((mk.n_med, 1))
         for r, di in focus.get("mediator", {}).items():
-            med[r, 0] = self.cover(mk.deals[di].rp)
+            med[r, 0] = covers.get(mk.deals[di].rp, 1.0)
         return {"rp": rp, "jc": jc, "mediator": med}
 
     def metrics(self, mk) -> dict[str, float]:

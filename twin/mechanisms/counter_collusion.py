@@ -94,6 +94,7 @@ from twin.execution import plan
 from twin.ledger import WEI_PER_TOKEN
 from twin.mechanisms.base import Mechanism
 from twin.modules import runtime_s
+from twin.solvers.base import feasible
 
 CONTRACTS = ("prisoner", "colluder", "traitor")
 A, B, CLIENT, TTP = 0, 1, 2, 3  # parties of a settlement (A: the solver's node, B: the second)
@@ -440,13 +441,12 @@ class CounterCollusion(Mechanism):
         return True
 
     def _second_node(self, mk, d) -> int | None:
-        from twin.solvers.base import feasible
-
         ok = feasible(mk.jobs, d.job_offer, mk.res, mk.trust, mk.rp_acct, int(mk.row[d.solver]))
         ok[mk.row[d.rp]] = False
-        cand = np.flatnonzero(ok)
-        wallet = mk.ledger.wallet
-        cand = cand[[wallet[int(mk.rp_acct[r])] >= self.terms.d for r in cand]]
+        wallet, rp0, need = mk.ledger.wallet, int(mk.rp_acct[0]), self.terms.d
+        cand = np.array(
+            [r for r in np.flatnonzero(ok).tolist() if wallet[rp0 + r] >= need], np.int64
+        )
         if not len(cand):
             return None
         res = mk.res

@@ -23,13 +23,14 @@ the RP without a market until it can.
 
 Money, exact in wei: shares are counted in wei-units of payout (``10**18`` units = one share = one
 token), ``b`` in wei. Costs are evaluated with :mod:`decimal` at 60 significant digits in the
-overflow-free form ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``, and every trade cost is rounded
-*up* to the wei (the buyer pays the rounding); payouts are the winning share units, exactly. The
-maker account (``market_maker``) holds each open round's subsidy and the bettors' payments; at
-settlement it pays the winners and returns the rest (subsidy + payments - payouts >= 0 by the
-bound above, rounding included) to the funder, whose net cost per round is thus at most
-``ceil(b ln 2)`` wei. Conservation is exact; every movement is a ``Transfer`` (``MarketSubsidy``,
-``MarketBet``, ``MarketPayout``, ``MarketRefund``).
+overflow-free form ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})`` (``exp`` and ``ln`` from
+:mod:`twin.decimal_math`: the correctly rounded values of :mod:`decimal`, computed faster), and
+every trade cost is rounded *up* to the wei (the buyer pays the rounding); payouts are the
+winning share units, exactly. The maker account (``market_maker``) holds each open round's
+subsidy and the bettors' payments; at settlement it pays the winners and returns the rest
+(subsidy + payments - payouts >= 0 by the bound above, rounding included) to the funder, whose
+net cost per round is thus at most ``ceil(b ln 2)`` wei. Conservation is exact; every movement is
+a ``Transfer`` (``MarketSubsidy``, ``MarketBet``, ``MarketPayout``, ``MarketRefund``).
 
 Scripted bettors, every tick while the market is open. A bettor's belief that the result will
 replicate is the target RP's public score (:func:`twin.mechanisms.reputation.public_scores`),
@@ -60,20 +61,33 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 import numpy as np
 
 from twin.deals import DealState, ExecMode
+from twin.decimal_math import DecimalFunctions
 from twin.events import TransferReason
 from twin.ledger import WEI_PER_TOKEN, tokens_to_wei
 from twin.mechanisms.base import Mechanism
 from twin.mechanisms.reputation import public_scores
 
 _CTX = Context(prec=60)
+_DM = DecimalFunctions(_CTX)  # exp and ln in _CTX, faster than decimal's (same values)
+# The hot functions below call _CTX's methods (each rounds as the operator would in
+# ``localcontext(_CTX)``, without entering a context), in the operators' order.
+_add, _sub, _mul, _div = _CTX.add, _CTX.subtract, _CTX.multiply, _CTX.divide
 
 
 # -- the LMSR, in wei ---------------------------------------------------------------------------
 def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
-    with localcontext(_CTX):
-        hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-        return Decimal(hi) + Decimal(b) * (1 + (Decimal(lo - hi) / b).exp()).ln()
+    hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
+    # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b)), on (coefficient, exponent)
+    # pairs rounded as _CTX rounds (the same values); decimal's own where those do not decide
+    z = _DM.div_parts((lo - hi, 0), b)
+    e = _DM.exp_parts(z[0], -z[1])
+    if e is not None:
+        w = _DM.add_parts((1, 0), e)
+        ln_w = _DM.ln_parts(w[0], -w[1])
+        if ln_w is not None:
+            return _DM.decimal(_DM.add_parts((hi, 0), _DM.mul_parts((b, 0), ln_w)))
+    return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -112,10 +126,20 @@ def shares_for_budget(
         return 0
     a, o = (q_yes, q_no) if yes else (q_no, q_yes)
     c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
-    with localcontext(_CTX):
-        u = (c0 + budget_wei - o) / b
-        x = Decimal(o - a) + b * (u + (1 - (-u).exp()).ln())
-        return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    c0p = _DM.parts(c0)  # the same on pairs (see lmsr_cost)
+    if c0p is not None:
+        u = _DM.div_parts(_DM.add_parts(_DM.add_parts(c0p, (budget_wei, 0)), (-o, 0)), b)
+        e = _DM.exp_parts(-u[0], -u[1])
+        if e is not None:
+            w = _DM.add_parts((1, 0), (-e[0], e[1]))
+            ln_w = _DM.ln_parts(w[0], -w[1])
+            if ln_w is not None:
+                x = _DM.add_parts((o - a, 0), _DM.mul_parts((b, 0), _DM.add_parts(u, ln_w)))
+                return max(0, _DM.floor_parts(x))
+    u = _div(_sub(_add(c0, budget_wei), o), b)  # (c0 + budget_wei - o) / b
+    # Decimal(o - a) + b * (u + ln(1 - exp(-u)))
+    x = _add(o - a, _mul(b, _add(u, _DM.ln(_sub(1, _DM.exp(_CTX.minus(u)))))))
+    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
 def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> int | None:
@@ -126,11 +150,10 @@ def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> i
         return None
     if p_yes <= 0.0 or p_yes >= 1.0:
         return 0
-    with localcontext(_CTX):
-        p = Decimal(p_yes)
-        logit = (p / (1 - p)).ln()
-        x = (q_no - q_yes) + b * logit if yes else (q_yes - q_no) - b * logit
-        return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    p = Decimal(p_yes)
+    logit = _DM.ln(_div(p, _sub(1, p)))  # ln(p / (1 - p))
+    x = _add(q_no - q_yes, _mul(b, logit)) if yes else _sub(q_yes - q_no, _mul(b, logit))
+    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
 
 
 def _units_estimate(q_yes: int, q_no: int, b: int, cost: float, budget_wei: int, p_yes: float,
@@ -223,6 +246,10 @@ class PredictionMarkets(Mechanism):
         delegators = staking.delegators if staking is not None else np.zeros(0, np.int64)
         self.bettors = np.concatenate([mk.rp_acct, delegators]).astype(np.int64)
         self.rounds: dict[int, Round] = {}  # RP account -> its open round
+        self._rps = mk.rp_acct.tolist()
+        self._row = mk.row
+        #: price of YES per RP row (0.5 where no round is open), kept as rounds open, trade, close
+        self._prices = np.full(mk.n_rp, 0.5)
         self.pending: dict[int, bool] = {}  # executed, unsettled deal -> its result is wrong
         self.n_pending = np.zeros(mk.n_accounts, np.int64)
         self.n_wrong = np.zeros(mk.n_accounts, np.int64)
@@ -237,6 +264,7 @@ class PredictionMarkets(Mechanism):
             self.unfunded += 1
             return None
         rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy, self.cost0)
+        self._prices[self._row[rp]] = self.price(rnd)
         return rnd
 
     def price(self, rnd: Round) -> float:
@@ -255,8 +283,7 @@ class PredictionMarkets(Mechanism):
         while n > 0:
             q1 = (qy + n, qn) if yes else (qy, qn + n)
             c1 = lmsr_cost(*q1, b)
-            with localcontext(_CTX):
-                cost = int((c1 - c0).to_integral_value(rounding=ROUND_CEILING))
+            cost = int(_sub(c1, c0).to_integral_value(rounding=ROUND_CEILING))
             if cost <= budget_wei:
                 break
             n -= 1  # guards the last digit: the floored exact inverse already fits the budget
@@ -264,6 +291,7 @@ class PredictionMarkets(Mechanism):
             return 0
         rnd.q_yes, rnd.q_no = q1
         rnd.cost = c1
+        self._prices[self._row[rnd.rp]] = self.price(rnd)
         side = rnd.yes if yes else rnd.no
         side[bettor] = side.get(bettor, 0) + n
         rnd.paid[bettor] = rnd.paid.get(bettor, 0) + cost
@@ -292,6 +320,7 @@ class PredictionMarkets(Mechanism):
         )
         self.settled += 1
         del self.rounds[rnd.rp]
+        self._prices[self._row[rnd.rp]] = 0.5
 
     def void(self, mk, rnd: Round) -> None:
         """Cancel a round that can no longer resolve: refund every payment and the subsidy."""
@@ -300,6 +329,7 @@ class PredictionMarkets(Mechanism):
         mk.transfer(self.maker, self.funder, rnd.subsidy, TransferReason.MarketSubsidy)
         self.voided += 1
         del self.rounds[rnd.rp]
+        self._prices[self._row[rnd.rp]] = 0.5
 
     # -- hooks --------------------------------------------------------------------------------
     def on_executed(self, mk, d) -> None:
@@ -327,9 +357,9 @@ class PredictionMarkets(Mechanism):
             for rp in [rp for rp in self.rounds if mk.open_deals[rp] == 0]:
                 self.void(mk, self.rounds[rp])
             return
-        for rp in mk.rp_acct:
-            if int(rp) not in self.rounds:
-                self.open_round(mk, int(rp))
+        for rp in self._rps:
+            if rp not in self.rounds:
+                self.open_round(mk, rp)
         if self.rounds and self.bet_wei:
             self.place_bets(mk)
 
@@ -368,10 +398,7 @@ class PredictionMarkets(Mechanism):
     # -- views --------------------------------------------------------------------------------
     def prices(self, mk) -> np.ndarray:
         """Price of YES per RP row (0.5 where no round is open)."""
-        out = np.full(mk.n_rp, 0.5)
-        for rp, rnd in self.rounds.items():
-            out[mk.row[rp]] = self.price(rnd)
-        return out
+        return self._prices.copy()
 
     def feature_names(self, role: str) -> tuple[str, ...]:
         return ("own_market_price",) if role == "rp" else ("focus_rp_market_price",)

@@ -101,14 +101,20 @@ class Reputation(Mechanism):
         ]
 
     def public_features(self, mk, focus) -> dict:
-        out = {"rp": self.score(mk.now, mk.rp_acct)[:, None]}
+        # pass-rate and beta scores are elementwise sums and quotients: scoring every account
+        # once and picking gives the same values as scoring each subset
+        every = None if self.params.score == "decayed" else self.score(mk.now)
+        out = {
+            "rp": (self.score(mk.now, mk.rp_acct) if every is None else every[mk.rp_acct])[:, None]
+        }
+        deals = mk.deals
         for role, n in (("jc", mk.n_jc), ("mediator", mk.n_med)):
             col = np.zeros((n, 1))
-            f = focus.get(role, {})
+            f = focus.get(role)
             if f:
-                rows = np.fromiter(f.keys(), np.int64, len(f))
-                rps = np.fromiter((mk.deals[di].rp for di in f.values()), np.int64, len(f))
-                col[rows, 0] = self.score(mk.now, rps)
+                rows = list(f)
+                rps = [deals[di].rp for di in f.values()]
+                col[rows, 0] = self.score(mk.now, np.array(rps)) if every is None else every[rps]
             out[role] = col
         return out
 

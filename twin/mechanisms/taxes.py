@@ -18,6 +18,7 @@ the tax rate and the forced-error rate are public (observed by every seat).
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 
 from twin.deals import DealState, ExecMode
@@ -26,10 +27,16 @@ from twin.mechanisms.base import Mechanism
 from twin.mechanisms.fees import PAID_STATES
 
 
+@functools.cache
+def _rate_fraction(rate: float) -> tuple[int, int]:
+    f = Fraction(str(rate)).limit_denominator(10**9)
+    return f.numerator, f.denominator
+
+
 def exact_share(amount: int, rate: float) -> int:
     """``floor(amount * rate)`` with ``rate`` read as a fraction of denominator <= 10**9."""
-    f = Fraction(str(rate)).limit_denominator(10**9)
-    return amount * f.numerator // f.denominator
+    num, den = _rate_fraction(rate)
+    return amount * num // den
 
 
 def challenger_shares(payout: int, k: int, decay: float) -> list[int]:

@@ -117,6 +117,12 @@ class Verification(Mechanism):
             for m, j in zip(self.methods, mk.job_classes, strict=True)
         ])  # fmt: skip
         self.checkable = np.array([m != "none" for m in self.methods])
+        #: per module, the focus features (checkable, catch probability, honest pass probability)
+        self._focus_values = [(float(c), float(1.0 - fake), float(honest))
+                              for c, (honest, fake) in zip(self.checkable, self.pass_prob, strict=True)]  # fmt: skip
+        fl = mk.fleet
+        self._cpu_speed, self._gpu_speed = fl.cpu_speed.tolist(), fl.gpu_speed.tolist()
+        self._cost_wei_per_s = [int(c) for c in fl.cost_wei_per_s]
         self.proof_cost = 0
         self.n_proofs = self.n_unverifiable = self.n_flagged = 0
         self.n_checks = dict.fromkeys(METHODS, 0)
@@ -171,22 +177,26 @@ class Verification(Mechanism):
         return base + ("focus_proof_cost",) if role == "rp" else base
 
     def public_features(self, mk, focus) -> dict:
-        out = {}
+        out, deals, values = {}, mk.deals, self._focus_values
         for role, n in (("rp", mk.n_rp), ("jc", mk.n_jc), ("mediator", mk.n_med)):
             X = np.zeros((n, len(self.feature_names(role))))
-            for r, di in focus.get(role, {}).items():
-                d = mk.deals[di]
-                honest, fake = self.pass_prob[d.module]
-                X[r, 0:3] = (float(self.checkable[d.module]), 1.0 - fake, honest)
+            f = focus.get(role)
+            if f:
+                rows = list(f)
+                X[rows, 0:3] = [values[deals[di].module] for di in f.values()]
                 if role == "rp":
-                    fl = mk.fleet
-                    job = mk.job_classes[d.module]
-                    speed = float(fl.gpu_speed[r] if job.kind == "gpu" else fl.cpu_speed[r])
-                    run = max(1, math.ceil(d.units / speed)) if speed > 0 else 0
-                    cost = run * int(fl.cost_wei_per_s[r]) * self.cost_fraction[d.module]
-                    X[r, 3] = math.log1p(float(cost) / 1e18)
+                    X[rows, 3] = [self._proof_cost_feature(mk, r, deals[di]) for r, di in f.items()]
             out[role] = X
         return out
+
+    def _proof_cost_feature(self, mk, r: int, d) -> float:
+        """``log1p`` of node row ``r``'s proof/attestation cost for deal ``d``, in tokens."""
+        job = mk.job_classes[d.module]
+        speed = self._gpu_speed[r] if job.kind == "gpu" else self._cpu_speed[r]
+        run = max(1, math.ceil(d.units / speed)) if speed > 0 else 0
+        frac = self.cost_fraction[d.module]  # the cost as a float: num / den, correctly rounded
+        cost = run * self._cost_wei_per_s[r] * frac.numerator / frac.denominator
+        return math.log1p(cost / 1e18)
 
     def metrics(self, mk) -> dict[str, float]:
         return {

@@ -71,7 +71,7 @@ class V1Solver:
         vram_ok: dict[int, np.ndarray] = {}
         module_ok: dict[int, np.ndarray] = {}
 
-        needs = rows[:, JobOffers.NEED]  # (milli-CPU, GPUs, RAM MB, disk MB) each job needs
+        needs = rows[:, JobOffers.NEED_INDEX]  # (milli-CPU, GPUs, RAM MB, disk MB) each job needs
         c_vram, c_module, c_mode, c_price, c_jc = (
             col[f] for f in ("vram", "module", "mode", "price", "jc")
         )

@@ -1,0 +1,24 @@
+"""experiments.bench runs end to end (tiny sizes): its table, growth, mechanism ratio and JSON."""
+
+from __future__ import annotations
+
+import json
+
+from experiments import bench
+
+
+def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--agents", "10", "100", "120", "--agent-steps", "1500", "--mechanisms-at", "10",
+                "--out", str(out)])  # fmt: skip
+    d = json.loads(out.read_text())
+    assert [r["agents"] for r in d["rows"]] == [10, 100, 120]
+    assert all(r["steps"] == max(30, 1500 // r["agents"]) for r in d["rows"])
+    assert all(r["env_agent_steps_per_s"] > 0 and r["deals"] >= 0 for r in d["rows"])
+    g = d["summary"]["growth"]
+    assert (g["from_agents"], g["to_agents"]) == (100, 120)
+    assert g["ratio"] == d["rows"][2]["us_per_agent_step"] / d["rows"][1]["us_per_agent_step"]
+    m = d["summary"]["all_mechanisms"]
+    assert m["agents"] == 10 and m["all"]["mechanisms"] == "all" and m["v1"]["mechanisms"] == "v1"
+    assert m["ratio"] == m["all"]["us_per_agent_step"] / m["v1"]["us_per_agent_step"]
+    assert "every mechanism on at 10 agents" in capsys.readouterr().out
