@@ -234,6 +234,30 @@ def prediction(cfg: TwinConfig) -> str:
     return "collude" if stable else "honest"
 
 
+def analytic_table(budget: str | Budget = "full") -> pd.DataFrame:
+    """The analytic side of the counter-collusion table: per experiment, the contracts on offer,
+    the terms (tokens), the range of the honest cost c (:func:`cost_range`), Dong et al.'s
+    conditions (True / False when they hold for every job / for none, :func:`conditions`) and
+    the :func:`prediction`, all derived from the experiment configs at ``budget``."""
+    b = budget_of(budget)
+    rows = []
+    for x in EXPERIMENTS:
+        cfg = experiment_config(x, 0, b)
+        t, k = terms(cfg), conditions(cfg)
+        lo, hi = (v / WEI_PER_TOKEN for v in cost_range(cfg))
+        row = {"experiment": x, "contracts": "+".join(cfg.counter_collusion.contracts),
+               "w": t.w / WEI_PER_TOKEN, "d": t.d / WEI_PER_TOKEN, "ch": t.ch / WEI_PER_TOKEN,
+               "t": t.t / WEI_PER_TOKEN, "b": t.b / WEI_PER_TOKEN, "c_lo": round(lo, 3),
+               "c_hi": round(hi, 3)}  # fmt: skip
+        for name in ("tacit_stable", "leader_loyal", "follower_loyal", "leader_initiates",
+                     "betrayal_pays"):  # fmt: skip
+            r = k.loc[name]
+            row[name] = True if r.every_job else (False if r.no_job else "depends on c")
+        row["prediction"] = prediction(cfg)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("experiment")
+
+
 # -- the learned side -----------------------------------------------------------------------------
 def greedy_dual_deals(checkpoint: str | Path, episodes: int, seed: int = 1_000_000) -> pd.DataFrame:
     """The dual deals (:meth:`twin.mechanisms.counter_collusion.CounterCollusion.tables`) of
@@ -381,6 +405,22 @@ def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
                                r.cheat_rate_hi),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def outcome_shares(out_dir: str | Path) -> pd.DataFrame:
+    """Per experiment, the share of its greedy dual deals (every seed's ``dual_deals.csv``
+    under ``out_dir``, pooled) that ended in each outcome (columns: the outcomes of
+    :func:`twin.mechanisms.counter_collusion.settle`, plus ``open`` for deals unsettled at the
+    end of an episode)."""
+    frames = [
+        pd.read_csv(p, usecols=["outcome"]).assign(experiment=p.parent.parent.name)
+        for p in sorted(Path(out_dir).glob("*/seed_*/dual_deals.csv"))
+    ]
+    if not frames:
+        raise ValueError(f"{out_dir}: no */seed_*/dual_deals.csv (run() writes them)")
+    df = pd.concat(frames, ignore_index=True)
+    shares = pd.crosstab(df.experiment, df.outcome, normalize="index")
+    return shares.reindex([x for x in EXPERIMENTS if x in shares.index]).fillna(0.0)
 
 
 def learning_curves(out_dir: str | Path) -> pd.DataFrame:

@@ -76,7 +76,9 @@ def test_predictions_of_the_configs(compose, experiment, expected):
 
 def test_a_config_straddling_the_boundary_is_refused(compose):
     # d = 9: d > c + ch holds for c < 3 tokens and fails for c >= 3: some jobs on each side
-    cfg = compose("experiment=result_b_prisoner_honest", f"counter_collusion.deposit_wei={9 * TOKEN}")
+    cfg = compose(
+        "experiment=result_b_prisoner_honest", f"counter_collusion.deposit_wei={9 * TOKEN}"
+    )
     with pytest.raises(ValueError, match=r"straddle .* \[1, 6\] tokens"):
         rb.prediction(cfg)
     cfg = compose("experiment=result_b_traitor", f"counter_collusion.deposit_wei={9 * TOKEN}")
@@ -215,3 +217,43 @@ def test_tiny_budget_driver(tmp_path):
     assert len(rb.verdicts(tab)) == 4
     curves = rb.learning_curves(tmp_path)
     assert set(curves.experiment) == set(rb.EXPERIMENTS) and len(curves) == 4
+
+
+def test_analytic_table_of_the_configs():
+    # the terms of the configs (tokens) and c in [1, 6] (see test_cost_range...):
+    # prisoner_honest d = 16: tacit collusion unstable (16 > 6 + 6 for the dearest job),
+    # betrayal would pay; prisoner_cheat d = 1: stable (1 <= 1 + 6), betrayal never pays;
+    # colluder/traitor d = 16, t = 24 > 16 - 1 - 6 = 9, b = 0.5 < 1: loyal and initiating.
+    # A condition holding for some jobs only would read "depends on c" (none does here).
+    tab = rb.analytic_table("full")
+    assert list(tab.index) == list(rb.EXPERIMENTS)
+    assert list(tab.contracts) == ["prisoner", "prisoner", "prisoner+colluder",
+                                   "prisoner+colluder+traitor"]  # fmt: skip
+    assert list(tab.d) == [16, 1, 16, 16] and (tab.w == 5).all() and (tab.ch == 6).all()
+    assert list(tab.t) == [0, 0, 24, 24] and list(tab.b) == [0, 0, 0.5, 0.5]
+    assert (tab.c_lo == 1).all() and (tab.c_hi == 6).all()
+    assert list(tab.tacit_stable) == [False, True, False, False]
+    assert list(tab.betrayal_pays) == [True, False, True, True]
+    # leader loyal iff t > d - c - ch: 0 > 16 - c - 6 >= 4 no; 0 > 1 - c - 6 yes; 24 > 9 yes;
+    # leader initiates iff b < c: 0 < 1 and 0.5 < 1
+    assert list(tab.leader_loyal) == [False, True, True, True]
+    assert list(tab.leader_initiates) == [True] * 4
+    assert list(tab.prediction) == ["honest", "collude", "collude", "honest"]
+
+
+def test_outcome_shares_pool_the_seeds(tmp_path):
+    # colluder: seed 0 has 3 deals (2 collusion, 1 honest), seed 1 has 1 (collusion): 3/4, 1/4;
+    # traitor: 2 deals, 1 betrayed, 1 honest
+    for x, s, outcomes in [("colluder", 0, ["collusion", "collusion", "honest"]),
+                           ("colluder", 1, ["collusion"]), ("traitor", 0, ["betrayed", "honest"])]:  # fmt: skip
+        d = tmp_path / x / f"seed_{s}"
+        d.mkdir(parents=True)
+        pd.DataFrame({"outcome": outcomes, "dual": range(len(outcomes))}).to_csv(
+            d / "dual_deals.csv", index=False
+        )
+    shares = rb.outcome_shares(tmp_path)
+    assert list(shares.index) == ["colluder", "traitor"]
+    assert shares.loc["colluder"].to_dict() == {"betrayed": 0.0, "collusion": 0.75, "honest": 0.25}
+    assert shares.loc["traitor"].to_dict() == {"betrayed": 0.5, "collusion": 0.0, "honest": 0.5}
+    with pytest.raises(ValueError, match="dual_deals.csv"):
+        rb.outcome_shares(tmp_path / "nothing")
