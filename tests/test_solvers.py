@@ -220,3 +220,39 @@ def test_surplus_solver_uses_leftover_capacity_in_later_rounds():
         job(jobs, cpu=1000, price=20)
     ms = SurplusSolver().match(jobs, res, trust_all(), RP_ACCOUNTS[:1], 0, now=0)
     assert len(ms) == 3 and res.free_cpu[0] == 0
+
+
+def test_offers_are_posted_cancelled_and_expired():
+    """Post, cancel, expire: a cancelled or expired offer leaves the live book and is never
+    matched; cancelling an offer that is no longer open changes nothing."""
+    jobs = JobOffers()
+    a, b, c = (job(jobs, t=t) for t in (0, 10, 20))  # expire at 1000, 1010, 1020
+    assert jobs.live == [a, b, c]
+    assert jobs.cancel([b]) == [b] and jobs.status[b] == JobOffers.CANCELLED
+    assert jobs.cancel([b]) == [] and jobs.live == [a, c]
+    assert jobs.expire(1000) == [a] and jobs.status[a] == JobOffers.EXPIRED  # at its expiry time
+    assert jobs.live == [c]
+    matches = V1Solver().match(jobs, book([100, 100, 100]), trust_all(), RP_ACCOUNTS, 0, 1001)
+    assert [m.job_offer for m in matches] == [c]  # only the open offer
+    d = job(jobs, t=1001)
+    assert jobs.cancel() == [d] and jobs.live == []  # all live offers
+
+
+def test_closed_market_cancels_unmatched_job_offers(compose):
+    """When the market closes, clients withdraw their unmatched job offers: none stays open and
+    every client's count of open offers is back to 0 (one node for many eager clients leaves
+    offers unmatched at the close)."""
+    from twin.market import Actions, Market
+
+    cfg = compose("market.n_job_creators=8", "market.n_resource_providers=1",
+                  "market.job_rate_per_tick=1.0", "market.episode_ticks=10")  # fmt: skip
+    mk = Market(cfg, seed=3)
+    acts = Actions.default(mk)
+    for _ in range(cfg.market.episode_ticks):
+        mk.step(acts)
+    open_before = list(mk.jobs.live)
+    assert open_before and mk.open_jobs[mk.jc_acct].sum() == len(open_before)
+    mk.step(acts)  # the first tick after the close
+    assert mk.closing and mk.jobs.live == []
+    assert all(mk.jobs.status[j] == JobOffers.CANCELLED for j in open_before)
+    assert (mk.open_jobs == 0).all()

@@ -8,7 +8,8 @@ an event in the :class:`~twin.events.EventLog`.
 
 One tick (``tick_s`` simulated seconds) runs the phases of :data:`PHASES` in order:
 
-1. ``post_offers``: expire old job offers; RPs re-price their resource offer; JCs post new jobs.
+1. ``post_offers``: expire old job offers; RPs re-price their resource offer; JCs post new jobs
+   (once the market has closed, they cancel their unmatched ones instead).
 2. ``match``: each solver matches the offers that name it (capacity is reserved).
 3. ``agree``: both parties of a new match call ``agree`` (as the shipped agents do) if they can
    fund their deposits; a lone agreement is settled later by ``timeoutAgree``. A mechanism may
@@ -442,7 +443,9 @@ class Market:
         ts = self.cfg.timeouts.submit_results_collateral_wei / WEI_PER_TOKEN
         wt = self.ledger.wallet_tokens
         self.res.offering = (wt[self._rp_slice] >= ts) & self.res.eligible
-        if self.closing:
+        if self.closing:  # the market has closed: clients withdraw their unmatched job offers
+            for j in self.jobs.cancel():
+                self.open_jobs[int(self.jobs.jc[j])] -= 1
             return
         rng = self.rng
         need = (

@@ -96,6 +96,18 @@ class JobOffers:
         st = self.status
         self.live = [i for i in self.live if st[i] == self.OPEN]
 
+    def cancel(self, offers: list[int] | None = None) -> list[int]:
+        """Cancel open offers (all live ones when ``offers`` is None): their posters withdraw
+        them. Returns the offers cancelled (offers not open are left as they are)."""
+        st = self.status
+        live = self.live if offers is None else offers
+        out = [i for i in live if st[i] == self.OPEN]
+        for i in out:
+            st[i] = self.CANCELLED
+        if out:
+            self.compact()
+        return out
+
     def expire(self, now: int) -> list[int]:
         """Expire open offers whose expiry time has passed; return their indices."""
         out = [i for i in self.live if self.expires_at[i] <= now]
