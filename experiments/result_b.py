@@ -258,6 +258,89 @@ def analytic_table(budget: str | Budget = "full") -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("experiment")
 
 
+def _pure_equilibria(p0: np.ndarray, p1: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Pure Nash equilibria (row, column, strict) of the bimatrix game (p0 row payoffs,
+    p1 column payoffs): strict when every unilateral deviation loses."""
+    out = []
+    for i in range(p0.shape[0]):
+        for j in range(p0.shape[1]):
+            r0 = np.delete(p0[:, j], i)
+            r1 = np.delete(p1[i, :], j)
+            if (r0 <= p0[i, j]).all() and (r1 <= p1[i, j]).all():
+                out.append((i, j, bool((r0 < p0[i, j]).all() and (r1 < p1[i, j]).all())))
+    return out
+
+
+def stage_game(t: Terms, c: int, cheat_cost_fraction: float = 0.0) -> pd.DataFrame:
+    """The subgame-perfect pure equilibria of one dual deal as the twin plays it, for two nodes
+    of honest cost ``c`` (wei; node 0 leads): a sign stage (both at once: agree or refuse; both
+    agreeing binds the colluder's contract when it is on offer), then a compute stage (honest,
+    cheat, skip, and betray where the traitor's contract is on offer and the pair agreed), with
+    the payoffs of :func:`twin.mechanisms.counter_collusion.analytic_payoffs` (a cheat costs
+    ``cheat_cost_fraction`` of c, a skip nothing; two betrayals: each report first with
+    probability 1/2).
+
+    One row per equilibrium outcome: the compute profile played on its path (leader/follower),
+    each node's payoff (tokens), the sign profiles (leader/follower) that lead to it in some
+    subgame-perfect equilibrium, and whether one of them is strict in both stages (every
+    unilateral deviation loses). A weak equilibrium (``strict`` False) is one where a lone
+    deviation changes nothing -- e.g. agreeing to collude with a partner who refuses -- so a
+    learner that reaches it gets no gradient away from it."""
+    from twin.mechanisms.counter_collusion import Decision, analytic_payoffs
+
+    cost = {Decision.Honest: c, Decision.Betray: c, Decision.Skip: 0,
+            Decision.Cheat: int(c * cheat_cost_fraction)}  # fmt: skip
+
+    def subgame(agreed: bool) -> tuple[list[Decision], list[tuple[int, int, bool]], np.ndarray]:
+        acts = [Decision.Honest, Decision.Cheat, Decision.Skip]
+        if agreed and t.traitor:
+            acts.append(Decision.Betray)
+        n = len(acts)
+        pay = np.zeros((2, n, n))
+        for i, a in enumerate(acts):
+            for j, b in enumerate(acts):
+                firsts = (0, 1) if a == b == Decision.Betray else (0,)
+                v = [analytic_payoffs(t, (a, b), agreed, agreed and t.colluder, 0,
+                                      (cost[a], cost[b]), first=f) for f in firsts]  # fmt: skip
+                pay[:, i, j] = np.mean(v, axis=0) / WEI_PER_TOKEN
+        return acts, _pure_equilibria(pay[0], pay[1]), pay
+
+    agreed_g, other_g = subgame(True), subgame(False)
+    found: dict[tuple, dict] = {}
+    for ai, aj, a_strict in agreed_g[1]:
+        for oi, oj, o_strict in other_g[1]:
+            va, vo = agreed_g[2][:, ai, aj], other_g[2][:, oi, oj]
+            # sign stage: 0 agree, 1 refuse; only (agree, agree) reaches the agreed subgame
+            p = np.array([[va, vo], [vo, vo]])  # [leader sign, follower sign, node]
+            for si, sj, strict in _pure_equilibria(p[:, :, 0], p[:, :, 1]):
+                both = si == sj == 0
+                acts, (i, j) = (agreed_g[0], (ai, aj)) if both else (other_g[0], (oi, oj))
+                key = (f"{acts[i].name.lower()}/{acts[j].name.lower()}", *map(float, p[si, sj]))
+                row = found.setdefault(key, {"sign": [], "strict": False})
+                sign = f"{('agree', 'refuse')[si]}/{('agree', 'refuse')[sj]}"
+                if sign not in row["sign"]:
+                    row["sign"].append(sign)
+                row["strict"] |= strict and (a_strict if both else o_strict)
+    rows = [{"outcome": k[0], "leader_tokens": k[1], "follower_tokens": k[2],
+             "sign": ", ".join(v["sign"]), "strict": v["strict"]} for k, v in found.items()]  # fmt: skip
+    cols = ["outcome", "leader_tokens", "follower_tokens", "sign", "strict"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def equilibria(budget: str | Budget = "full", c: int | None = None) -> pd.DataFrame:
+    """:func:`stage_game` of every experiment config at honest cost ``c`` (wei; default: the
+    median job's, ``cost_range(cfg, coverage=0)``: 2 tokens in the result_b market), one block
+    per experiment."""
+    b = budget_of(budget)
+    frames = []
+    for x in EXPERIMENTS:
+        cfg = experiment_config(x, 0, b)
+        cx = c if c is not None else cost_range(cfg, coverage=0.0)[0]
+        g = stage_game(terms(cfg), cx, cfg.execution.cheat_cost_fraction)
+        frames.append(g.assign(experiment=x, c=round(cx / WEI_PER_TOKEN, 3)))
+    return pd.concat(frames, ignore_index=True).set_index(["experiment", "c"])
+
+
 # -- the learned side -----------------------------------------------------------------------------
 def greedy_dual_deals(checkpoint: str | Path, episodes: int, seed: int = 1_000_000) -> pd.DataFrame:
     """The dual deals (:meth:`twin.mechanisms.counter_collusion.CounterCollusion.tables`) of

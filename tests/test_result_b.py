@@ -257,3 +257,40 @@ def test_outcome_shares_pool_the_seeds(tmp_path):
     assert shares.loc["traitor"].to_dict() == {"betrayed": 0.5, "collusion": 0.0, "honest": 0.5}
     with pytest.raises(ValueError, match="dual_deals.csv"):
         rb.outcome_shares(tmp_path / "nothing")
+
+
+def test_stage_game_equilibria_by_hand():
+    # Colluder's contract, w = 5, d = 16, ch = 6, t = 24, b = 0.5, c = 2 tokens, a cheat costs 0;
+    # node 0 leads. Agreed (and bound) subgame: both submit r -> prisoner's pays w each, the
+    # colluder's contract takes b from the leader to the follower: (4.5, 5.5). The leader turning
+    # honest: w + d - ch - c = 13, less its forfeited t + b = 24.5 -> -11.5 < 4.5; skipping:
+    # -d - 24.5 = -40.5. The follower turning honest: 13 - 24 = -11 < 5.5: strict.
+    # Unagreed subgame: honest/honest (w - c = 3 each); a wrong answer or none alone loses d:
+    # -16 < 3: strict. Sign stage: agree/agree -> (4.5, 5.5) > 3: strict; refuse/refuse -> 3,
+    # and a lone agreement leaves the pair unagreed: still 3, so only weak.
+    T = TOKEN
+    g = rb.stage_game(Terms(5 * T, 16 * T, 6 * T, 24 * T, T // 2, True, False), 2 * T)
+    assert g.to_dict("records") == [
+        {"outcome": "cheat/cheat", "leader_tokens": 4.5, "follower_tokens": 5.5,
+         "sign": "agree/agree", "strict": True},
+        {"outcome": "honest/honest", "leader_tokens": 3.0, "follower_tokens": 3.0,
+         "sign": "refuse/refuse", "strict": False},
+    ]  # fmt: skip
+    # Adding the traitor's contract: against a partner submitting r, betraying pays
+    # w + d - ch - c = 13 (less b for the leader) > 4.5; against a betrayer, betraying too gives
+    # (13 - 16) / 2 = -1.5 on average (who reports first is a fair draw), -2 for the leader
+    # (-1.5 - b) and -1 for the follower, while honesty gives 13 - t - b = -11.5 / 13 - t = -11.
+    # So agreeing leads to betray/betray at (-2, -1) < 3: no equilibrium agrees; any sign
+    # profile with a refusal leads to honest/honest (3, 3), weakly (a lone sign changes nothing).
+    g = rb.stage_game(Terms(5 * T, 16 * T, 6 * T, 24 * T, T // 2, True, True), 2 * T)
+    assert g.to_dict("records") == [
+        {"outcome": "honest/honest", "leader_tokens": 3.0, "follower_tokens": 3.0,
+         "sign": "agree/refuse, refuse/agree, refuse/refuse", "strict": False},
+    ]  # fmt: skip
+    # the configs, at the median job's cost c = 2 tokens: collusion is an equilibrium of
+    # prisoner_cheat (5, 5: w each) and colluder, never of prisoner_honest and traitor
+    eq = rb.equilibria("full").reset_index()
+    assert (eq.c == 2.0).all()
+    colluding = eq[eq.outcome == "cheat/cheat"].groupby("experiment").leader_tokens.max()
+    assert colluding.to_dict() == {"colluder": 4.5, "prisoner_cheat": 5.0}
+    assert eq[eq.experiment == "colluder"].strict.tolist() == [True, False]
