@@ -26,7 +26,7 @@ but a deviation by one node is a deviation by both), which assumes away the coor
 colluder's contract must achieve and the defection the traitor's contract invites.
 
 :func:`run` trains every experiment for ``budget.seeds`` seeds (sequentially, in one Ray
-session; a re-run skips the (experiment, seed) pairs already in ``runs.csv``), plays greedy
+session; a re-run skips the (experiment, seed) pairs already finished), plays greedy
 episodes of each final checkpoint (:func:`greedy_dual_deals`) and measures, per seed, the share
 of dual deals that end in undetected collusion (``collusion_rate``), the share of compute
 decisions that submit a wrong answer (``cheat_rate``), agreements and betrayals.
@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import shutil
 import sys
 import time
@@ -74,6 +75,7 @@ COLLUDE_AT_LEAST = 0.5  # lower end of the collusion rate's interval when collus
 HONEST_AT_MOST = 0.1  # upper end of the collusion (and cheat) rate's interval otherwise
 COVERAGE = 0.999  # share of jobs whose honest cost lies in cost_range
 RUNS_CSV = "runs.csv"
+RUN_CSV = "run.csv"  # one finished run's row, in its run directory
 
 
 @dataclass(frozen=True)
@@ -408,24 +410,22 @@ def experiment_config(experiment: str, seed: int, budget: Budget) -> TwinConfig:
 def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_b",
         experiments: tuple[str, ...] = tuple(EXPERIMENTS), verbose: bool = True) -> pd.DataFrame:  # fmt: skip
     """Train and evaluate every experiment for the budget's seeds; return (and keep in
-    ``out_dir/runs.csv``) one row per (experiment, seed). Rows already in ``runs.csv`` are kept
-    and not run again, so a killed run continues where it stopped."""
+    ``out_dir/runs.csv``) one row per (experiment, seed).
+
+    Each finished run leaves its row in ``out_dir/<experiment>/seed_<s>/run.csv``; a run with
+    that file is not run again, so a killed run continues where it stopped, and processes given
+    disjoint ``experiments`` can share ``out_dir`` (each has its own Ray session directory,
+    ``out_dir/ray_<pid>``). ``runs.csv`` is rebuilt from the row files after every run."""
     from agents.train import ray_session, train
 
     b = budget_of(budget)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / RUNS_CSV
-    done = pd.read_csv(path) if path.exists() else pd.DataFrame()
-    todo = [
-        (x, s)
-        for x in experiments
-        for s in range(b.seeds)
-        if done.empty or not ((done.experiment == x) & (done.seed == s)).any()
-    ]
+    todo = [(x, s) for x in experiments for s in range(b.seeds)
+            if not (out / x / f"seed_{s}" / RUN_CSV).exists()]  # fmt: skip
     if todo:
         first = experiment_config(todo[0][0], todo[0][1], b)
-        with ray_session(first.train.ray, out):
+        with ray_session(first.train.ray, out / f"ray_{os.getpid()}"):
             for x, s in todo:
                 cfg = experiment_config(x, s, b)
                 run_dir = out / x / f"seed_{s}"
@@ -439,25 +439,51 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_b",
                 row = {"experiment": x, "seed": s, "iterations": res.iterations,
                        "train_seconds": round(res.seconds, 1),
                        "seconds": round(time.perf_counter() - t0, 1),
+                       "load_1min": round(os.getloadavg()[0], 2),
                        "prediction": prediction(cfg), **deal_rates(dual)}  # fmt: skip
-                done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-                done.to_csv(path, index=False)
+                pd.DataFrame([row]).to_csv(run_dir / RUN_CSV, index=False)
+                runs_table(out)
                 if verbose:
                     print(f"result B: {x} seed {s}: collusion {row['collusion_rate']:.2f} "
                           f"cheat {row['cheat_rate']:.2f} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
-    return done[done.experiment.isin(experiments)].reset_index(drop=True)
+    done = runs_table(out)
+    if done.empty:
+        return done
+    keep = done.experiment.isin(experiments) & (done.seed < b.seeds)
+    return done[keep].reset_index(drop=True)
+
+
+def runs_table(out_dir: str | Path) -> pd.DataFrame:
+    """Every finished run's row under ``out_dir`` (``<experiment>/seed_<s>/run.csv``), in
+    experiment and seed order; written to ``out_dir/runs.csv`` (atomically) and returned."""
+    out = Path(out_dir)
+    frames = [pd.read_csv(p) for p in out.glob(f"*/seed_*/{RUN_CSV}")]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    order = {x: i for i, x in enumerate(EXPERIMENTS)}
+    df = df.assign(_order=df.experiment.map(order)).sort_values(["_order", "seed"])
+    df = df.drop(columns="_order").reset_index(drop=True)
+    tmp = out / f".{RUNS_CSV}.{os.getpid()}"
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out / RUNS_CSV)
+    return df
 
 
 MEASURES = ("collusion_rate", "cheat_rate", "agreed_rate", "betrayal_rate", "node_payoff_tokens")
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
-    """The counter-collusion table: per experiment, its prediction, the number of seeds and,
-    for each measure, the mean over seeds and its 95 % t-interval (``_lo``, ``_hi``)."""
+    """The counter-collusion table: per experiment, its prediction, the number of seeds, how
+    many of them colluded (greedy collusion rate at least 1/2: ``seeds_colluding``; where
+    collusion and honesty are both equilibria, :func:`equilibria`, the share of seeds that
+    reached each) and, for each measure, the mean over seeds and its 95 % t-interval
+    (``_lo``, ``_hi``)."""
     rows = []
     for x in [e for e in EXPERIMENTS if e in set(runs.experiment)]:
         g = runs[runs.experiment == x]
         row = {"experiment": x, "prediction": g.prediction.iloc[0], "seeds": len(g),
+               "seeds_colluding": int((g.collusion_rate >= 0.5).sum()),
                "dual_deals": int(g.dual_deals.sum())}  # fmt: skip
         for m in MEASURES:
             row[m], row[m + "_lo"], row[m + "_hi"] = mean_ci(g[m])
@@ -482,7 +508,8 @@ def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
     for r in tab.itertuples():
         rows.append({
             "claim": CLAIMS[r.experiment], "experiment": r.experiment, "prediction": r.prediction,
-            "seeds": r.seeds, "collusion_rate": r.collusion_rate,
+            "seeds": r.seeds, "seeds_colluding": r.seeds_colluding,
+            "collusion_rate": r.collusion_rate,
             "ci95": (r.collusion_rate_lo, r.collusion_rate_hi), "cheat_rate": r.cheat_rate,
             "verdict": verdict(r.prediction, r.collusion_rate_hi, r.collusion_rate_lo,
                                r.cheat_rate_hi),

@@ -145,6 +145,9 @@ def test_table_and_verdicts_on_hand_built_runs():
     assert t.loc["prisoner_cheat", "collusion_rate_lo"] == pytest.approx(0.9 - half, abs=1e-5)
     assert t.loc["prisoner_honest", "collusion_rate_hi"] == 0.0
     assert t.loc["prisoner_honest", "dual_deals"] == 300
+    # seeds with a collusion rate of at least 1/2: 3 (1, 0.9, 0.8), 2 (1, 0.5), 0 (0.3 at most)
+    assert t.seeds_colluding.to_dict() == {"prisoner_honest": 0, "prisoner_cheat": 3,
+                                           "colluder": 2, "traitor": 0}  # fmt: skip
     v = rb.verdicts(tab).set_index("experiment").verdict
     # honest: collusion CI [0, 0] and cheat CI upper 0.01 + 4.30 * 0.01 / sqrt(3) = 0.035 < 0.1;
     # prisoner_cheat: lower end 0.9 - 0.248 = 0.652 > 0.5; colluder: mean 0.5, sd 0.5, lower end
