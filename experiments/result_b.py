@@ -1,6 +1,6 @@
 """Result B of spec section 3 with learning agents: counter-collusion contracts (Dong et al.).
 
-A pair of learning nodes (``rp_0`` and ``rp_1``, one PPO policy each) gets every job as a dual
+A pair of learning nodes (``rp_0`` and ``rp_1``, one shared PPO policy) gets every job as a dual
 deal (:mod:`twin.mechanisms.counter_collusion`); the four experiments
 ``configs/experiment/result_b_*.yaml`` differ only in the contracts on offer and the deposits:
 
@@ -18,12 +18,20 @@ of the config's jobs on its hardware; :func:`conditions`: Dong et al.'s conditio
 of that range, with the twin's own :func:`twin.mechanisms.counter_collusion.conditions`;
 :func:`prediction`), never typed in.
 
-Why one policy per node (``train.policy_mapping=per_agent``): the claims are about a *pair* of
-self-interested parties. With one policy each, every node best-responds to its partner's current
-behaviour and nothing couples their choices but the contracts; a shared policy would make both
-nodes play the same strategy by construction (its gradient still uses each node's own payoff,
-but a deviation by one node is a deviation by both), which assumes away the coordination the
-colluder's contract must achieve and the defection the traitor's contract invites.
+Why one policy for both nodes (``train.policy_mapping=shared_per_role``): the claims are about
+what self-interested nodes learn to do when they meet in a dual deal. With a shared policy each
+seat's samples still carry that seat's own payoff (PPO's advantage of a node's action is computed
+from its own rewards), so every update is each node best-responding to its partner's current
+behaviour; the nodes are told apart by what they observe (``ccc_leader``, the partner's row and
+record), and the policy gets both seats' experience. That matters under the colluder's contract:
+collusion is a strict equilibrium there but honesty is a weak one (:func:`stage_game`: agreeing
+with a partner who refuses changes nothing), and the gradient towards agreeing is the partner's
+agreement probability times the gain of a *bound* pair, which is only positive once the pair has
+learnt to follow the agreement in the bound compute stage. With one policy per node
+(``per_agent``) the agreements died out before that in some seeds: of 9 trainings of 20
+iterations (gamma 0.99 and 0.9), 2 stayed honest and 2 more colluded in only 31-58 % of their
+greedy deals; with
+the shared policy the bound stage is visited by both seats' samples and learnt in time.
 
 :func:`run` trains every experiment for ``budget.seeds`` seeds (sequentially, in one Ray
 session; a re-run skips the (experiment, seed) pairs already finished), plays greedy
@@ -90,7 +98,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget(seeds=5, iterations=20, eval_episodes=16),
+    "full": Budget(seeds=3, iterations=12, eval_episodes=8),
     "tiny": Budget(
         seeds=1, iterations=1, eval_episodes=1,
         overrides=("train.train_batch_size=200", "train.rollout_fragment_length=200",
