@@ -404,14 +404,16 @@ def deal_rates(dual: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def experiment_config(experiment: str, seed: int, budget: Budget) -> TwinConfig:
+def experiment_config(experiment: str, seed: int, budget: Budget,
+                      overrides: tuple[str, ...] = ()) -> TwinConfig:  # fmt: skip
+    """The composed config of ``experiment`` at ``seed`` and ``budget``, plus ``overrides``."""
     import twin
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {sorted(EXPERIMENTS)}, got {experiment!r}")
     return twin.compose([
         f"experiment={EXPERIMENTS[experiment]}", f"seed={seed}", f"train.seed={seed}",
-        f"train.iterations={budget.iterations}", *budget.overrides,
+        f"train.iterations={budget.iterations}", *budget.overrides, *overrides,
     ])  # fmt: skip
 
 
@@ -421,7 +423,8 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_b",
     ``out_dir/runs.csv``) one row per (experiment, seed).
 
     Each finished run leaves its row in ``out_dir/<experiment>/seed_<s>/run.csv``; a run with
-    that file is not run again, so a killed run continues where it stopped, and processes given
+    that file is not run again, a killed one continues from its last checkpoint
+    (``train.resume``) or, killed before one, starts afresh; and processes given
     disjoint ``experiments`` can share ``out_dir`` (each has its own Ray session directory,
     ``out_dir/ray_<pid>``). ``runs.csv`` is rebuilt from the row files after every run."""
     from agents.train import ray_session, train
@@ -435,10 +438,12 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_b",
         first = experiment_config(todo[0][0], todo[0][1], b)
         with ray_session(first.train.ray, out / f"ray_{os.getpid()}"):
             for x, s in todo:
-                cfg = experiment_config(x, s, b)
                 run_dir = out / x / f"seed_{s}"
-                if run_dir.exists():  # a half-finished run of a killed session: start it afresh
+                ckpts = run_dir / "checkpoints"
+                resume = ckpts.is_dir() and any(ckpts.iterdir())  # killed after a checkpoint
+                if run_dir.exists() and not resume:  # killed before one: start afresh
                     shutil.rmtree(run_dir)
+                cfg = experiment_config(x, s, b, ("train.resume=true",) if resume else ())
                 t0 = time.perf_counter()
                 with contextlib.redirect_stdout(sys.stdout if verbose else io.StringIO()):
                     res = train(cfg, run_dir)
