@@ -548,9 +548,11 @@ def outcome_shares(out_dir: str | Path) -> pd.DataFrame:
 
 def learning_curves(out_dir: str | Path) -> pd.DataFrame:
     """Per experiment, seed and iteration, the learning nodes' mean payoff per episode (tokens)
-    from each run's ``metrics.parquet``."""
+    from each finished run's ``metrics.parquet``."""
     frames = []
     for p in sorted(Path(out_dir).glob("*/seed_*/metrics.parquet")):
+        if not (p.parent / RUN_CSV).exists():  # unfinished (killed) run
+            continue
         m = pd.read_parquet(p)
         m = m[m.role == "rp"][["iteration", "learning_payoff_tokens"]]
         frames.append(m.assign(experiment=p.parent.parent.name, seed=int(p.parent.name[5:])))

@@ -297,3 +297,22 @@ def test_stage_game_equilibria_by_hand():
     colluding = eq[eq.outcome == "cheat/cheat"].groupby("experiment").leader_tokens.max()
     assert colluding.to_dict() == {"colluder": 4.5, "prisoner_cheat": 5.0}
     assert eq[eq.experiment == "colluder"].strict.tolist() == [True, False]
+
+
+def test_learning_curves_skip_unfinished_runs(tmp_path):
+    # colluder seed 0 finished (run.csv), seed 1 killed after writing metrics: only seed 0 counts;
+    # the "market" role row is not the nodes' payoff
+    m = pd.DataFrame({"iteration": [1, 1, 2, 2], "role": ["rp", "market", "rp", "market"],
+                      "learning_payoff_tokens": [-3.0, 9.0, 4.0, 9.0]})  # fmt: skip
+    for s in (0, 1):
+        d = tmp_path / "colluder" / f"seed_{s}"
+        d.mkdir(parents=True)
+        m.to_parquet(d / "metrics.parquet")
+    pd.DataFrame([{"experiment": "colluder", "seed": 0}]).to_csv(
+        tmp_path / "colluder" / "seed_0" / rb.RUN_CSV, index=False
+    )
+    c = rb.learning_curves(tmp_path)
+    assert c.to_dict("list") == {"iteration": [1, 2], "learning_payoff_tokens": [-3.0, 4.0],
+                                 "experiment": ["colluder"] * 2, "seed": [0, 0]}  # fmt: skip
+    assert rb.runs_table(tmp_path).to_dict("records") == [{"experiment": "colluder", "seed": 0}]
+    assert (tmp_path / rb.RUNS_CSV).exists()
