@@ -31,7 +31,8 @@ learnt to follow the agreement in the bound compute stage. With one policy per n
 (``per_agent``) the agreements died out before that in some seeds: of 9 trainings of 20
 iterations (gamma 0.99 and 0.9), 2 stayed honest and 2 more colluded in only 31-58 % of their
 greedy deals; with
-the shared policy the bound stage is visited by both seats' samples and learnt in time.
+the shared policy the bound stage is visited by both seats' samples and every seed tried
+reached collusion (one of three still mixed after 12 iterations: README, Result B).
 
 :func:`run` trains every experiment for ``budget.seeds`` seeds (sequentially, in one Ray
 session; a re-run skips the (experiment, seed) pairs already finished), plays greedy
