@@ -32,8 +32,9 @@ Observation spaces
     mediation outcomes, an orderbook summary); the mask marks the allowed actions.
 
 Rewards
-    The change, over the step, of the agent's wealth (wallet plus escrow it can still reclaim)
-    minus the execution cost it bore (hardware cost of runs and re-runs), in tokens.
+    The change, over the step, of the agent's wealth (wallet plus escrow it can still reclaim,
+    plus deposits a mechanism's contracts still hold for it: ``Market.wealth_tokens``) minus the
+    execution cost it bore (hardware cost of runs and re-runs), in tokens.
 
 Episodes
     ``market.episode_ticks`` ticks of trading, then the market closes (no new offers) and keeps

@@ -290,6 +290,8 @@ class Market:
 
         # hook dispatch: each hook calls only the mechanisms that implement it
         self._hooks = {h: [m for m in self.mechanisms if type(m).implements(h)] for h in HOOKS}
+        #: mechanisms holding parties' deposits in contracts of their own (see ``held_wei``)
+        self._holders = [m for m in self.mechanisms if type(m).implements("held_wei")]
         for mech in self.mechanisms:
             mech.attach(self)
         self.genesis_wealth = self.ledger.wealth_tokens().copy()
@@ -768,4 +770,10 @@ class Market:
         return self.ledger.total()
 
     def wealth_tokens(self) -> np.ndarray:
-        return self.ledger.wealth_tokens()
+        """Per account: wallet, escrow it can still reclaim, and its deposits that a mechanism's
+        contracts still hold for it (``Mechanism.held_wei``), in tokens (a fresh array)."""
+        w = self.ledger.wealth_tokens()
+        for mech in self._holders:
+            for acct, wei in mech.held_wei(self).items():
+                w[acct] += wei / WEI_PER_TOKEN
+        return w

@@ -28,6 +28,11 @@ Hooks, in tick order:
   levels; jc: seats x 3; mediator: seats x 2). Mechanisms that ask for decisions read them from
   ``mk.actions``.
 
+Wealth: ``held_wei(mk) -> {account: wei}`` names deposits a mechanism's own contracts hold for
+parties that may still get them back (e.g. the counter-collusion deposits of open dual deals);
+:meth:`twin.market.Market.wealth_tokens` counts them as the party's wealth, as it counts v1
+collateral in the party's escrow, so a reward sees a contract's outcome, not its deposits.
+
 Observations: ``feature_names(role)`` and ``public_features(mk, focus)`` add columns to each role's
 observation (what a real participant would see: jackpot size, stakes, reputation scores, market
 odds). Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
@@ -109,6 +114,11 @@ class Mechanism:
     ) -> dict[str, np.ndarray]:
         """Per role, a matrix (seats x len(feature_names(role))) or a tuple broadcast to every
         seat. ``focus[role]`` maps a seat row to the deal it decides on."""
+        return {}
+
+    def held_wei(self, mk: Market) -> dict[int, int]:
+        """Deposits (wei per account) this mechanism's contracts hold for parties that may
+        still reclaim them; counted in their wealth (only called when overridden)."""
         return {}
 
     def metrics(self, mk: Market) -> dict[str, float]:

@@ -107,7 +107,6 @@ FEATURES = (
     "ccc_partner_honesty",
 )  # fmt: skip
 _MONEY = slice(7, 13)  # symlog-token columns of FEATURES (w, d, ch, t, b, c)
-_INT64_MAX = 2**63 - 1
 
 
 class DualState(enum.IntEnum):
@@ -666,7 +665,7 @@ class CounterCollusion(Mechanism):
         if not focus_rp:
             return {"rp": X}
         tm = self.terms
-        T, fT = WEI_PER_TOKEN, float(WEI_PER_TOKEN)
+        T = WEI_PER_TOKEN
         # Python scalars throughout: numpy scalars in the row lists would make each assignment
         # below convert element by element (int / int of small counts: the same quotients)
         row, n_rp = mk.row, mk.n_rp
@@ -679,11 +678,10 @@ class CounterCollusion(Mechanism):
             flags.append((1.0, float(dd.state == DualState.Bargaining), float(tm.colluder),
                           float(tm.traitor), float(dd.leader == i), float(dd.agreed),
                           float(dd.binding)))  # fmt: skip
+            # int / int in Python (correctly rounded): amounts above 2**63 wei (~9.2 tokens) are
+            # no int64, so numpy must not see the wei
             wei = (tm.w, tm.d, tm.ch, tm.t, tm.b, self.cost_estimate(mk, dd, i))
-            if max(wei) < _INT64_MAX and min(wei) >= 0:  # np.array(wei) / T: int64 -> float64
-                money.append([float(x) / fT for x in wei])
-            else:  # (beyond int64 numpy picks another dtype: let it)
-                money.append((np.array(wei) / T).tolist())
+            money.append([x / T for x in wei])
             partner_cols.append((
                 (int(row[partner]) + 1) / n_rp,
                 (int(loyal[partner]) + 1) / (int(agreed[partner]) + 2),
@@ -711,6 +709,19 @@ class CounterCollusion(Mechanism):
                     mask[r, (0, 1, 3)] = 1
                     if self.terms.traitor and dd.agreed:
                         mask[r, 2] = 1
+
+    def held_wei(self, mk) -> dict[int, int]:
+        """The deposits of every open dual deal, per party (client and nodes): all a party has
+        paid into the contracts so far (they pay out only at settlement), counted in its wealth
+        until then as v1 collateral in escrow is."""
+        out: dict[int, int] = {}
+        for di in self.open:
+            dd = self.duals[di]
+            for a in (dd.jc, *dd.nodes):
+                paid = -dd.net.get(a, 0)
+                if paid:
+                    out[a] = out.get(a, 0) + paid
+        return out
 
     # -- results -------------------------------------------------------------------------------
     def payoffs(self, dd: DualDeal) -> tuple[int, int]:
