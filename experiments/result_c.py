@@ -33,7 +33,7 @@ results of their deals, as sampled in training) and the learning nodes' cheat ra
 (``learning_cheat_rate`` of role ``rp``). :func:`verdicts`, per setting, over seeds:
 
 - ``first``: the check rate of iteration 1 (the untrained policy: a check probability of about
-  1/2); ``final``: the mean check rate of the last ``budget.window`` iterations;
+  1/2; the first iteration that finished an episode, at the tiny budget); ``final``: the mean check rate of the last ``budget.window`` iterations;
 - **falls** when the mean ``final`` is at most :data:`FALL_TO` x the mean ``first`` and the upper
   end of the 95 % t-interval of ``final - first`` over seeds is below 0;
 - **holds** when the lower end of the 95 % t-interval of ``final - first`` is above
@@ -326,14 +326,15 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_curve(curve: pd.DataFrame, window: int) -> dict[str, float]:
-    """``first_check`` / ``first_cheat`` (iteration 1) and ``final_check`` / ``final_cheat``
-    (mean of the last ``window`` iterations) of one run's :func:`run_curve`, plus the lowest
-    check rate and the highest cheat rate after iteration 1."""
+    """``first_check`` / ``first_cheat`` (the first iteration with a finished episode: iteration
+    1 at the full budget) and ``final_check`` / ``final_cheat`` (mean of the last ``window``
+    such iterations) of one run's :func:`run_curve`, plus the lowest check rate and the highest
+    cheat rate after the first."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    c = curve.sort_values("iteration")
+    c = curve.sort_values("iteration").dropna(subset=["check_rate", "cheat_rate"])
     if c.empty:
-        raise ValueError("the run has no iteration")
+        raise ValueError("the run has no iteration with a finished episode (no rates)")
     last, rest = c.tail(window), c.iloc[1:] if len(c) > 1 else c
     return {
         "first_check": float(c.check_rate.iloc[0]), "final_check": float(last.check_rate.mean()),
