@@ -81,13 +81,14 @@ class Budget:
     seeds: int
     iterations: int
     window: int
+    check_episodes: int  # episodes of simulated_check_return per setting
     overrides: tuple[str, ...] = ()
 
 
 BUDGETS = {
-    "full": Budget(seeds=3, iterations=20, window=5),
+    "full": Budget(seeds=3, iterations=20, window=5, check_episodes=3),
     "tiny": Budget(
-        seeds=1, iterations=2, window=1,
+        seeds=1, iterations=2, window=1, check_episodes=1,
         overrides=("train.train_batch_size=100", "train.rollout_fragment_length=50",
                    "train.num_envs_per_env_runner=2", "train.minibatch_size=100",
                    "train.num_epochs=1", "train.hidden_sizes=[8]", "market.episode_ticks=20",
@@ -293,6 +294,49 @@ def boundary_table(budget: str | Budget = "full") -> pd.DataFrame:
             "return_hi": float(b.client_return_hi_wei) / WEI_PER_TOKEN,
             "jackpot_holds": b.jackpot_holds, "node_threshold": float(node_threshold(cfg)),
             "side": b.side, "prediction": prediction(cfg),
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("setting")
+
+
+def simulated_check_return(cfg: TwinConfig, episodes: int = 3, seed: int = 0) -> float:
+    """The client's return of a check in the twin itself, in tokens per deal: the clients'
+    total reward per deal when they check every result minus when they check none, against
+    honest scripted nodes (every learning seat of ``cfg`` plays its group's scripted policy;
+    the clients act through ``env.jc_action=probability``), over ``episodes`` episodes seeded
+    ``seed``, ``seed + 1``, ... (the same markets for both). Derived: ``phi (J + E[P]) - F``."""
+    from twin.env import MarketEnv
+
+    if cfg.env.jc_action != "probability":
+        raise ValueError("env.jc_action must be 'probability' (clients act with a check rate)")
+    per_deal = []
+    for p in (1.0, 0.0):
+        reward, deals = 0.0, 0
+        for e in range(episodes):
+            env = MarketEnv(cfg, expose="learning")
+            env.reset(seed=seed + e)
+            act = np.array([p], np.float32)
+            while env.agents:
+                _, r, *_ = env.step({a: act for a in env.agents if a.startswith("jc_")})
+                reward += sum(v for a, v in r.items() if a.startswith("jc_"))
+            deals += len(env.market.deals)
+        per_deal.append(reward / max(deals, 1))
+    return per_deal[0] - per_deal[1]
+
+
+def check_return_table(budget: str | Budget = "full") -> pd.DataFrame:
+    """Per setting: the derived client return of checking an honest result (mean of the
+    smallest and largest job's, :class:`Boundary`) next to the simulated one
+    (:func:`simulated_check_return`, ``budget.check_episodes`` episodes), tokens."""
+    b = budget_of(budget)
+    rows = []
+    for s in EXPERIMENTS:
+        cfg = experiment_config(s, 0, b)
+        bd = boundary(cfg)
+        rows.append({
+            "setting": s,
+            "derived_lo": float(bd.client_return_lo_wei) / WEI_PER_TOKEN,
+            "derived_hi": float(bd.client_return_hi_wei) / WEI_PER_TOKEN,
+            "simulated": simulated_check_return(cfg, b.check_episodes),
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("setting")
 

@@ -92,6 +92,20 @@ def test_node_threshold():
     assert abs(float(rc.node_threshold(rc.experiment_config("none"))) - 0.05) < 1e-15
 
 
+def test_simulated_check_return_has_the_derived_sign():
+    # Against honest nodes, without forced errors, checking every result instead of none costs
+    # the clients exactly F = 2 tokens per checked deal and saves nothing; with the above
+    # setting's jackpot it returns phi (J + P) - F in [4.1, 4.6] tokens on average (noisy: about
+    # 9 forced errors per episode, each worth J + P = 122 to 132 tokens).
+    none = rc.simulated_check_return(rc.experiment_config("none"), episodes=1)
+    assert none == pytest.approx(-2.0, abs=0.02)
+    assert rc.simulated_check_return(rc.experiment_config("above"), episodes=2) > 0
+    with pytest.raises(ValueError, match="jc_action"):
+        rc.simulated_check_return(
+            rc.experiment_config("none", overrides=("env.jc_action=discrete",))
+        )
+
+
 def test_bad_arguments_name_the_allowed_values():
     with pytest.raises(ValueError, match="setting must be one of"):
         rc.experiment_config("sideways")
