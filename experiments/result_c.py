@@ -26,8 +26,9 @@ payment of the config's jobs (:func:`payment_range`). A setting is *well below* 
 ``phi (J + P_max) <= F / MARGIN`` and *well above* when ``phi J >= MARGIN x F``.
 
 :func:`run` trains every setting for the budget's seeds (sequentially in one Ray session; a
-re-run skips the (setting, seed) pairs in ``runs.csv`` and resumes a half-finished training from
-its last checkpoint). :func:`curves` reads each run's ``metrics.parquet``: per iteration the
+re-run skips the (setting, seed) pairs that finished (``<setting>/seed_<k>/run.json``) and
+resumes a half-finished training from its last checkpoint; ``python -m experiments.result_c``
+runs it from the shell). :func:`curves` reads each run's ``metrics.parquet``: per iteration the
 learning clients' check rate (``learning_check_rate`` of role ``jc``: checked / submitted
 results of their deals, as sampled in training) and the learning nodes' cheat rate
 (``learning_cheat_rate`` of role ``rp``). :func:`verdicts`, per setting, over seeds:
@@ -71,6 +72,7 @@ FALL_TO = 0.5  # falls: mean final check rate <= FALL_TO x mean first check rate
 HOLD_TOL = 0.05  # holds: the 95 % interval of final - first stays above -HOLD_TOL
 COVERAGE = 0.999  # share of jobs whose payment lies in payment_range
 RUNS_CSV = "runs.csv"
+RUN_ROW = "run.json"  # a finished run's row, in its directory
 
 
 @dataclass(frozen=True)
@@ -391,29 +393,50 @@ def _run_dir(out: Path, setting: str, seed: int) -> Path:
     return out / setting / f"seed_{seed}"
 
 
+def load_runs(out_dir: str | Path) -> pd.DataFrame:
+    """The rows of every finished run under ``out_dir`` (``<setting>/seed_<k>/run.json``), in
+    setting and seed order; also written to ``out_dir/runs.csv``."""
+    import json
+
+    out = Path(out_dir)
+    rows = [json.loads(p.read_text()) for p in out.glob(f"*/seed_*/{RUN_ROW}")]
+    order = {s: i for i, s in enumerate(EXPERIMENTS)}
+    rows.sort(key=lambda r: (order.get(r["setting"], len(order)), r["seed"]))
+    df = pd.DataFrame(rows)
+    if len(df):
+        df.to_csv(out / RUNS_CSV, index=False)
+    return df
+
+
 def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
-        settings: tuple[str, ...] = tuple(EXPERIMENTS), verbose: bool = True) -> pd.DataFrame:  # fmt: skip
-    """Train every setting for the budget's seeds; return (and keep in ``out_dir/runs.csv``) one
-    row per (setting, seed): the prediction, the :func:`summarize_curve` figures and the wall
-    time. Rows already in ``runs.csv`` are kept and not run again; a training killed part-way
-    resumes from its last checkpoint (``train.resume=true``)."""
+        settings: tuple[str, ...] = tuple(EXPERIMENTS), seeds: tuple[int, ...] | None = None,
+        verbose: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Train every setting for ``seeds`` (default: the budget's ``range(seeds)``); return one row
+    per (setting, seed): the prediction, the :func:`summarize_curve` figures and the wall time
+    (:func:`load_runs`: every finished run under ``out_dir``, of these settings).
+
+    Each finished run leaves ``<setting>/seed_<k>/run.json`` and is not run again; a training
+    killed part-way resumes from its last checkpoint (``train.resume=true``). Processes working
+    on disjoint (setting, seed) pairs may share ``out_dir`` (each starts its own Ray, with its
+    session files in its first run's directory)."""
+    import json
+
     from agents.policies import list_checkpoints
     from agents.train import ray_session, train
 
     b = budget_of(budget)
+    for s in settings:
+        if s not in EXPERIMENTS:
+            raise ValueError(f"settings: each must be one of {sorted(EXPERIMENTS)}, got {s!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / RUNS_CSV
-    done = pd.read_csv(path) if path.exists() else pd.DataFrame()
-    todo = [
-        (s, k)
-        for s in settings
-        for k in range(b.seeds)
-        if done.empty or not ((done.setting == s) & (done.seed == k)).any()
-    ]
+    seeds = tuple(range(b.seeds)) if seeds is None else tuple(seeds)
+    todo = [(s, k) for s in settings for k in seeds if not (_run_dir(out, s, k) / RUN_ROW).exists()]
     if todo:
         first = experiment_config(todo[0][0], todo[0][1], b)
-        with ray_session(first.train.ray, out):
+        ray_dir = _run_dir(out, *todo[0])
+        ray_dir.mkdir(parents=True, exist_ok=True)
+        with ray_session(first.train.ray, ray_dir):
             for s, k in todo:
                 run_dir = _run_dir(out, s, k)
                 resume = run_dir.exists() and bool(list_checkpoints(run_dir))
@@ -425,13 +448,17 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
                        "iterations": res.iterations, "train_seconds": round(res.seconds, 1),
                        "seconds": round(time.perf_counter() - t0, 1),
                        **summarize_curve(run_curve(res.metrics), b.window)}  # fmt: skip
-                done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
-                done.to_csv(path, index=False)
+                tmp = run_dir / (RUN_ROW + ".tmp")
+                tmp.write_text(json.dumps(row, indent=1))
+                tmp.replace(run_dir / RUN_ROW)
                 if verbose:
                     print(f"result C: {s} seed {k}: check {row['first_check']:.2f} -> "
                           f"{row['final_check']:.2f}, cheat {row['first_cheat']:.2f} -> "
                           f"{row['final_cheat']:.2f} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
-    return done[done.setting.isin(settings)].reset_index(drop=True)
+    done = load_runs(out)
+    if done.empty:
+        return done
+    return done[done.setting.isin(settings) & done.seed.isin(seeds)].reset_index(drop=True)
 
 
 def curves(out_dir: str | Path) -> pd.DataFrame:
@@ -530,3 +557,24 @@ def plot_curves(curves_df: pd.DataFrame, threshold: float | None = None, axes=No
         f"Result C: check and cheat rates while learning (mean of {seeds} seed(s), 95 % CI)"
     )
     return fig
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m experiments.result_c [--budget full|tiny] [--out DIR] [--settings ...]
+    [--seeds ...]``: train (or resume) and print the table and the verdicts."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.result_c", description=main.__doc__)
+    ap.add_argument("--budget", default="full", choices=sorted(BUDGETS))
+    ap.add_argument("--out", default="outputs/result_c")
+    ap.add_argument("--settings", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=None)
+    a = ap.parse_args(argv)
+    runs = run(a.budget, a.out, tuple(a.settings), None if a.seeds is None else tuple(a.seeds))
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table(runs))
+        print(verdicts(table(runs)))
+
+
+if __name__ == "__main__":
+    main()

@@ -182,15 +182,15 @@ def test_verdict_thresholds():
 # -- the driver at the tiny budget ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    """One setting trained at the tiny budget; then ``runs.csv`` is removed (a session killed
-    after the training's last checkpoint) and a re-run resumes it from that checkpoint."""
+    """One setting trained at the tiny budget; then its ``run.json`` is removed (a session
+    killed after the training's last checkpoint) and a re-run resumes it from that checkpoint."""
     from agents.schema import RayConfig
     from agents.train import ray_session
 
     out = tmp_path_factory.mktemp("result_c")
     with ray_session(RayConfig(), tmp_path_factory.mktemp("ray")):  # one Ray for both runs
         first = rc.run("tiny", out, settings=("above",), verbose=False)
-        (out / rc.RUNS_CSV).unlink()
+        (out / "above" / "seed_0" / rc.RUN_ROW).unlink()
         again = rc.run("tiny", out, settings=("above",), verbose=False)
     return out, first, again
 
@@ -203,6 +203,7 @@ def test_tiny_run_writes_rows_and_curves_and_resumes(tiny_runs):
     for col in ("first_check", "final_check", "first_cheat", "final_cheat"):
         assert first[col].between(0, 1).all(), col
     assert (out / "above" / "seed_0" / "metrics.parquet").exists()
+    assert pd.read_csv(out / rc.RUNS_CSV).setting.tolist() == ["above"]
     # the resumed training restored its final checkpoint: same iterations, same curve figures
     pd.testing.assert_frame_equal(
         again.drop(columns=["train_seconds", "seconds"]),
