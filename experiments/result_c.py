@@ -33,8 +33,10 @@ learning clients' check rate (``learning_check_rate`` of role ``jc``: checked / 
 results of their deals, as sampled in training) and the learning nodes' cheat rate
 (``learning_cheat_rate`` of role ``rp``). :func:`verdicts`, per setting, over seeds:
 
-- ``first``: the check rate of iteration 1 (the untrained policy: a check probability of about
-  1/2; the first iteration that finished an episode, at the tiny budget); ``final``: the mean check rate of the last ``budget.window`` iterations;
+- ``first``: the check rate of iteration 1, the untrained policy (its Gaussian N(0, 1) action,
+  clipped to [0, 1] by the env, checks with probability about 0.32 on average; at the tiny
+  budget the first iteration that finished an episode); ``final``: the mean check rate of the
+  last ``budget.window`` iterations;
 - **falls** when the mean ``final`` is at most :data:`FALL_TO` x the mean ``first`` and the upper
   end of the 95 % t-interval of ``final - first`` over seeds is below 0;
 - **holds** when the lower end of the 95 % t-interval of ``final - first`` is above
