@@ -33,14 +33,16 @@ learning clients' check rate (``learning_check_rate`` of role ``jc``: checked / 
 results of their deals, as sampled in training) and the learning nodes' cheat rate
 (``learning_cheat_rate`` of role ``rp``). :func:`verdicts`, per setting, over seeds:
 
-- ``first``: the check rate of iteration 1, the untrained policy (its Gaussian N(0, 1) action,
-  clipped to [0, 1] by the env, checks with probability about 0.32 on average; at the tiny
-  budget the first iteration that finished an episode); ``final``: the mean check rate of the
-  last ``budget.window`` iterations;
-- **falls** when the mean ``final`` is at most :data:`FALL_TO` x the mean ``first`` and the upper
-  end of the 95 % t-interval of ``final - first`` over seeds is below 0;
-- **holds** when the lower end of the 95 % t-interval of ``final - first`` is above
-  ``-HOLD_TOL`` (the check rate lost at most :data:`HOLD_TOL` for every plausible mean);
+- every setting starts alike: the untrained nodes cheat on about half of their results, so
+  checking pays and the clients' check rate rises while the nodes learn honesty; the claim is
+  about what follows. ``peak``: the run's highest check rate; ``final``: the mean check rate of
+  the last ``budget.window`` iterations (iterations in which no episode finished, whose rates
+  are NaN, are left out);
+- **falls** when the mean ``final`` is at most :data:`FALL_TO` x the mean ``peak`` and the upper
+  end of the 95 % t-interval of ``final - peak`` over seeds is below 0;
+- **holds** when the lower end of the 95 % t-interval of ``final - peak`` is above
+  ``-HOLD_TOL`` (the check rate lost at most :data:`HOLD_TOL` from its peak for every
+  plausible mean; the peak, a maximum of noisy rates, sits a little above the level held);
 - the verdict is ``reproduced`` when the predicted behaviour (falls / holds) is observed,
   ``not reproduced`` otherwise, ``undecided`` with fewer than 2 seeds (no interval).
 """
@@ -70,8 +72,8 @@ CLAIMS = {
     "above": "forced errors, phi x J > F: check rates hold",
 }
 MARGIN = 2  # well below: phi (J + P_max) <= F / MARGIN; well above: phi J >= MARGIN F
-FALL_TO = 0.5  # falls: mean final check rate <= FALL_TO x mean first check rate
-HOLD_TOL = 0.05  # holds: the 95 % interval of final - first stays above -HOLD_TOL
+FALL_TO = 0.5  # falls: mean final check rate <= FALL_TO x mean peak check rate
+HOLD_TOL = 0.1  # holds: the 95 % interval of final - peak stays above -HOLD_TOL
 COVERAGE = 0.999  # share of jobs whose payment lies in payment_range
 RUNS_CSV = "runs.csv"
 RUN_ROW = "run.json"  # a finished run's row, in its directory
@@ -90,7 +92,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget(seeds=3, iterations=20, window=5, check_episodes=3),
+    "full": Budget(seeds=3, iterations=30, window=5, check_episodes=3),
     "tiny": Budget(
         seeds=1, iterations=2, window=1, check_episodes=1,
         overrides=("train.train_batch_size=100", "train.rollout_fragment_length=50",
@@ -374,20 +376,20 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_curve(curve: pd.DataFrame, window: int) -> dict[str, float]:
-    """``first_check`` / ``first_cheat`` (the first iteration with a finished episode: iteration
-    1 at the full budget) and ``final_check`` / ``final_cheat`` (mean of the last ``window``
-    such iterations) of one run's :func:`run_curve`, plus the lowest check rate and the highest
-    cheat rate after the first."""
+    """Figures of one run's :func:`run_curve` (iterations without a finished episode, whose
+    rates are NaN, are left out): ``first_check`` / ``first_cheat`` (the first iteration),
+    ``peak_check`` (the highest check rate), ``final_check`` / ``final_cheat`` (means of the
+    last ``window`` iterations) and ``low_cheat`` (the lowest cheat rate)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     c = curve.sort_values("iteration").dropna(subset=["check_rate", "cheat_rate"])
     if c.empty:
         raise ValueError("the run has no iteration with a finished episode (no rates)")
-    last, rest = c.tail(window), c.iloc[1:] if len(c) > 1 else c
+    last = c.tail(window)
     return {
-        "first_check": float(c.check_rate.iloc[0]), "final_check": float(last.check_rate.mean()),
-        "first_cheat": float(c.cheat_rate.iloc[0]), "final_cheat": float(last.cheat_rate.mean()),
-        "min_check": float(rest.check_rate.min()), "max_cheat": float(rest.cheat_rate.max()),
+        "first_check": float(c.check_rate.iloc[0]), "peak_check": float(c.check_rate.max()),
+        "final_check": float(last.check_rate.mean()), "first_cheat": float(c.cheat_rate.iloc[0]),
+        "low_cheat": float(c.cheat_rate.min()), "final_cheat": float(last.cheat_rate.mean()),
     }  # fmt: skip
 
 
@@ -395,19 +397,28 @@ def _run_dir(out: Path, setting: str, seed: int) -> Path:
     return out / setting / f"seed_{seed}"
 
 
-def load_runs(out_dir: str | Path) -> pd.DataFrame:
-    """The rows of every finished run under ``out_dir`` (``<setting>/seed_<k>/run.json``), in
-    setting and seed order; also written to ``out_dir/runs.csv``."""
+def load_runs(out_dir: str | Path, window: int) -> pd.DataFrame:
+    """One row per finished run under ``out_dir`` (``<setting>/seed_<k>/run.json``: setting,
+    seed, prediction, iterations, wall time), in setting and seed order, with the
+    :func:`summarize_curve` figures of its ``metrics.parquet`` over the last ``window``
+    iterations; also written to ``out_dir/runs.csv``."""
     import json
 
     out = Path(out_dir)
-    rows = [json.loads(p.read_text()) for p in out.glob(f"*/seed_*/{RUN_ROW}")]
+    rows = []
+    for p in out.glob(f"*/seed_*/{RUN_ROW}"):
+        row = {k: v for k, v in json.loads(p.read_text()).items() if k in RUN_KEYS}
+        curve = run_curve(pd.read_parquet(p.parent / "metrics.parquet"))
+        rows.append({**row, **summarize_curve(curve, window)})
     order = {s: i for i, s in enumerate(EXPERIMENTS)}
     rows.sort(key=lambda r: (order.get(r["setting"], len(order)), r["seed"]))
     df = pd.DataFrame(rows)
     if len(df):
         df.to_csv(out / RUNS_CSV, index=False)
     return df
+
+
+RUN_KEYS = ("setting", "seed", "prediction", "iterations", "train_seconds", "seconds")
 
 
 def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
@@ -448,16 +459,17 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
                     res = train(cfg, run_dir)
                 row = {"setting": s, "seed": k, "prediction": prediction(cfg),
                        "iterations": res.iterations, "train_seconds": round(res.seconds, 1),
-                       "seconds": round(time.perf_counter() - t0, 1),
-                       **summarize_curve(run_curve(res.metrics), b.window)}  # fmt: skip
+                       "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                fig = summarize_curve(run_curve(res.metrics), b.window)
                 tmp = run_dir / (RUN_ROW + ".tmp")
                 tmp.write_text(json.dumps(row, indent=1))
                 tmp.replace(run_dir / RUN_ROW)
                 if verbose:
-                    print(f"result C: {s} seed {k}: check {row['first_check']:.2f} -> "
-                          f"{row['final_check']:.2f}, cheat {row['first_cheat']:.2f} -> "
-                          f"{row['final_cheat']:.2f} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
-    done = load_runs(out)
+                    print(f"result C: {s} seed {k}: check {fig['first_check']:.2f} -> peak "
+                          f"{fig['peak_check']:.2f} -> {fig['final_check']:.2f}, cheat "
+                          f"{fig['first_cheat']:.2f} -> {fig['final_cheat']:.2f} "
+                          f"({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+    done = load_runs(out, b.window)
     if done.empty:
         return done
     return done[done.setting.isin(settings) & done.seed.isin(seeds)].reset_index(drop=True)
@@ -475,54 +487,56 @@ def curves(out_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-MEASURES = ("first_check", "final_check", "first_cheat", "final_cheat")
+MEASURES = ("first_check", "peak_check", "final_check", "first_cheat", "low_cheat", "final_cheat")
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: its prediction, the number of seeds and, for each of :data:`MEASURES` and
-    the change ``final_check - first_check`` (``check_change``), the mean over seeds and its
-    95 % t-interval (``_lo``, ``_hi``)."""
+    for ``check_change = final_check - peak_check`` and ``cheat_return = final_cheat -
+    low_cheat``, the mean over seeds and its 95 % t-interval (``_lo``, ``_hi``)."""
     rows = []
     for s in [x for x in EXPERIMENTS if x in set(runs.setting)]:
         g = runs[runs.setting == s]
         row = {"setting": s, "prediction": g.prediction.iloc[0], "seeds": len(g)}
         for m in MEASURES:
             row[m], row[m + "_lo"], row[m + "_hi"] = mean_ci(g[m])
-        ch = (g.final_check - g.first_check).to_numpy(float)
-        row["check_change"], row["check_change_lo"], row["check_change_hi"] = mean_ci(ch)
+        for name, a, b in (("check_change", "final_check", "peak_check"),
+                           ("cheat_return", "final_cheat", "low_cheat")):  # fmt: skip
+            row[name], row[name + "_lo"], row[name + "_hi"] = mean_ci((g[a] - g[b]).to_numpy(float))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def verdict(prediction: str, first: float, final: float, change_lo: float,
+def verdict(prediction: str, peak: float, final: float, change_lo: float,
             change_hi: float) -> str:  # fmt: skip
-    """``reproduced``, ``not reproduced`` or ``undecided`` (no interval) for one setting: mean
-    first and final check rates over seeds and the 95 % interval of ``final - first``.
-    ``falls``: ``final <= FALL_TO x first`` and ``change_hi < 0``; ``holds``:
+    """``reproduced``, ``not reproduced`` or ``undecided`` (no interval) for one setting, from
+    the mean peak and final check rates over seeds and the 95 % interval of ``final - peak``.
+    ``falls``: ``final <= FALL_TO x peak`` and ``change_hi < 0``; ``holds``:
     ``change_lo > -HOLD_TOL``."""
     if prediction not in ("falls", "holds"):
         raise ValueError(f"prediction must be 'falls' or 'holds', got {prediction!r}")
     if not (np.isfinite(change_lo) and np.isfinite(change_hi)):
         return "undecided"
     if prediction == "falls":
-        ok = final <= FALL_TO * first and change_hi < 0
+        ok = final <= FALL_TO * peak and change_hi < 0
     else:
         ok = change_lo > -HOLD_TOL
     return "reproduced" if ok else "not reproduced"
 
 
 def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the prediction, the first and final check rates (with the final's
-    95 % interval), the change's interval, the final cheat rate and the verdict."""
+    """One row per claim: the prediction, the peak and final check rates (with the final's
+    95 % interval), the interval of ``final - peak``, the final cheat rate (with its interval)
+    and the verdict."""
     rows = []
     for r in tab.itertuples():
         rows.append({
             "claim": CLAIMS[r.setting], "setting": r.setting, "prediction": r.prediction,
-            "seeds": r.seeds, "first_check": r.first_check, "final_check": r.final_check,
+            "seeds": r.seeds, "peak_check": r.peak_check, "final_check": r.final_check,
             "final_check_ci95": (r.final_check_lo, r.final_check_hi),
             "check_change_ci95": (r.check_change_lo, r.check_change_hi),
             "final_cheat": r.final_cheat, "final_cheat_ci95": (r.final_cheat_lo, r.final_cheat_hi),
-            "verdict": verdict(r.prediction, r.first_check, r.final_check, r.check_change_lo,
+            "verdict": verdict(r.prediction, r.peak_check, r.final_check, r.check_change_lo,
                                r.check_change_hi),
         })  # fmt: skip
     return pd.DataFrame(rows)

@@ -113,6 +113,8 @@ def test_bad_arguments_name_the_allowed_values():
         rc.budget_of("huge")
     with pytest.raises(ValueError, match="prediction must be"):
         rc.verdict("maybe", 0.5, 0.1, -0.5, -0.3)
+    with pytest.raises(ValueError, match="settings"):
+        rc.run("tiny", "/nonexistent/never", settings=("sideways",))
     with pytest.raises(ValueError, match="lacks columns"):
         rc.run_curve(pd.DataFrame({"iteration": [1], "role": ["jc"]}))
 
@@ -130,51 +132,57 @@ def metrics_table(check: list[float], cheat: list[float]) -> pd.DataFrame:
 
 
 def test_run_curve_and_its_summary():
-    m = metrics_table([np.nan, 0.4, 0.3, 0.1, 0.0, 0.2], [np.nan, 0.6, 0.2, 0.1, 0.3, 0.5])
+    m = metrics_table(
+        [np.nan, 0.4, 0.7, 0.1, np.nan, 0.0, 0.2], [np.nan, 0.6, 0.2, 0.1, np.nan, 0.3, 0.5]
+    )
     c = rc.run_curve(m)
-    assert c.iteration.tolist() == [1, 2, 3, 4, 5, 6]
-    assert c.check_rate.iloc[2] == 0.3 and c.cheat_rate.iloc[2] == 0.2
+    assert c.iteration.tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert c.check_rate.iloc[2] == 0.7 and c.cheat_rate.iloc[2] == 0.2
     s = rc.summarize_curve(c, window=2)
-    # iteration 1 finished no episode (NaN): first = iteration 2; final = mean of iterations 5, 6
-    assert s["first_check"] == 0.4 and s["first_cheat"] == 0.6
+    # iterations 1 and 5 finished no episode (NaN) and are left out: first = iteration 2,
+    # peak = 0.7 (iteration 3), final = mean of iterations 6 and 7 (the last two with rates)
+    assert s["first_check"] == 0.4 and s["first_cheat"] == 0.6 and s["peak_check"] == 0.7
     assert s["final_check"] == pytest.approx(0.1) and s["final_cheat"] == pytest.approx(0.4)
-    assert s["min_check"] == 0.0 and s["max_cheat"] == 0.5  # after the first iteration
+    assert s["low_cheat"] == 0.1
+    # window 3: iterations 4, 6, 7 (5 has no rates)
+    assert rc.summarize_curve(c, 3)["final_check"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="window"):
         rc.summarize_curve(c, 0)
 
 
-def runs_table(setting: str, prediction: str, first, final) -> pd.DataFrame:
-    return pd.DataFrame({"setting": setting, "seed": range(len(first)), "prediction": prediction,
-                         "first_check": first, "final_check": final,
-                         "first_cheat": 0.5, "final_cheat": 0.2})  # fmt: skip
+def runs_table(setting: str, prediction: str, peak, final) -> pd.DataFrame:
+    return pd.DataFrame({"setting": setting, "seed": range(len(peak)), "prediction": prediction,
+                         "first_check": 0.3, "peak_check": peak, "final_check": final,
+                         "first_cheat": 0.5, "low_cheat": 0.01, "final_cheat": 0.2})  # fmt: skip
 
 
 def test_verdicts_on_synthetic_runs():
     runs = pd.concat([
-        # falls: 0.4 -> 0.05 on every seed: change -0.35 +- 0 (interval (-0.35, -0.35))
+        # falls: peak 0.4 -> final 0.05 on every seed: change -0.35 +- 0
         runs_table("none", "falls", [0.4, 0.4, 0.4], [0.05, 0.05, 0.05]),
         # falls predicted, but the mean final 0.3 > 0.5 x 0.4: not reproduced
         runs_table("below", "falls", [0.4, 0.4, 0.4], [0.3, 0.25, 0.35]),
-        # holds: final - first = +0.5, +0.6, +0.4 (mean 0.5, sd 0.1, half 4.303 x 0.1 / sqrt 3
-        # = 0.248): lower end 0.252 > -0.05
-        runs_table("above", "holds", [0.4, 0.4, 0.4], [0.9, 1.0, 0.8]),
+        # holds: final - peak = -0.02, -0.04, -0.06 (mean -0.04, sd 0.02, half-width
+        # t(0.975, 2) x 0.02 / sqrt(3) = 4.3027 x 0.011547 = 0.04968): lower end -0.0897 > -0.1
+        runs_table("above", "holds", [0.92, 0.94, 0.96], [0.9, 0.9, 0.9]),
     ], ignore_index=True)  # fmt: skip
     tab = rc.table(runs)
     above = tab.set_index("setting").loc["above"]
-    assert above.check_change == pytest.approx(0.5)
-    assert above.check_change_lo == pytest.approx(0.5 - 4.302652729911275 * 0.1 / np.sqrt(3))
+    assert above.check_change == pytest.approx(-0.04)
+    assert above.check_change_lo == pytest.approx(-0.04 - 4.302652729911275 * 0.02 / np.sqrt(3))
+    assert above.cheat_return == pytest.approx(0.19)  # final 0.2 - lowest 0.01
     v = rc.verdicts(tab).set_index("setting").verdict
     assert v.to_dict() == {"none": "reproduced", "below": "not reproduced", "above": "reproduced"}
 
 
 def test_verdict_thresholds():
-    # falls: needs final <= first / 2 AND the change's interval below 0
+    # falls: needs final <= peak / 2 AND the change's interval below 0
     assert rc.verdict("falls", 0.4, 0.2, -0.3, -0.1) == "reproduced"
     assert rc.verdict("falls", 0.4, 0.21, -0.3, -0.1) == "not reproduced"
     assert rc.verdict("falls", 0.4, 0.1, -0.5, 0.01) == "not reproduced"
-    # holds: the change's interval above -0.05 (a drop of 0.04 at most is still "holds")
-    assert rc.verdict("holds", 0.4, 0.38, -0.04, 0.0) == "reproduced"
-    assert rc.verdict("holds", 0.4, 0.5, -0.06, 0.3) == "not reproduced"
+    # holds: the change's interval above -0.1 (a drop of 0.09 at most is still "holds")
+    assert rc.verdict("holds", 0.9, 0.85, -0.09, 0.0) == "reproduced"
+    assert rc.verdict("holds", 0.9, 0.85, -0.11, 0.0) == "not reproduced"
     # one seed: no interval
     assert rc.verdict("holds", 0.4, 1.0, float("nan"), float("nan")) == "undecided"
 
@@ -200,7 +208,7 @@ def test_tiny_run_writes_rows_and_curves_and_resumes(tiny_runs):
     out, first, again = tiny_runs
     assert first.setting.tolist() == ["above"] and first.seed.tolist() == [0]
     assert first.prediction.tolist() == ["holds"] and first.iterations.tolist() == [2]
-    for col in ("first_check", "final_check", "first_cheat", "final_cheat"):
+    for col in rc.MEASURES:
         assert first[col].between(0, 1).all(), col
     assert (out / "above" / "seed_0" / "metrics.parquet").exists()
     assert pd.read_csv(out / rc.RUNS_CSV).setting.tolist() == ["above"]
