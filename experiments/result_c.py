@@ -308,12 +308,16 @@ def simulated_check_return(cfg: TwinConfig, episodes: int = 3, seed: int = 0) ->
     """The client's return of a check in the twin itself, in tokens per deal: the clients'
     total reward per deal when they check every result minus when they check none, against
     honest scripted nodes (every learning seat of ``cfg`` plays its group's scripted policy;
-    the clients act through ``env.jc_action=probability``), over ``episodes`` episodes seeded
-    ``seed``, ``seed + 1``, ... (the same markets for both). Derived: ``phi (J + E[P]) - F``."""
+    the clients act with a check probability, ``env.jc_action=probability`` whatever ``cfg``
+    says), over ``episodes`` episodes seeded ``seed``, ``seed + 1``, ... (the same markets for
+    both). Derived: ``phi (J + E[P]) - F``."""
+    from dataclasses import replace
+
     from twin.env import MarketEnv
 
-    if cfg.env.jc_action != "probability":
-        raise ValueError("env.jc_action must be 'probability' (clients act with a check rate)")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    cfg = replace(cfg, env=replace(cfg.env, jc_action="probability"))
     per_deal = []
     for p in (1.0, 0.0):
         reward, deals = 0.0, 0

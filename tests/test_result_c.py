@@ -100,10 +100,8 @@ def test_simulated_check_return_has_the_derived_sign():
     none = rc.simulated_check_return(rc.experiment_config("none"), episodes=1)
     assert none == pytest.approx(-2.0, abs=0.02)
     assert rc.simulated_check_return(rc.experiment_config("above"), episodes=2) > 0
-    with pytest.raises(ValueError, match="jc_action"):
-        rc.simulated_check_return(
-            rc.experiment_config("none", overrides=("env.jc_action=discrete",))
-        )
+    with pytest.raises(ValueError, match="episodes"):
+        rc.simulated_check_return(rc.experiment_config("none"), episodes=0)
 
 
 def test_bad_arguments_name_the_allowed_values():
