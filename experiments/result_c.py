@@ -6,7 +6,7 @@ Forced errors (results the protocol makes wrong at rate ``phi``) paid from a jac
 check worth its cost when ``phi x J >= F`` (``J`` the jackpot's payout for catching one, ``F``
 the cost of a check: the mediation fee). The three experiments
 ``configs/experiment/result_c_*.yaml`` share one market (``result_c_common``: every client seat
-learns a check probability, every node seat learns whether to cheat) and differ only in the
+learns whether to check, every node seat whether to cheat) and differ only in the
 taxes block:
 
 =========  ============================================  ==============================
