@@ -7,6 +7,7 @@
   :mod:`agents.config_builder`: the RLlib env adapter, RLModules, episode callback and the one
   pure ``build_algo_config``;
 - :mod:`agents.measures`: spec section 5 measures from a finished market (pandas only);
+- :mod:`agents.stats`: the t interval of a mean over seeds (numpy and scipy only);
 - :mod:`agents.train` (``twin-train``), :mod:`agents.policies` (checkpoint loading, inference
   without Ray), :mod:`agents.evaluate` (``twin-eval``);
 - :mod:`agents.exploit` (``twin-exploit``, schema :mod:`agents.exploit_schema`): the best-response

@@ -61,6 +61,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from agents.stats import mean_ci  # noqa: F401 (part of this module's API)
 from twin.config import TwinConfig
 from twin.hardware import CATALOGUE
 from twin.ledger import WEI_PER_TOKEN
@@ -118,21 +119,6 @@ def budget_of(budget: str | Budget) -> Budget:
 
 
 # -- the analytic side ----------------------------------------------------------------------------
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` (NaNs dropped) and its two-sided Student-t interval over them.
-    One value: the interval is (nan, nan); no values: all nan."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
-    if len(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
-
-
 def terms(cfg: TwinConfig) -> Terms:
     """The contract terms of ``cfg`` (wei) and which optional contracts are on offer."""
     cc = cfg.counter_collusion

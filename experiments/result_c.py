@@ -62,6 +62,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from agents.stats import mean_ci  # noqa: F401 (part of this module's API)
 from twin.config import TwinConfig
 from twin.ledger import WEI_PER_TOKEN
 
@@ -352,21 +353,6 @@ def check_return_table(budget: str | Budget = "full") -> pd.DataFrame:
 
 
 # -- the learned side -----------------------------------------------------------------------------
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` (NaNs dropped) and its two-sided Student-t interval; one value gives
-    the interval (nan, nan); none gives all nan."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], float)
-    if len(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - half, m + half
-
-
 def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per iteration of one run's metrics table: the learning clients' ``check_rate`` and the
     learning nodes' ``cheat_rate``."""
