@@ -142,47 +142,33 @@ def test_maker_loss_is_bounded_over_random_trades(seed):
 
 
 @pytest.mark.parametrize("seed", range(2))
-def test_pair_helpers_equal_the_decimal_operations(seed):
-    # A round keeps C(q) as a (coefficient, exponent) pair and a bet computes on pairs what it
-    # computed on Decimals: the same C(q) (lmsr_cost), float(C(q)) (the estimate's input),
-    # ceil(C(q') - C(q)) in the 60-digit context (the charge) and the budget inverse. Random
-    # states over many magnitudes, ties of the half-even rounding included by construction
-    # (the pair arithmetic is checked against the context in test_decimal_math).
-    from decimal import ROUND_CEILING, Context
+def test_fixed_point_cost_is_within_its_error_bound(seed):
+    # cost_fx (C(q) times 2^Q on integers) against C(q) in 100-digit decimal arithmetic, over
+    # many magnitudes of b and of the imbalance q_yes - q_no: within 2^-120 wei, as documented.
+    # Consequently the charges (ceil of a difference) and the budget inverse agree with the
+    # decimal values wherever those are not within 2^-100 wei of an integer.
+    from twin import fixedmath as fx
+    from twin.mechanisms.prediction import cost_fx
 
-    from twin.mechanisms.prediction import (
-        _DM,
-        _ceil_parts,
-        _cost_parts,
-        _float_parts,
-        _shares_for_budget_parts,
-    )
-
-    ctx = Context(prec=60)
     rng = random.Random(seed)
-    for _ in range(30):
-        b = rng.randrange(10**9, 10**24)
-        qy, qn = rng.randrange(0, 20 * b), rng.randrange(0, 20 * b)
-        c = lmsr_cost(qy, qn, b)
-        p = _cost_parts(qy, qn, b)
-        assert _DM.decimal(p) == c
-        assert _float_parts(p) == float(c)
-        n = rng.randrange(1, 3 * b)
-        q1 = (qy + n, qn)
-        c1, p1 = lmsr_cost(*q1, b), _cost_parts(*q1, b)
-        diff = ctx.subtract(c1, c)
-        assert _ceil_parts(_DM.add_parts(p1, (-p[0], p[1]))) == int(
-            diff.to_integral_value(rounding=ROUND_CEILING)
-        )
-        m, yes = rng.randrange(1, 3 * b), rng.random() < 0.5
-        assert _shares_for_budget_parts(qy, qn, b, m, yes, p) == shares_for_budget(
-            qy, qn, b, m, yes, c
-        )
-    # negative values and exact integers: ceil and float on pairs of every exponent sign
-    for x in ((-15, -1), (15, -1), (-10, -1), (7, 2), (-7, 0), (123456789, -30)):
-        d = _DM.decimal(x)
-        assert _ceil_parts(x) == int(d.to_integral_value(rounding=ROUND_CEILING))
-        assert _float_parts(x) == float(d)
+    with localcontext() as ctx:
+        ctx.prec = 100
+        tol = Decimal(2) ** -120
+        for _ in range(40):
+            b = rng.randrange(10**9, 10**24)
+            qy, qn = rng.randrange(0, 20 * b), rng.randrange(0, 20 * b)
+            hi, lo = max(qy, qn), min(qy, qn)
+            ref = hi + b * (1 + ((lo - hi) / Decimal(b)).exp()).ln()
+            got = Decimal(cost_fx(qy, qn, b)) / Decimal(1 << fx.Q)
+            assert abs(got - ref) < tol
+            n = rng.randrange(1, 3 * b)
+            ref1 = max(qy + n, qn) + b * (1 + (-abs(qy + n - qn) / Decimal(b)).exp()).ln()
+            diff = ref1 - ref
+            if abs(diff - diff.to_integral_value()) > Decimal(2) ** -100:
+                assert buy_cost_wei(qy, qn, b, n, True) == math.ceil(diff)
+            m, yes = rng.randrange(1, 3 * b), rng.random() < 0.5
+            k = shares_for_budget(qy, qn, b, m, yes)
+            assert buy_cost_wei(qy, qn, b, k, yes) <= m < buy_cost_wei(qy, qn, b, k + 1, yes)
 
 
 # -- rounds in a market -----------------------------------------------------------------------

@@ -22,10 +22,12 @@ is funded at opening with ``ceil(b ln 2)`` wei from ``prediction.funded_from``: 
 the RP without a market until it can.
 
 Money, exact in wei: shares are counted in wei-units of payout (``10**18`` units = one share = one
-token), ``b`` in wei. Costs are evaluated with :mod:`decimal` at 60 significant digits in the
-overflow-free form ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})`` (``exp`` and ``ln`` from
-:mod:`twin.decimal_math`: the correctly rounded values of :mod:`decimal`, computed faster), and
-every trade cost is rounded *up* to the wei (the buyer pays the rounding); payouts are the
+token), ``b`` in wei. Costs are evaluated in binary fixed point on integers (:mod:`twin.fixedmath`,
+224 fractional bits: the same digits on every machine) in the overflow-free form
+``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``, within ``2^-120`` wei of the real value; a round
+keeps its ``C(q)`` in that fixed point, each trade is charged ``C(q') - C(q)`` of the kept values
+(so a round's charges add up to at least ``C(q_final) - C(0, 0)`` of those values), and every
+trade cost is rounded *up* to the wei (the buyer pays the rounding); payouts are the
 winning share units, exactly. The maker account (``market_maker``) holds each open round's
 subsidy and the bettors' payments; at settlement it pays the winners and returns the rest
 (subsidy + payments - payouts >= 0 by the bound above, rounding included) to the funder, whose
@@ -56,66 +58,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
+from fractions import Fraction
 
 import numpy as np
 
+from twin import fixedmath as fx
 from twin.deals import DealState, ExecMode
-from twin.decimal_math import DecimalFunctions
 from twin.events import TransferReason
 from twin.ledger import WEI_PER_TOKEN, tokens_to_wei
 from twin.mechanisms.base import Mechanism
 from twin.mechanisms.reputation import public_scores
 
-_CTX = Context(prec=60)
-_DM = DecimalFunctions(_CTX)  # exp and ln in _CTX, faster than decimal's (same values)
-# The hot functions below call _CTX's methods (each rounds as the operator would in
-# ``localcontext(_CTX)``, without entering a context), in the operators' order.
-_add, _sub, _mul, _div = _CTX.add, _CTX.subtract, _CTX.multiply, _CTX.divide
+ONE = fx.ONE  # 1 in the fixed point of C(q): values are v / 2^fx.Q wei
 
 
 # -- the LMSR, in wei ---------------------------------------------------------------------------
-def lmsr_cost(q_yes: int, q_no: int, b: int) -> Decimal:
-    """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` (wei; 60 significant digits)."""
-    c = _cost_fast(q_yes, q_no, b)
-    if c is not None:
-        return _DM.decimal(c)
+def cost_fx(q_yes: int, q_no: int, b: int) -> int:
+    """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` in wei, times ``2^Q`` (:mod:`twin.fixedmath`),
+    as ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``. Within ``2^-120`` wei of the real value for
+    ``b`` below ``2^80`` wei: ``z = |q_yes - q_no| / b`` is floored to ``2^-Q`` (one unit), then
+    ``e^{-z}`` and ``ln(1 + e^{-z})`` add :data:`fx.ERR` units each, and ``b`` multiplies them."""
     hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-    return _add(hi, _mul(b, _DM.ln(_add(1, _DM.exp(_div(lo - hi, b))))))
+    return (hi << fx.Q) + b * fx.ln(ONE + fx.exp_neg(((hi - lo) << fx.Q) // b))
 
 
-def _cost_fast(q_yes: int, q_no: int, b: int) -> tuple[int, int] | None:
-    """:func:`lmsr_cost` as a ``(coefficient, exponent)`` pair on the fixed-point path (None
-    where that does not decide a rounding)."""
-    hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
-    # Decimal(hi) + Decimal(b) * ln(1 + exp(Decimal(lo - hi) / b)), on (coefficient, exponent)
-    # pairs rounded as _CTX rounds (the same values); decimal's own where those do not decide
-    z = _DM.div_parts((lo - hi, 0), b)
-    e = _DM.exp_parts(z[0], -z[1])
-    if e is not None:
-        w = _DM.add_parts((1, 0), e)
-        ln_w = _DM.ln_parts(w[0], -w[1])
-        if ln_w is not None:
-            return _DM.add_parts((hi, 0), _DM.mul_parts((b, 0), ln_w))
-    return None
+def _ceil(v: int) -> int:
+    """The smallest integer at least ``v / 2^Q``."""
+    return -((-v) >> fx.Q)
 
 
-def _cost_parts(q_yes: int, q_no: int, b: int) -> tuple[int, int]:
-    """:func:`lmsr_cost` as a pair, always (the round's cached ``C(q)``)."""
-    c = _cost_fast(q_yes, q_no, b)
-    return c if c is not None else _DM.parts(lmsr_cost(q_yes, q_no, b))
-
-
-def _ceil_parts(x: tuple[int, int]) -> int:
-    """The smallest integer at least ``x`` (``to_integral_value(ROUND_CEILING)``)."""
-    return -_DM.floor_parts((-x[0], x[1]))
-
-
-def _float_parts(x: tuple[int, int]) -> float:
-    """``float`` of the Decimal ``x`` stands for: the nearest double, as ``float(Decimal)``
-    (an int, or an int over a power of ten: Python rounds both correctly)."""
-    c, e = x
-    return float(c * 10**e) if e >= 0 else c / 10**-e
+def lmsr_cost(q_yes: int, q_no: int, b: int) -> Fraction:
+    """``C(q)`` in wei, as the exact fraction :func:`cost_fx` ``/ 2^Q``."""
+    return Fraction(cost_fx(q_yes, q_no, b), ONE)
 
 
 def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
@@ -126,25 +100,24 @@ def lmsr_price(q_yes: int, q_no: int, b: int) -> float:
 
 def subsidy_wei(b: int) -> int:
     """The maker's worst-case loss from ``q = (0, 0)``, ``b ln 2``, rounded up to the wei."""
-    with localcontext(_CTX):
-        return int(lmsr_cost(0, 0, b).to_integral_value(rounding=ROUND_CEILING))
+    return _ceil(cost_fx(0, 0, b))
 
 
 def buy_cost_wei(
-    q_yes: int, q_no: int, b: int, shares: int, yes: bool, cost: Decimal | None = None
+    q_yes: int, q_no: int, b: int, shares: int, yes: bool, cost: int | None = None
 ) -> int:
     """What buying ``shares`` units of one side costs: ``C(q') - C(q)`` rounded up to the wei
-    (``cost``: ``C(q)`` if already known)."""
+    (``cost``: :func:`cost_fx` of ``q`` if already known)."""
     qy, qn = (q_yes + shares, q_no) if yes else (q_yes, q_no + shares)
-    c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
-    with localcontext(_CTX):
-        return int((lmsr_cost(qy, qn, b) - c0).to_integral_value(rounding=ROUND_CEILING))
+    c0 = cost_fx(q_yes, q_no, b) if cost is None else cost
+    return _ceil(cost_fx(qy, qn, b) - c0)
 
 
 def shares_for_budget(
-    q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool, cost: Decimal | None = None
+    q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool, cost: int | None = None
 ) -> int:
-    """The most units of one side that ``budget_wei`` buys (``cost``: ``C(q)`` if known).
+    """The most units of one side that ``budget_wei`` buys (``cost``: :func:`cost_fx` of ``q``
+    if known).
 
     With ``a`` the bought side's count, ``o`` the other's and ``C`` the current cost,
     ``C(a + x, o) = C + m`` solves to ``x = o - a + b ln(e^u - 1)``, ``u = (C + m - o) / b``,
@@ -152,46 +125,29 @@ def shares_for_budget(
     most the budget (the purchase re-checks it on the exact cost it charges)."""
     if budget_wei <= 0:
         return 0
-    c0 = lmsr_cost(q_yes, q_no, b) if cost is None else cost
-    return _shares_for_budget_parts(q_yes, q_no, b, budget_wei, yes, _DM.parts(c0), c0)
-
-
-def _shares_for_budget_parts(q_yes: int, q_no: int, b: int, budget_wei: int, yes: bool,
-                             c0p: tuple[int, int] | None, c0: Decimal | None = None) -> int:  # fmt: skip
-    """:func:`shares_for_budget` given ``C(q)`` as a pair (``c0p``; ``c0``: the same as a
-    Decimal, if at hand: made from the pair where the fixed-point path does not decide)."""
-    if budget_wei <= 0:
-        return 0
     a, o = (q_yes, q_no) if yes else (q_no, q_yes)
-    if c0p is not None:
-        u = _DM.div_parts(_DM.add_parts(_DM.add_parts(c0p, (budget_wei, 0)), (-o, 0)), b)
-        e = _DM.exp_parts(-u[0], -u[1])
-        if e is not None:
-            w = _DM.add_parts((1, 0), (-e[0], e[1]))
-            ln_w = _DM.ln_parts(w[0], -w[1])
-            if ln_w is not None:
-                x = _DM.add_parts((o - a, 0), _DM.mul_parts((b, 0), _DM.add_parts(u, ln_w)))
-                return max(0, _DM.floor_parts(x))
-    if c0 is None:
-        c0 = _DM.decimal(c0p)  # (the same value: decimal's results depend on values only)
-    u = _div(_sub(_add(c0, budget_wei), o), b)  # (c0 + budget_wei - o) / b
-    # Decimal(o - a) + b * (u + ln(1 - exp(-u)))
-    x = _add(o - a, _mul(b, _add(u, _DM.ln(_sub(1, _DM.exp(_CTX.minus(u)))))))
-    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    c0 = cost_fx(q_yes, q_no, b) if cost is None else cost
+    u = (c0 + ((budget_wei - o) << fx.Q)) // b  # u 2^Q > 0: C >= max(q) >= o
+    w = ONE - fx.exp_neg(u)  # 1 - e^{-u}
+    if w <= 0:  # pragma: no cover - u >= 2^Q / b, far above the error of e^{-u}
+        return 0
+    x = ((o - a) << fx.Q) + b * (u + fx.ln(w))
+    return max(0, x >> fx.Q)
 
 
 def shares_to_price(q_yes: int, q_no: int, b: int, p_yes: float, yes: bool) -> int | None:
     """Units of one side that move the YES price to ``p_yes`` (floored; 0 if it is already
     there or beyond; None: no finite amount, ``p_yes`` is 1 for YES or 0 for NO).
-    From ``p_yes = 1 / (1 + e^{(q_no - q_yes)/b})``: ``q_yes - q_no = b logit(p_yes)``."""
+    From ``p_yes = 1 / (1 + e^{(q_no - q_yes)/b})``: ``q_yes - q_no = b logit(p_yes)``, with the
+    float ``p_yes`` taken exactly (a ratio of integers)."""
     if (yes and p_yes >= 1.0) or (not yes and p_yes <= 0.0):
         return None
     if p_yes <= 0.0 or p_yes >= 1.0:
         return 0
-    p = Decimal(p_yes)
-    logit = _DM.ln(_div(p, _sub(1, p)))  # ln(p / (1 - p))
-    x = _add(q_no - q_yes, _mul(b, logit)) if yes else _sub(q_yes - q_no, _mul(b, logit))
-    return max(0, int(x.to_integral_value(rounding=ROUND_FLOOR)))
+    num, den = p_yes.as_integer_ratio()
+    logit = fx.ln_ratio(num, den - num)  # ln(p / (1 - p)) 2^Q
+    x = ((q_no - q_yes) << fx.Q) + b * logit if yes else ((q_yes - q_no) << fx.Q) - b * logit
+    return max(0, x >> fx.Q)
 
 
 def _units_estimate(q_yes: int, q_no: int, b: int, cost: float, budget_wei: int, p_yes: float,
@@ -216,9 +172,9 @@ class Round:
     rp: int
     opened_at: int
     subsidy: int
-    #: C(q) as a (coefficient, exponent) pair, kept so that each purchase evaluates the LMSR
-    #: once more (pairs: no conversions to and from Decimal on the way)
-    cost_parts: tuple[int, int]
+    #: C(q) in wei times 2^Q (:func:`cost_fx`), kept so that each purchase evaluates the LMSR
+    #: once more
+    cost_fx: int
     q_yes: int = 0
     q_no: int = 0
     collected: int = 0
@@ -227,9 +183,9 @@ class Round:
     paid: dict[int, int] = field(default_factory=dict)
 
     @property
-    def cost(self) -> Decimal:
-        """C(q) (wei, 60 significant digits)."""
-        return _DM.decimal(self.cost_parts)
+    def cost(self) -> Fraction:
+        """C(q) in wei (the exact value of :attr:`cost_fx`)."""
+        return Fraction(self.cost_fx, ONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +240,7 @@ class PredictionMarkets(Mechanism):
             if seed:
                 mk.ledger.mint(mk.owner, seed)
         self.b = tokens_to_wei(p.liquidity_tokens)
-        self.cost0 = _cost_parts(0, 0, self.b)
+        self.cost0 = cost_fx(0, 0, self.b)
         self.subsidy = subsidy_wei(self.b)
         self.bet_wei = tokens_to_wei(p.bet_tokens)
         staking = next((m for m in mk.mechanisms if m.name == "staking"), None)
@@ -319,24 +275,23 @@ class PredictionMarkets(Mechanism):
         """``bettor`` buys one side for at most ``budget_wei``, never past the price ``belief``;
         returns the units bought. The binding limit is chosen on float estimates, then computed
         exactly; the charge is ``C(q') - C(q)`` rounded up."""
-        b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_parts
-        by_budget, by_belief = _units_estimate(qy, qn, b, _float_parts(c0), budget_wei, belief, yes)
+        b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_fx
+        by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)
         if by_belief < by_budget * (1 - 1e-9):
             n = shares_to_price(qy, qn, b, belief, yes) or 0
         else:
-            n = _shares_for_budget_parts(qy, qn, b, budget_wei, yes, c0)
-        neg_c0 = (-c0[0], c0[1])
+            n = shares_for_budget(qy, qn, b, budget_wei, yes, c0)
         while n > 0:
             q1 = (qy + n, qn) if yes else (qy, qn + n)
-            c1 = _cost_parts(*q1, b)
-            cost = _ceil_parts(_DM.add_parts(c1, neg_c0))  # C(q') - C(q) in _CTX, rounded up
+            c1 = cost_fx(*q1, b)
+            cost = _ceil(c1 - c0)  # C(q') - C(q), rounded up
             if cost <= budget_wei:
                 break
-            n -= 1  # guards the last digit: the floored exact inverse already fits the budget
+            n -= 1  # guards the last wei: the floored inverse already fits the budget
         if n <= 0 or not mk.transfer(bettor, self.maker, cost, TransferReason.MarketBet):
             return 0
         rnd.q_yes, rnd.q_no = q1
-        rnd.cost_parts = c1
+        rnd.cost_fx = c1
         self._prices[self._row[rnd.rp]] = self.price(rnd)
         side = rnd.yes if yes else rnd.no
         side[bettor] = side.get(bettor, 0) + n
