@@ -35,14 +35,20 @@ results of their deals, as sampled in training) and the learning nodes' cheat ra
 
 - every setting starts alike: the untrained nodes cheat on about half of their results, so
   checking pays and the clients' check rate rises while the nodes learn honesty; the claim is
-  about what follows. ``peak``: the run's highest check rate; ``final``: the mean check rate of
-  the last ``budget.window`` iterations (iterations in which no episode finished, whose rates
-  are NaN, are left out);
-- **falls** when the mean ``final`` is at most :data:`FALL_TO` x the mean ``peak`` and the upper
-  end of the 95 % t-interval of ``final - peak`` over seeds is below 0;
-- **holds** when the lower end of the 95 % t-interval of ``final - peak`` is above
+  about what follows. ``peak``: the run's highest check rate; ``after_peak``: the mean check
+  rate of the iterations after the peak (iterations in which no episode finished, whose rates
+  are NaN, are left out). Without a jackpot the learners do not settle: checking falls,
+  cheating returns, and checking comes back (the cycle around the game's mixed equilibrium), so
+  the check rate of the last iterations depends on where in a cycle the run stops; the mean
+  after the peak is the time average that the claim is about. ``final`` (the mean of the last
+  ``budget.window`` iterations) is reported beside it;
+- **falls** when the mean ``after_peak`` is at most :data:`FALL_TO` x the mean ``peak`` and the
+  upper end of the 95 % t-interval of ``after_peak - peak`` over seeds is below 0;
+- **holds** when the lower end of the 95 % t-interval of ``after_peak - peak`` is above
   ``-HOLD_TOL`` (the check rate lost at most :data:`HOLD_TOL` from its peak for every
   plausible mean; the peak, a maximum of noisy rates, sits a little above the level held);
+- whether cheating returns is reported, not judged: ``return_cheat``, the highest cheat rate
+  from the (first) lowest on, with ``cheat_return = return_cheat - low_cheat``;
 - the verdict is ``reproduced`` when the predicted behaviour (falls / holds) is observed,
   ``not reproduced`` otherwise, ``undecided`` with fewer than 2 seeds (no interval).
 """
@@ -93,7 +99,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget(seeds=3, iterations=30, window=5, check_episodes=3),
+    "full": Budget(seeds=3, iterations=90, window=10, check_episodes=3),
     "tiny": Budget(
         seeds=1, iterations=2, window=1, check_episodes=1,
         overrides=("train.train_batch_size=100", "train.rollout_fragment_length=50",
@@ -368,23 +374,37 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 def summarize_curve(curve: pd.DataFrame, window: int) -> dict[str, float]:
     """Figures of one run's :func:`run_curve` (iterations without a finished episode, whose
     rates are NaN, are left out): ``first_check`` / ``first_cheat`` (the first iteration),
-    ``peak_check`` (the highest check rate), ``final_check`` / ``final_cheat`` (means of the
-    last ``window`` iterations) and ``low_cheat`` (the lowest cheat rate)."""
+    ``peak_check`` (the highest check rate), ``after_peak_check`` (the mean check rate of the
+    iterations after the first peak; the peak itself if it is the last), ``final_check`` /
+    ``final_cheat`` (means of the last ``window`` iterations), ``low_cheat`` (the lowest cheat
+    rate) and ``return_cheat`` (the highest cheat rate from the first lowest on)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     c = curve.sort_values("iteration").dropna(subset=["check_rate", "cheat_rate"])
     if c.empty:
         raise ValueError("the run has no iteration with a finished episode (no rates)")
     last = c.tail(window)
+    checks, cheats = c.check_rate.to_numpy(float), c.cheat_rate.to_numpy(float)
+    peak, low = int(np.argmax(checks)), int(np.argmin(cheats))
+    after = checks[peak + 1 :] if peak + 1 < len(checks) else checks[peak:]
     return {
-        "first_check": float(c.check_rate.iloc[0]), "peak_check": float(c.check_rate.max()),
-        "final_check": float(last.check_rate.mean()), "first_cheat": float(c.cheat_rate.iloc[0]),
-        "low_cheat": float(c.cheat_rate.min()), "final_cheat": float(last.cheat_rate.mean()),
+        "first_check": float(checks[0]), "peak_check": float(checks[peak]),
+        "after_peak_check": float(after.mean()), "final_check": float(last.check_rate.mean()),
+        "first_cheat": float(cheats[0]), "low_cheat": float(cheats[low]),
+        "return_cheat": float(cheats[low:].max()), "final_cheat": float(last.cheat_rate.mean()),
     }  # fmt: skip
 
 
 def _run_dir(out: Path, setting: str, seed: int) -> Path:
     return out / setting / f"seed_{seed}"
+
+
+def _finished(out: Path, setting: str, seed: int, iterations: int) -> bool:
+    """Whether the run has its ``run.json`` with at least ``iterations`` iterations."""
+    import json
+
+    p = _run_dir(out, setting, seed) / RUN_ROW
+    return p.exists() and json.loads(p.read_text()).get("iterations", 0) >= iterations
 
 
 def load_runs(out_dir: str | Path, window: int) -> pd.DataFrame:
@@ -418,8 +438,10 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
     per (setting, seed): the prediction, the :func:`summarize_curve` figures and the wall time
     (:func:`load_runs`: every finished run under ``out_dir``, of these settings).
 
-    Each finished run leaves ``<setting>/seed_<k>/run.json`` and is not run again; a training
-    killed part-way resumes from its last checkpoint (``train.resume=true``). Processes working
+    Each finished run leaves ``<setting>/seed_<k>/run.json`` and is not run again, unless it
+    has fewer iterations than the budget: then it is extended from its last checkpoint (so a
+    larger budget reuses the trainings of a smaller one); a training killed part-way resumes
+    from its last checkpoint (``train.resume=true``). Processes working
     on disjoint (setting, seed) pairs may share ``out_dir`` (each starts its own Ray, with its
     session files in its first run's directory)."""
     import json
@@ -434,7 +456,7 @@ def run(budget: str | Budget = "full", out_dir: str | Path = "outputs/result_c",
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = tuple(range(b.seeds)) if seeds is None else tuple(seeds)
-    todo = [(s, k) for s in settings for k in seeds if not (_run_dir(out, s, k) / RUN_ROW).exists()]
+    todo = [(s, k) for s in settings for k in seeds if not _finished(out, s, k, b.iterations)]
     if todo:
         first = experiment_config(todo[0][0], todo[0][1], b)
         ray_dir = _run_dir(out, *todo[0])
@@ -477,12 +499,13 @@ def curves(out_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-MEASURES = ("first_check", "peak_check", "final_check", "first_cheat", "low_cheat", "final_cheat")
+MEASURES = ("first_check", "peak_check", "after_peak_check", "final_check", "first_cheat",
+            "low_cheat", "return_cheat", "final_cheat")  # fmt: skip
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: its prediction, the number of seeds and, for each of :data:`MEASURES` and
-    for ``check_change = final_check - peak_check`` and ``cheat_return = final_cheat -
+    for ``check_change = after_peak_check - peak_check`` and ``cheat_return = return_cheat -
     low_cheat``, the mean over seeds and its 95 % t-interval (``_lo``, ``_hi``)."""
     rows = []
     for s in [x for x in EXPERIMENTS if x in set(runs.setting)]:
@@ -490,44 +513,47 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"setting": s, "prediction": g.prediction.iloc[0], "seeds": len(g)}
         for m in MEASURES:
             row[m], row[m + "_lo"], row[m + "_hi"] = mean_ci(g[m])
-        for name, a, b in (("check_change", "final_check", "peak_check"),
-                           ("cheat_return", "final_cheat", "low_cheat")):  # fmt: skip
+        for name, a, b in (("check_change", "after_peak_check", "peak_check"),
+                           ("cheat_return", "return_cheat", "low_cheat")):  # fmt: skip
             row[name], row[name + "_lo"], row[name + "_hi"] = mean_ci((g[a] - g[b]).to_numpy(float))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def verdict(prediction: str, peak: float, final: float, change_lo: float,
+def verdict(prediction: str, peak: float, after_peak: float, change_lo: float,
             change_hi: float) -> str:  # fmt: skip
     """``reproduced``, ``not reproduced`` or ``undecided`` (no interval) for one setting, from
-    the mean peak and final check rates over seeds and the 95 % interval of ``final - peak``.
-    ``falls``: ``final <= FALL_TO x peak`` and ``change_hi < 0``; ``holds``:
-    ``change_lo > -HOLD_TOL``."""
+    the mean peak and after-peak check rates over seeds and the 95 % interval of
+    ``after_peak - peak``. ``falls``: ``after_peak <= FALL_TO x peak`` and ``change_hi < 0``;
+    ``holds``: ``change_lo > -HOLD_TOL``."""
     if prediction not in ("falls", "holds"):
         raise ValueError(f"prediction must be 'falls' or 'holds', got {prediction!r}")
     if not (np.isfinite(change_lo) and np.isfinite(change_hi)):
         return "undecided"
     if prediction == "falls":
-        ok = final <= FALL_TO * peak and change_hi < 0
+        ok = after_peak <= FALL_TO * peak and change_hi < 0
     else:
         ok = change_lo > -HOLD_TOL
     return "reproduced" if ok else "not reproduced"
 
 
 def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the prediction, the peak and final check rates (with the final's
-    95 % interval), the interval of ``final - peak``, the final cheat rate (with its interval)
-    and the verdict."""
+    """One row per claim: the prediction, the peak, after-peak (with its 95 % interval) and
+    final check rates, the interval of ``after_peak - peak``, the cheat rate after its low
+    (``return_cheat``) and at the end, with intervals, and the verdict."""
     rows = []
     for r in tab.itertuples():
         rows.append({
             "claim": CLAIMS[r.setting], "setting": r.setting, "prediction": r.prediction,
-            "seeds": r.seeds, "peak_check": r.peak_check, "final_check": r.final_check,
-            "final_check_ci95": (r.final_check_lo, r.final_check_hi),
+            "seeds": r.seeds, "peak_check": r.peak_check, "after_peak_check": r.after_peak_check,
+            "after_peak_check_ci95": (r.after_peak_check_lo, r.after_peak_check_hi),
+            "final_check": r.final_check,
             "check_change_ci95": (r.check_change_lo, r.check_change_hi),
+            "return_cheat": r.return_cheat,
+            "return_cheat_ci95": (r.return_cheat_lo, r.return_cheat_hi),
             "final_cheat": r.final_cheat, "final_cheat_ci95": (r.final_cheat_lo, r.final_cheat_hi),
-            "verdict": verdict(r.prediction, r.peak_check, r.final_check, r.check_change_lo,
-                               r.check_change_hi),
+            "verdict": verdict(r.prediction, r.peak_check, r.after_peak_check,
+                               r.check_change_lo, r.check_change_hi),
         })  # fmt: skip
     return pd.DataFrame(rows)
 

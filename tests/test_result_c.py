@@ -4,6 +4,7 @@ one Ray for the module), killed and resumed."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -142,25 +143,34 @@ def test_run_curve_and_its_summary():
     assert s["first_check"] == 0.4 and s["first_cheat"] == 0.6 and s["peak_check"] == 0.7
     assert s["final_check"] == pytest.approx(0.1) and s["final_cheat"] == pytest.approx(0.4)
     assert s["low_cheat"] == 0.1
+    # after the peak (iteration 3): iterations 4, 6, 7 -> (0.1 + 0.0 + 0.2) / 3 = 0.1; the cheat
+    # rate's low 0.1 (iteration 4), then 0.3 and 0.5: it returns to 0.5
+    assert s["after_peak_check"] == pytest.approx(0.1) and s["return_cheat"] == 0.5
+    # a peak at the last iteration: the after-peak mean is the peak itself
+    last = rc.summarize_curve(c[c.iteration <= 3], window=1)
+    assert last["peak_check"] == last["after_peak_check"] == 0.7
     # window 3: iterations 4, 6, 7 (5 has no rates)
     assert rc.summarize_curve(c, 3)["final_check"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="window"):
         rc.summarize_curve(c, 0)
 
 
-def runs_table(setting: str, prediction: str, peak, final) -> pd.DataFrame:
+def runs_table(setting: str, prediction: str, peak, after) -> pd.DataFrame:
+    # the final check rate deliberately differs from the after-peak mean: the verdict reads the
+    # latter (a run that stops where checking has come back in a cycle still fell on average)
     return pd.DataFrame({"setting": setting, "seed": range(len(peak)), "prediction": prediction,
-                         "first_check": 0.3, "peak_check": peak, "final_check": final,
-                         "first_cheat": 0.5, "low_cheat": 0.01, "final_cheat": 0.2})  # fmt: skip
+                         "first_check": 0.3, "peak_check": peak, "after_peak_check": after,
+                         "final_check": 0.9, "first_cheat": 0.5, "low_cheat": 0.01,
+                         "return_cheat": 0.2, "final_cheat": 0.1})  # fmt: skip
 
 
 def test_verdicts_on_synthetic_runs():
     runs = pd.concat([
-        # falls: peak 0.4 -> final 0.05 on every seed: change -0.35 +- 0
+        # falls: peak 0.4 -> after the peak 0.05 on every seed: change -0.35 +- 0
         runs_table("none", "falls", [0.4, 0.4, 0.4], [0.05, 0.05, 0.05]),
-        # falls predicted, but the mean final 0.3 > 0.5 x 0.4: not reproduced
+        # falls predicted, but the mean after the peak 0.3 > 0.5 x 0.4: not reproduced
         runs_table("below", "falls", [0.4, 0.4, 0.4], [0.3, 0.25, 0.35]),
-        # holds: final - peak = -0.02, -0.04, -0.06 (mean -0.04, sd 0.02, half-width
+        # holds: after - peak = -0.02, -0.04, -0.06 (mean -0.04, sd 0.02, half-width
         # t(0.975, 2) x 0.02 / sqrt(3) = 4.3027 x 0.011547 = 0.04968): lower end -0.0897 > -0.1
         runs_table("above", "holds", [0.92, 0.94, 0.96], [0.9, 0.9, 0.9]),
     ], ignore_index=True)  # fmt: skip
@@ -168,13 +178,13 @@ def test_verdicts_on_synthetic_runs():
     above = tab.set_index("setting").loc["above"]
     assert above.check_change == pytest.approx(-0.04)
     assert above.check_change_lo == pytest.approx(-0.04 - 4.302652729911275 * 0.02 / np.sqrt(3))
-    assert above.cheat_return == pytest.approx(0.19)  # final 0.2 - lowest 0.01
+    assert above.cheat_return == pytest.approx(0.19)  # highest after the low 0.2 - lowest 0.01
     v = rc.verdicts(tab).set_index("setting").verdict
     assert v.to_dict() == {"none": "reproduced", "below": "not reproduced", "above": "reproduced"}
 
 
 def test_verdict_thresholds():
-    # falls: needs final <= peak / 2 AND the change's interval below 0
+    # falls: needs after-peak <= peak / 2 AND the change's interval below 0
     assert rc.verdict("falls", 0.4, 0.2, -0.3, -0.1) == "reproduced"
     assert rc.verdict("falls", 0.4, 0.21, -0.3, -0.1) == "not reproduced"
     assert rc.verdict("falls", 0.4, 0.1, -0.5, 0.01) == "not reproduced"
@@ -189,7 +199,8 @@ def test_verdict_thresholds():
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """One setting trained at the tiny budget; then its ``run.json`` is removed (a session
-    killed after the training's last checkpoint) and a re-run resumes it from that checkpoint."""
+    killed after the training's last checkpoint) and a re-run resumes it from that checkpoint;
+    then a budget with one more iteration extends it."""
     from agents.schema import RayConfig
     from agents.train import ray_session
 
@@ -198,12 +209,15 @@ def tiny_runs(tmp_path_factory):
         first = rc.run("tiny", out, settings=("above",), verbose=False)
         (out / "above" / "seed_0" / rc.RUN_ROW).unlink()
         again = rc.run("tiny", out, settings=("above",), verbose=False)
-    return out, first, again
+        curve2 = rc.curves(out)
+        longer = dataclasses.replace(rc.BUDGETS["tiny"], iterations=3)
+        extended = rc.run(longer, out, settings=("above",), verbose=False)
+    return out, first, again, curve2, extended
 
 
 @pytest.mark.slow
 def test_tiny_run_writes_rows_and_curves_and_resumes(tiny_runs):
-    out, first, again = tiny_runs
+    out, first, again, curve2, extended = tiny_runs
     assert first.setting.tolist() == ["above"] and first.seed.tolist() == [0]
     assert first.prediction.tolist() == ["holds"] and first.iterations.tolist() == [2]
     for col in rc.MEASURES:
@@ -215,10 +229,15 @@ def test_tiny_run_writes_rows_and_curves_and_resumes(tiny_runs):
         again.drop(columns=["train_seconds", "seconds"]),
         first.drop(columns=["train_seconds", "seconds"]),
     )
+    assert set(curve2.setting) == {"above"} and set(curve2.iteration) == {1, 2}
+    # a budget of 3 iterations extended the 2-iteration run: iterations 1-2 kept as they were
+    assert extended.iterations.tolist() == [3]
     cv = rc.curves(out)
-    assert set(cv.setting) == {"above"} and set(cv.iteration) == {1, 2}
-    # a further call has nothing to do (no training, no Ray): the same rows
-    assert rc.run("tiny", out, settings=("above",), verbose=False).equals(again)
+    assert cv.iteration.tolist() == [1, 2, 3]
+    pd.testing.assert_frame_equal(cv[cv.iteration <= 2], curve2)
+    # a further call has nothing to do (no training, no Ray): the same rows; the smaller
+    # budget too (the run has at least its iterations)
+    assert rc.run("tiny", out, settings=("above",), verbose=False).equals(extended)
     fig = rc.plot_curves(cv, threshold=0.05)
     assert len(fig.axes) == 2 and fig.axes[0].get_lines()
     assert rc.verdicts(rc.table(again)).verdict.tolist() == ["undecided"]  # one seed

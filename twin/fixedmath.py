@@ -20,7 +20,7 @@ Method (argument reduction by tables, then a short Taylor series):
 The tables (``ln 2`` and ``ln(1 + j 2^(-6L))``, from ``ln(1 + f) = 2 atanh(f / (2 + f))``) are
 computed once, at import, with 64 guard bits and truncated to ``Q`` bits. Every step truncates
 (floors); the errors add up to at most :data:`ERR` units of ``2^-Q`` for ``exp_neg`` and
-``ln`` (of an argument known exactly). With ``Q = 224`` that is below ``2^-215`` absolute.
+``ln`` (of an argument known exactly). With ``Q = 224`` that is below ``2^-210`` absolute.
 """
 
 from __future__ import annotations
