@@ -79,7 +79,7 @@ CLAIMS = {
     "above": "forced errors, phi x J > F: check rates hold",
 }
 MARGIN = 2  # well below: phi (J + P_max) <= F / MARGIN; well above: phi J >= MARGIN F
-FALL_TO = 0.5  # falls: mean final check rate <= FALL_TO x mean peak check rate
+FALL_TO = 0.5  # falls: mean after-peak check rate <= FALL_TO x mean peak check rate
 HOLD_TOL = 0.1  # holds: the 95 % interval of final - peak stays above -HOLD_TOL
 COVERAGE = 0.999  # share of jobs whose payment lies in payment_range
 RUNS_CSV = "runs.csv"
@@ -588,6 +588,34 @@ def plot_curves(curves_df: pd.DataFrame, threshold: float | None = None, axes=No
     fig.suptitle(
         f"Result C: check and cheat rates while learning (mean of {seeds} seed(s), 95 % CI)"
     )
+    return fig
+
+
+def plot_seeds(curves_df: pd.DataFrame, threshold: float | None = None):
+    """One column per setting, one line per seed: the learning clients' check rate (top) and the
+    learning nodes' cheat rate (bottom) over training iterations. Unlike :func:`plot_curves`'
+    means, this shows each run's cycle (checking falls, cheating returns, checking comes back),
+    whose phases differ between seeds. ``threshold``: the nodes' threshold check rate, dashed.
+    Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    settings = [x for x in EXPERIMENTS if x in set(curves_df.setting)]
+    fig, axes = plt.subplots(2, len(settings), figsize=(4 * len(settings), 6), sharex=True,
+                             sharey=True, squeeze=False)  # fmt: skip
+    for j, s in enumerate(settings):
+        g = curves_df[curves_df.setting == s].dropna(subset=["check_rate", "cheat_rate"])
+        for k, h in g.groupby("seed"):
+            axes[0, j].plot(h.iteration, h.check_rate, lw=1.2, label=f"seed {k}")
+            axes[1, j].plot(h.iteration, h.cheat_rate, lw=1.2, label=f"seed {k}")
+        axes[0, j].set_title(f"{s} ({CLAIMS[s]})", fontsize=9)
+        if threshold is not None:
+            axes[0, j].axhline(float(threshold), ls="--", color="black", lw=0.8)
+        axes[1, j].set_xlabel("training iteration")
+    axes[0, 0].set_ylabel("clients' check rate")
+    axes[1, 0].set_ylabel("nodes' cheat rate")
+    axes[0, 0].set_ylim(-0.02, 1.02)
+    axes[0, -1].legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 

@@ -240,4 +240,6 @@ def test_tiny_run_writes_rows_and_curves_and_resumes(tiny_runs):
     assert rc.run("tiny", out, settings=("above",), verbose=False).equals(extended)
     fig = rc.plot_curves(cv, threshold=0.05)
     assert len(fig.axes) == 2 and fig.axes[0].get_lines()
+    seeds_fig = rc.plot_seeds(cv, threshold=0.05)  # one column (one setting), two rows
+    assert len(seeds_fig.axes) == 2 and len(seeds_fig.axes[0].get_lines()) == 2  # seed + p*
     assert rc.verdicts(rc.table(again)).verdict.tolist() == ["undecided"]  # one seed
