@@ -35,16 +35,17 @@ results of their deals, as sampled in training) and the learning nodes' cheat ra
 
 - every setting starts alike: the untrained nodes cheat on about half of their results, so
   checking pays and the clients' check rate rises while the nodes learn honesty; the claim is
-  about what follows. ``peak``: the run's highest check rate; ``after_peak``: the mean check
-  rate of the iterations after the peak (iterations in which no episode finished, whose rates
-  are NaN, are left out). Without a jackpot the learners do not settle: checking falls,
-  cheating returns, and checking comes back (the cycle around the game's mixed equilibrium), so
-  the check rate of the last iterations depends on where in a cycle the run stops; the mean
-  after the peak is the time average that the claim is about. ``final`` (the mean of the last
-  ``budget.window`` iterations) is reported beside it;
-- **falls** when the mean ``after_peak`` is at most :data:`FALL_TO` x the mean ``peak`` and the
-  upper end of the 95 % t-interval of ``after_peak - peak`` over seeds is below 0;
-- **holds** when the lower end of the 95 % t-interval of ``after_peak - peak`` is above
+  about what follows. The run's nodes are *honest* from the first iteration whose cheat rate is
+  at most :data:`HONEST` (iterations in which no episode finished, whose rates are NaN, are left
+  out); ``peak``: the highest check rate up to then; ``later``: the mean check rate of the
+  iterations after it. Without a jackpot the learners do not settle: checking falls, cheating
+  returns, and checking comes back (the cycle around the game's mixed equilibrium), so neither
+  the last iterations nor the run's overall highest check rate (which may come in a later cycle)
+  says what the claim is about; the mean after the nodes learned honesty is that time average.
+  ``final`` (the mean of the last ``budget.window`` iterations) is reported beside it;
+- **falls** when the mean ``later`` is at most :data:`FALL_TO` x the mean ``peak`` and the
+  upper end of the 95 % t-interval of ``later - peak`` over seeds is below 0;
+- **holds** when the lower end of the 95 % t-interval of ``later - peak`` is above
   ``-HOLD_TOL`` (the check rate lost at most :data:`HOLD_TOL` from its peak for every
   plausible mean; the peak, a maximum of noisy rates, sits a little above the level held);
 - whether cheating returns is reported, not judged: ``return_cheat``, the highest cheat rate
@@ -79,8 +80,9 @@ CLAIMS = {
     "above": "forced errors, phi x J > F: check rates hold",
 }
 MARGIN = 2  # well below: phi (J + P_max) <= F / MARGIN; well above: phi J >= MARGIN F
-FALL_TO = 0.5  # falls: mean after-peak check rate <= FALL_TO x mean peak check rate
-HOLD_TOL = 0.1  # holds: the 95 % interval of final - peak stays above -HOLD_TOL
+HONEST = 0.02  # nodes are honest from the first iteration with a cheat rate at most this
+FALL_TO = 0.5  # falls: mean later check rate <= FALL_TO x mean peak check rate
+HOLD_TOL = 0.1  # holds: the 95 % interval of later - peak stays above -HOLD_TOL
 COVERAGE = 0.999  # share of jobs whose payment lies in payment_range
 RUNS_CSV = "runs.csv"
 RUN_ROW = "run.json"  # a finished run's row, in its directory
@@ -374,10 +376,12 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
 def summarize_curve(curve: pd.DataFrame, window: int) -> dict[str, float]:
     """Figures of one run's :func:`run_curve` (iterations without a finished episode, whose
     rates are NaN, are left out): ``first_check`` / ``first_cheat`` (the first iteration),
-    ``peak_check`` (the highest check rate), ``after_peak_check`` (the mean check rate of the
-    iterations after the first peak; the peak itself if it is the last), ``final_check`` /
-    ``final_cheat`` (means of the last ``window`` iterations), ``low_cheat`` (the lowest cheat
-    rate) and ``return_cheat`` (the highest cheat rate from the first lowest on)."""
+    ``honest_iteration`` (the first iteration whose cheat rate is at most :data:`HONEST`; the
+    first lowest if none is), ``peak_check`` (the highest check rate up to it), ``later_check``
+    (the mean check rate of the iterations after it; its own if it is the last),
+    ``final_check`` / ``final_cheat`` (means of the last ``window`` iterations), ``low_cheat``
+    (the lowest cheat rate) and ``return_cheat`` (the highest cheat rate from the first lowest
+    on)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
     c = curve.sort_values("iteration").dropna(subset=["check_rate", "cheat_rate"])
@@ -385,11 +389,14 @@ def summarize_curve(curve: pd.DataFrame, window: int) -> dict[str, float]:
         raise ValueError("the run has no iteration with a finished episode (no rates)")
     last = c.tail(window)
     checks, cheats = c.check_rate.to_numpy(float), c.cheat_rate.to_numpy(float)
-    peak, low = int(np.argmax(checks)), int(np.argmin(cheats))
-    after = checks[peak + 1 :] if peak + 1 < len(checks) else checks[peak:]
+    low = int(np.argmin(cheats))
+    honest = np.flatnonzero(cheats <= HONEST)
+    h = int(honest[0]) if len(honest) else low
+    later = checks[h + 1 :] if h + 1 < len(checks) else checks[h:]
     return {
-        "first_check": float(checks[0]), "peak_check": float(checks[peak]),
-        "after_peak_check": float(after.mean()), "final_check": float(last.check_rate.mean()),
+        "first_check": float(checks[0]), "honest_iteration": float(c.iteration.iloc[h]),
+        "peak_check": float(checks[: h + 1].max()),
+        "later_check": float(later.mean()), "final_check": float(last.check_rate.mean()),
         "first_cheat": float(cheats[0]), "low_cheat": float(cheats[low]),
         "return_cheat": float(cheats[low:].max()), "final_cheat": float(last.cheat_rate.mean()),
     }  # fmt: skip
@@ -499,13 +506,13 @@ def curves(out_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-MEASURES = ("first_check", "peak_check", "after_peak_check", "final_check", "first_cheat",
+MEASURES = ("first_check", "peak_check", "later_check", "final_check", "first_cheat",
             "low_cheat", "return_cheat", "final_cheat")  # fmt: skip
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per setting: its prediction, the number of seeds and, for each of :data:`MEASURES` and
-    for ``check_change = after_peak_check - peak_check`` and ``cheat_return = return_cheat -
+    for ``check_change = later_check - peak_check`` and ``cheat_return = return_cheat -
     low_cheat``, the mean over seeds and its 95 % t-interval (``_lo``, ``_hi``)."""
     rows = []
     for s in [x for x in EXPERIMENTS if x in set(runs.setting)]:
@@ -513,46 +520,46 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         row = {"setting": s, "prediction": g.prediction.iloc[0], "seeds": len(g)}
         for m in MEASURES:
             row[m], row[m + "_lo"], row[m + "_hi"] = mean_ci(g[m])
-        for name, a, b in (("check_change", "after_peak_check", "peak_check"),
+        for name, a, b in (("check_change", "later_check", "peak_check"),
                            ("cheat_return", "return_cheat", "low_cheat")):  # fmt: skip
             row[name], row[name + "_lo"], row[name + "_hi"] = mean_ci((g[a] - g[b]).to_numpy(float))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def verdict(prediction: str, peak: float, after_peak: float, change_lo: float,
+def verdict(prediction: str, peak: float, later: float, change_lo: float,
             change_hi: float) -> str:  # fmt: skip
     """``reproduced``, ``not reproduced`` or ``undecided`` (no interval) for one setting, from
-    the mean peak and after-peak check rates over seeds and the 95 % interval of
-    ``after_peak - peak``. ``falls``: ``after_peak <= FALL_TO x peak`` and ``change_hi < 0``;
+    the mean peak and later check rates over seeds and the 95 % interval of
+    ``later - peak``. ``falls``: ``later <= FALL_TO x peak`` and ``change_hi < 0``;
     ``holds``: ``change_lo > -HOLD_TOL``."""
     if prediction not in ("falls", "holds"):
         raise ValueError(f"prediction must be 'falls' or 'holds', got {prediction!r}")
     if not (np.isfinite(change_lo) and np.isfinite(change_hi)):
         return "undecided"
     if prediction == "falls":
-        ok = after_peak <= FALL_TO * peak and change_hi < 0
+        ok = later <= FALL_TO * peak and change_hi < 0
     else:
         ok = change_lo > -HOLD_TOL
     return "reproduced" if ok else "not reproduced"
 
 
 def verdicts(tab: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the prediction, the peak, after-peak (with its 95 % interval) and
-    final check rates, the interval of ``after_peak - peak``, the cheat rate after its low
+    """One row per claim: the prediction, the peak, later (with its 95 % interval) and final
+    check rates, the interval of ``later - peak``, the cheat rate after its low
     (``return_cheat``) and at the end, with intervals, and the verdict."""
     rows = []
     for r in tab.itertuples():
         rows.append({
             "claim": CLAIMS[r.setting], "setting": r.setting, "prediction": r.prediction,
-            "seeds": r.seeds, "peak_check": r.peak_check, "after_peak_check": r.after_peak_check,
-            "after_peak_check_ci95": (r.after_peak_check_lo, r.after_peak_check_hi),
+            "seeds": r.seeds, "peak_check": r.peak_check, "later_check": r.later_check,
+            "later_check_ci95": (r.later_check_lo, r.later_check_hi),
             "final_check": r.final_check,
             "check_change_ci95": (r.check_change_lo, r.check_change_hi),
             "return_cheat": r.return_cheat,
             "return_cheat_ci95": (r.return_cheat_lo, r.return_cheat_hi),
             "final_cheat": r.final_cheat, "final_cheat_ci95": (r.final_cheat_lo, r.final_cheat_hi),
-            "verdict": verdict(r.prediction, r.peak_check, r.after_peak_check,
+            "verdict": verdict(r.prediction, r.peak_check, r.later_check,
                                r.check_change_lo, r.check_change_hi),
         })  # fmt: skip
     return pd.DataFrame(rows)

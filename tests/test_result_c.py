@@ -143,32 +143,45 @@ def test_run_curve_and_its_summary():
     assert s["first_check"] == 0.4 and s["first_cheat"] == 0.6 and s["peak_check"] == 0.7
     assert s["final_check"] == pytest.approx(0.1) and s["final_cheat"] == pytest.approx(0.4)
     assert s["low_cheat"] == 0.1
-    # after the peak (iteration 3): iterations 4, 6, 7 -> (0.1 + 0.0 + 0.2) / 3 = 0.1; the cheat
-    # rate's low 0.1 (iteration 4), then 0.3 and 0.5: it returns to 0.5
-    assert s["after_peak_check"] == pytest.approx(0.1) and s["return_cheat"] == 0.5
-    # a peak at the last iteration: the after-peak mean is the peak itself
+    # no cheat rate at most HONEST = 0.02: the nodes count as honest from the lowest, 0.1 at
+    # iteration 4; the peak up to it 0.7 (iteration 3); later: iterations 6 and 7 -> 0.1; the
+    # cheat rate returns from 0.1 to 0.5
+    assert s["honest_iteration"] == 4 and s["peak_check"] == 0.7
+    assert s["later_check"] == pytest.approx(0.1) and s["return_cheat"] == 0.5
+    # honest at the last iteration: the later mean is that iteration's own rate
     last = rc.summarize_curve(c[c.iteration <= 3], window=1)
-    assert last["peak_check"] == last["after_peak_check"] == 0.7
+    assert last["peak_check"] == last["later_check"] == 0.7
     # window 3: iterations 4, 6, 7 (5 has no rates)
     assert rc.summarize_curve(c, 3)["final_check"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="window"):
         rc.summarize_curve(c, 0)
 
 
+def test_the_peak_is_the_one_before_the_nodes_learned_honesty():
+    # A cycle: checking peaks at 0.8 while nodes learn honesty (cheat 0.01 <= 0.02 at iteration
+    # 3), falls to 0, cheating returns (0.3, 0.6) and checking comes back to 0.9. The peak is
+    # 0.8 (up to iteration 3), not the later 0.9; later = (0.2 + 0.0 + 0.9) / 3 = 0.3667.
+    c = rc.run_curve(metrics_table([0.5, 0.8, 0.6, 0.2, 0.0, 0.9], [0.5, 0.1, 0.01, 0.0, 0.3, 0.6]))
+    s = rc.summarize_curve(c, window=1)
+    assert s["honest_iteration"] == 3 and s["peak_check"] == 0.8
+    assert s["later_check"] == pytest.approx(1.1 / 3)
+    assert s["final_check"] == 0.9 and s["low_cheat"] == 0.0 and s["return_cheat"] == 0.6
+
+
 def runs_table(setting: str, prediction: str, peak, after) -> pd.DataFrame:
-    # the final check rate deliberately differs from the after-peak mean: the verdict reads the
-    # latter (a run that stops where checking has come back in a cycle still fell on average)
+    # the final check rate deliberately differs from the later mean: the verdict reads the latter
+    # (a run that stops where checking has come back in a cycle still fell on average)
     return pd.DataFrame({"setting": setting, "seed": range(len(peak)), "prediction": prediction,
-                         "first_check": 0.3, "peak_check": peak, "after_peak_check": after,
+                         "first_check": 0.3, "peak_check": peak, "later_check": after,
                          "final_check": 0.9, "first_cheat": 0.5, "low_cheat": 0.01,
                          "return_cheat": 0.2, "final_cheat": 0.1})  # fmt: skip
 
 
 def test_verdicts_on_synthetic_runs():
     runs = pd.concat([
-        # falls: peak 0.4 -> after the peak 0.05 on every seed: change -0.35 +- 0
+        # falls: peak 0.4 -> later 0.05 on every seed: change -0.35 +- 0
         runs_table("none", "falls", [0.4, 0.4, 0.4], [0.05, 0.05, 0.05]),
-        # falls predicted, but the mean after the peak 0.3 > 0.5 x 0.4: not reproduced
+        # falls predicted, but the mean later rate 0.3 > 0.5 x 0.4: not reproduced
         runs_table("below", "falls", [0.4, 0.4, 0.4], [0.3, 0.25, 0.35]),
         # holds: after - peak = -0.02, -0.04, -0.06 (mean -0.04, sd 0.02, half-width
         # t(0.975, 2) x 0.02 / sqrt(3) = 4.3027 x 0.011547 = 0.04968): lower end -0.0897 > -0.1
@@ -184,7 +197,7 @@ def test_verdicts_on_synthetic_runs():
 
 
 def test_verdict_thresholds():
-    # falls: needs after-peak <= peak / 2 AND the change's interval below 0
+    # falls: needs later <= peak / 2 AND the change's interval below 0
     assert rc.verdict("falls", 0.4, 0.2, -0.3, -0.1) == "reproduced"
     assert rc.verdict("falls", 0.4, 0.21, -0.3, -0.1) == "not reproduced"
     assert rc.verdict("falls", 0.4, 0.1, -0.5, 0.01) == "not reproduced"
