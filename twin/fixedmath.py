@@ -20,14 +20,14 @@ Method (argument reduction by tables, then a short Taylor series):
 The tables (``ln 2`` and ``ln(1 + j 2^(-6L))``, from ``ln(1 + f) = 2 atanh(f / (2 + f))``) are
 computed once, at import, with 64 guard bits and truncated to ``Q`` bits. Every step truncates
 (floors); the errors add up to at most :data:`ERR` units of ``2^-Q`` for ``exp_neg`` and
-``ln`` (of an argument known exactly). With ``Q = 224`` that is below ``2^-210`` absolute.
+``ln`` (of an argument known exactly). With ``Q = 192`` that is below ``2^-178`` absolute.
 """
 
 from __future__ import annotations
 
 import math
 
-Q = 224  #: fractional bits of every value here
+Q = 192  #: fractional bits of every value here
 ONE = 1 << Q
 _WIDTH = 6  # bits per table level
 _LEVELS = 5  # levels: arguments reduced below 2^-30
@@ -80,6 +80,10 @@ LN2, _TAB, _INV_FACT, _INV = _build_tables()  #: ln 2 at scale 2^Q (truncated)
 #: (table truncation and the floor), one per series step, the product's floor, and a margin
 ERR = 2 * ((1 << 12) + 2 * _LEVELS + len(_INV_FACT) + len(_INV) + 8)
 _KMAX = 1 << 12
+_T1 = _TAB[0]
+#: levels 2.._LEVELS: (table, 2^b, Q - b) with b = 6 L
+_LOWER = [(_TAB[i], 1 << (_WIDTH * (i + 1)), Q - _WIDTH * (i + 1)) for i in range(1, _LEVELS)]
+_SHIFT_ALL = _WIDTH * _LEVELS * (_LEVELS + 1) // 2  # 6 + 12 + 18 + 24 + 30 = 90
 
 
 def exp_neg(x: int) -> int:
@@ -91,29 +95,28 @@ def exp_neg(x: int) -> int:
     if k >= Q:
         return 0
     s = LN2 - (x - k * LN2)  # in (0, ln 2]: exp(-x) = 2^-(k + 1) exp(s)
-    prod, shift, b = 1, 0, 0  # the product of the factors (1 + j 2^-b): prod / 2^shift
-    for t in _TAB:
-        b += _WIDTH
-        # j = floor(2^b expm1(s)): a float guess on the first level; below it, s < 2^-(b - 6)
-        # and floor(s 2^b) is at most one short
-        j = min(
-            _TOP,
-            int(math.expm1((s >> _FLOAT_SHIFT) * _FLOAT_UNIT) * _TOP)
-            if b == _WIDTH
-            else s >> (Q - b),
-        )
-        while t[j] > s:
-            j -= 1
+    # Level by level s -= ln(1 + j 2^-b), j the largest with the table entry not above s; the
+    # factors (2^b + j) multiply into prod, over 2^(6 + 12 + 18 + 24 + 30) = 2^90 (j = 0 too).
+    # Level 1: j = floor(64 expm1(s)) from a float, corrected either way. Below it s < 2^-(b-6),
+    # and floor(s 2^b) is never above j (ln(1 + f) <= f) and at most one short.
+    t = _T1
+    j = min(_TOP, int(math.expm1((s >> _FLOAT_SHIFT) * _FLOAT_UNIT) * _TOP))
+    while t[j] > s:
+        j -= 1
+    while j < _TOP and t[j + 1] <= s:
+        j += 1
+    s -= t[j]
+    prod = _TOP + j
+    for t, b, sh in _LOWER:  # levels 2-5
+        j = min(_TOP, s >> sh)
         while j < _TOP and t[j + 1] <= s:
             j += 1
-        if j:
-            s -= t[j]
-            prod *= (1 << b) + j
-            shift += b
+        s -= t[j]
+        prod *= b + j
     y = _INV_FACT[-1]
     for c in _INV_FACT[-2::-1]:  # exp(s), Horner
         y = c + ((y * s) >> Q)
-    return (y * prod) >> (shift + k + 1)
+    return (y * prod) >> (_SHIFT_ALL + k + 1)
 
 
 def ln(y: int) -> int:

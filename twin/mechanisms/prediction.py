@@ -23,8 +23,8 @@ the RP without a market until it can.
 
 Money, exact in wei: shares are counted in wei-units of payout (``10**18`` units = one share = one
 token), ``b`` in wei. Costs are evaluated in binary fixed point on integers (:mod:`twin.fixedmath`,
-224 fractional bits: the same digits on every machine) in the overflow-free form
-``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``, within ``2^-120`` wei of the real value; a round
+192 fractional bits: the same digits on every machine) in the overflow-free form
+``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``, within ``2^-90`` wei of the real value; a round
 keeps its ``C(q)`` in that fixed point, each trade is charged ``C(q') - C(q)`` of the kept values
 (so a round's charges add up to at least ``C(q_final) - C(0, 0)`` of those values), and every
 trade cost is rounded *up* to the wei (the buyer pays the rounding); payouts are the
@@ -75,7 +75,7 @@ ONE = fx.ONE  # 1 in the fixed point of C(q): values are v / 2^fx.Q wei
 # -- the LMSR, in wei ---------------------------------------------------------------------------
 def cost_fx(q_yes: int, q_no: int, b: int) -> int:
     """``C(q) = b ln(e^{q_yes/b} + e^{q_no/b})`` in wei, times ``2^Q`` (:mod:`twin.fixedmath`),
-    as ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``. Within ``2^-120`` wei of the real value for
+    as ``max(q) + b ln(1 + e^{-|q_yes - q_no|/b})``. Within ``2^-90`` wei of the real value for
     ``b`` below ``2^80`` wei: ``z = |q_yes - q_no| / b`` is floored to ``2^-Q`` (one unit), then
     ``e^{-z}`` and ``ln(1 + e^{-z})`` add :data:`fx.ERR` units each, and ``b`` multiplies them."""
     hi, lo = (q_yes, q_no) if q_yes >= q_no else (q_no, q_yes)
@@ -358,8 +358,14 @@ class PredictionMarkets(Mechanism):
             for rp in [rp for rp in self.rounds if mk.open_deals[rp] == 0]:
                 self.void(mk, self.rounds[rp])
             return
-        for rp in self._rps:
-            if rp not in self.rounds:
+        if len(self.rounds) < len(self._rps):
+            wallet, rounds = mk.ledger.wallet, self.rounds
+            for i, rp in enumerate(self._rps):
+                if rp in rounds:
+                    continue
+                if wallet[self.funder] < self.subsidy:  # (as open_round would find, one by one)
+                    self.unfunded += sum(r not in rounds for r in self._rps[i:])
+                    break
                 self.open_round(mk, rp)
         if self.rounds and self.bet_wei:
             self.place_bets(mk)
