@@ -128,6 +128,9 @@ def _subsets_over(owed: list[int], held: int) -> list[int]:
     return counts
 
 
+_COUNTS: dict[tuple[tuple[int, ...], int], list[int]] = {}  # _subsets_over, memoised
+
+
 def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     """P(sum of ``owed[j]`` over the slashed deals > ``held``), each deal slashed independently
     with probability ``q``: exact for up to 12 deals, a normal approximation beyond."""
@@ -135,7 +138,12 @@ def shortfall_probability(owed: list[int], held: int, q: float) -> float:
     if n == 0 or q <= 0.0 or sum(owed) <= held:
         return 0.0
     if n <= 12:
-        counts = _subsets_over(owed, held)
+        key = (tuple(owed), held)  # a node's open deals change slowly: most ticks hit the cache
+        counts = _COUNTS.get(key)
+        if counts is None:
+            if len(_COUNTS) >= 4096:
+                _COUNTS.clear()
+            counts = _COUNTS[key] = _subsets_over(owed, held)
         p = 0.0
         for k in range(1, n + 1):
             w = q**k * (1.0 - q) ** (n - k)
@@ -353,8 +361,8 @@ class CollateralVariants(Mechanism):
             covers = self.covers()  # (empty without pooling: every cover is 1)
         rp = np.zeros((mk.n_rp, 3))
         rp[:, 0] = 1.0
-        for a, v in covers.items():
-            rp[mk.row[a], 0] = v
+        if covers:
+            rp[mk.row[list(covers)], 0] = list(covers.values())
         for r, di in focus.get("rp", {}).items():
             d = mk.deals[di]
             rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,

@@ -96,6 +96,7 @@ system.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ def weighted_draw(
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
 def ring_consensus_probability(trusted: int, ring: int, n: int, k: int) -> float:
     """P(a uniform draw of ``n`` of ``trusted`` mediators holds at least ``k`` of the ``ring``
     ring mediators): the hypergeometric tail, a ring RP's estimate that its ring decides."""
@@ -229,6 +231,7 @@ class ConsortiumMediation(Mechanism):
         #: mediator accounts (contiguous) as a slice: reads of every mediator without a copy
         self._med = slice(int(mk.med_acct[0]), int(mk.med_acct[-1]) + 1)
         self._partners: dict[int, frozenset[int]] = {}  # mediator -> its ring partners (fixed)
+        self._rp_focus: dict[int, tuple[float, ...]] = {}  # open deal -> its RP features (fixed)
 
     # -- selection ------------------------------------------------------------------------------
     def score(self, accounts) -> np.ndarray:
@@ -376,6 +379,7 @@ class ConsortiumMediation(Mechanism):
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_deal_end(self, mk: Market, d: Deal) -> None:
+        self._rp_focus.pop(d.index, None)
         if self.cases.pop(d.index, None) is not None and d.state == DealState.TimeoutMediateResults:
             self.undecided += 1
 
@@ -421,17 +425,28 @@ class ConsortiumMediation(Mechanism):
                 partners = partners_of[m] = frozenset(coll.partners(m).tolist())
             Z[row, 2] = sum(x in partners for x in case.rounds[rnd]) / p.n_mediators
         X = np.zeros((mk.n_rp, 2))
-        ring_of = coll.ring
+        rows, vals, per_deal = [], [], self._rp_focus
         for row, di in focus.get("rp", {}).items():
-            d = mk.deals[di]
-            ring = ring_of[d.rp]
-            if ring < 0:
-                continue
-            trusted = len(d.mediators)
-            r = int(sum(ring_of[x] == ring for x in d.mediators))
-            X[row, 0] = r / trusted
-            X[row, 1] = ring_consensus_probability(trusted, r, p.n_mediators, p.threshold)
+            v = per_deal.get(di)
+            if v is None:  # a deal's RP, mediators and rings never change: once per deal
+                v = per_deal[di] = self._rp_focus_values(mk, di)
+            if v:
+                rows.append(row)
+                vals.append(v)
+        if rows:
+            X[rows] = vals
         return {"mediator": Z, "rp": X}
+
+    def _rp_focus_values(self, mk: Market, di: int) -> tuple[float, float] | tuple[()]:
+        """The RP features of deal ``di``: the share of its trusted mediators in the RP's ring and
+        the ring's chance to decide; ``()`` when the RP is in no ring (zeros)."""
+        p, ring_of, d = self.params, mk.collusion.ring, mk.deals[di]
+        ring = ring_of[d.rp]
+        if ring < 0:
+            return ()
+        trusted = len(d.mediators)
+        r = int(sum(ring_of[x] == ring for x in d.mediators))
+        return r / trusted, ring_consensus_probability(trusted, r, p.n_mediators, p.threshold)
 
     def metrics(self, mk: Market) -> dict[str, float]:
         return {
