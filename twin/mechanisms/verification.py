@@ -123,6 +123,7 @@ class Verification(Mechanism):
         fl = mk.fleet
         self._cpu_speed, self._gpu_speed = fl.cpu_speed.tolist(), fl.gpu_speed.tolist()
         self._cost_wei_per_s = [int(c) for c in fl.cost_wei_per_s]
+        self._proof_feature: dict[int, float] = {}  # open deal -> its focus_proof_cost (fixed)
         self.proof_cost = 0
         self.n_proofs = self.n_unverifiable = self.n_flagged = 0
         self.n_checks = dict.fromkeys(METHODS, 0)
@@ -158,6 +159,7 @@ class Verification(Mechanism):
                 mask[int(mk.row[acct]), 1] = 0
 
     def on_deal_end(self, mk, d) -> None:
+        self._proof_feature.pop(d.index, None)
         if not self.checkable[d.module]:
             self.n_unverifiable += 1
         if not d.checked:
@@ -184,8 +186,15 @@ class Verification(Mechanism):
             if f:
                 rows = list(f)
                 X[rows, 0:3] = [values[deals[di].module] for di in f.values()]
-                if role == "rp":
-                    X[rows, 3] = [self._proof_cost_feature(mk, r, deals[di]) for r, di in f.items()]
+                if role == "rp":  # (a deal's node, units and module are fixed: once per deal)
+                    cache = self._proof_feature
+                    col = []
+                    for r, di in f.items():
+                        v = cache.get(di)
+                        if v is None:
+                            v = cache[di] = self._proof_cost_feature(mk, r, deals[di])
+                        col.append(v)
+                    X[rows, 3] = col
             out[role] = X
         return out
 
