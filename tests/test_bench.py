@@ -10,7 +10,7 @@ from experiments import bench
 def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--agents", "10", "100", "120", "--agent-steps", "1500", "--mechanisms-at", "10",
-                "--out", str(out)])  # fmt: skip
+                "--repeat", "2", "--out", str(out)])  # fmt: skip
     d = json.loads(out.read_text())
     assert [r["agents"] for r in d["rows"]] == [10, 100, 120]
     assert all(r["steps"] == max(30, 1500 // r["agents"]) for r in d["rows"])
@@ -21,4 +21,7 @@ def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
     m = d["summary"]["all_mechanisms"]
     assert m["agents"] == 10 and m["all"]["mechanisms"] == "all" and m["v1"]["mechanisms"] == "v1"
     assert m["ratio"] == m["all"]["us_per_agent_step"] / m["v1"]["us_per_agent_step"]
+    # two alternating (v1, every mechanism) pairs; the fastest of each kind is in the ratio
+    assert len(m["pair_ratios"]) == 2 and all(x > 0 for x in m["pair_ratios"])
+    assert m["median_pair_ratio"] == sum(m["pair_ratios"]) / 2
     assert "every mechanism on at 10 agents" in capsys.readouterr().out
