@@ -300,17 +300,21 @@ class Observer:
         }
         feats = {id(m): m.public_features(mk, focus) for m in self.featured}
         for role, base in (("rp", X), ("jc", J), ("mediator", Z)):
-            for m, c, k in self.blocks[role]:
+            blocks = self.blocks[role]
+            if not blocks:
+                continue
+            n, parts = base.shape[0], []
+            for m, _, k in blocks:
                 v = feats[id(m)].get(role)
-                block = base[:, c : c + k]
                 if v is None:
-                    block[:] = 0.0
-                elif isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == k:
-                    block[:] = v  # (cast to float32 on assignment, as np.asarray would)
-                elif np.ndim(v) == 2:
-                    block[:] = np.asarray(v, np.float32).reshape(-1, k)
-                else:
-                    block[:] = np.asarray(v, np.float32)
+                    v = np.zeros((n, k), np.float32)
+                elif not (isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == k):
+                    v = np.asarray(v, np.float32)
+                    v = v.reshape(-1, k) if v.ndim == 2 else np.broadcast_to(v, (n, k))
+                parts.append(v)
+            # the blocks are contiguous: one assignment (cast to float32, as np.asarray would)
+            c0, c1 = blocks[0][1], blocks[-1][1] + blocks[-1][2]
+            base[:, c0:c1] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def feature_names(mechanisms, role: str) -> tuple[str, ...]:
