@@ -49,14 +49,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -67,7 +65,7 @@ from twin.hardware import CATALOGUE
 from twin.ledger import WEI_PER_TOKEN
 from twin.mechanisms.counter_collusion import Terms
 from twin.mechanisms.counter_collusion import conditions as ccc_conditions
-from twin.modules import MODULES, runtime_s
+from twin.modules import MODULES, in_demand, runtime_s, work_units_range
 
 EXPERIMENTS = {
     "prisoner_honest": "result_b_prisoner_honest",
@@ -136,14 +134,12 @@ def cost_range(cfg: TwinConfig, coverage: float = COVERAGE) -> tuple[int, int]:
     class with a positive share that can run it.
     """
     m = cfg.market
-    modules = list(m.modules) or [k for k, v in m.module_shares.items() if v > 0]
+    modules = in_demand(m.modules, m.module_shares)
     machines = [CATALOGUE[k] for k, v in cfg.hardware.shares.items() if v > 0]
-    z = NormalDist().inv_cdf(0.5 + coverage / 2)
     lo, hi = None, None
     for name in modules:
         job = MODULES[name]
-        units = [max(1, math.ceil(job.work_median_units * math.exp(s * job.work_sigma * z)))
-                 for s in (-1, 1)]  # fmt: skip
+        units = work_units_range(job, coverage)
         for h in machines:
             speed = h.gpu_speed if job.kind == "gpu" else h.cpu_speed
             if speed <= 0:

@@ -58,13 +58,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -149,18 +147,15 @@ def payment_range(cfg: TwinConfig, coverage: float = COVERAGE) -> tuple[int, int
     the payment collateral; the range spans the central ``coverage`` quantiles of every job class
     in demand at every price level.
     """
-    from twin.modules import MODULES
+    from twin.modules import MODULES, in_demand, work_units_range
 
     m, pr = cfg.market, cfg.pricing
-    modules = list(m.modules) or [k for k, v in m.module_shares.items() if v > 0]
+    modules = in_demand(m.modules, m.module_shares)
     if not modules:
         raise ValueError("market.modules / market.module_shares: no job class in demand")
-    z = NormalDist().inv_cdf(0.5 + coverage / 2)
     lo, hi = None, None
     for name in modules:
-        job = MODULES[name]
-        units = [max(1, math.ceil(job.work_median_units * math.exp(s * job.work_sigma * z)))
-                 for s in (-1, 1)]  # fmt: skip
+        units = work_units_range(MODULES[name], coverage)
         for level in pr.price_levels:
             price = round(pr.instruction_price_wei * float(level))
             p_lo, p_hi = (min(u * price, pr.payment_collateral_wei) for u in units)
@@ -273,11 +268,11 @@ def node_threshold(cfg: TwinConfig) -> Fraction:
     one unit of the config's work in a whole number of seconds, and one price level; anything
     else raises ``ValueError`` naming the field."""
     from twin.hardware import CATALOGUE
-    from twin.modules import MODULES
+    from twin.modules import MODULES, in_demand
 
     hw = [k for k, v in cfg.hardware.shares.items() if v > 0]
     levels = list(cfg.pricing.price_levels)
-    mods = list(cfg.market.modules) or [k for k, v in cfg.market.module_shares.items() if v > 0]
+    mods = in_demand(cfg.market.modules, cfg.market.module_shares)
     kinds = {MODULES[k].kind for k in mods}
     if len(hw) != 1 or len(levels) != 1 or len(kinds) != 1:
         raise ValueError(

@@ -75,11 +75,11 @@ def _build_tables() -> tuple[int, list[list[int]], list[int], list[int]]:
 
 
 LN2, _TAB, _INV_FACT, _INV = _build_tables()  #: ln 2 at scale 2^Q (truncated)
+_KMAX = 1 << 12  # ln serves arguments 2^(-_KMAX) .. 2^_KMAX
 #: error bound of :func:`exp_neg` and :func:`ln`, in units of 2^-Q: reduction by k ln 2 (k + 1
-#: units for the truncated ln 2; callers' k stays below 2^12 for the bound below), 2 per level
-#: (table truncation and the floor), one per series step, the product's floor, and a margin
-ERR = 2 * ((1 << 12) + 2 * _LEVELS + len(_INV_FACT) + len(_INV) + 8)
-_KMAX = 1 << 12
+#: units for the truncated ln 2; k stays below _KMAX), 2 per level (table truncation and the
+#: floor), one per series step, the product's floor, and a margin
+ERR = 2 * (_KMAX + 2 * _LEVELS + len(_INV_FACT) + len(_INV) + 8)
 _T1 = _TAB[0]
 #: levels 2.._LEVELS: (table, 2^b, Q - b) with b = 6 L
 _LOWER = [(_TAB[i], 1 << (_WIDTH * (i + 1)), Q - _WIDTH * (i + 1)) for i in range(1, _LEVELS)]

@@ -29,7 +29,9 @@ Defaults (:data:`MODULES`) follow public Lilypad modules and typical runtimes:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -72,6 +74,21 @@ def draw_work_units(job: JobClass, rng: np.random.Generator, size: int | None = 
     """Work of ``size`` jobs of class ``job`` in whole units (>= 1)."""
     x = rng.lognormal(np.log(job.work_median_units), job.work_sigma, size)
     return np.maximum(1, np.ceil(x)).astype(np.int64)
+
+
+def in_demand(modules: Sequence[str], shares: Mapping[str, float]) -> list[str]:
+    """The job classes clients post, as the market draws them: ``market.modules`` when it lists
+    any, else those with a positive share in ``market.module_shares``."""
+    return list(modules) or [k for k, v in shares.items() if v > 0]
+
+
+def work_units_range(job: JobClass, coverage: float) -> tuple[int, int]:
+    """(lowest, highest) work in whole units of the central ``coverage`` quantiles of ``job``'s
+    log-normal work (rounded up, at least 1, as :func:`draw_work_units` rounds)."""
+    z = NormalDist().inv_cdf(0.5 + coverage / 2)
+    lo, hi = (max(1, math.ceil(job.work_median_units * math.exp(s * job.work_sigma * z)))
+              for s in (-1, 1))  # fmt: skip
+    return lo, hi
 
 
 def runtime_s(units: int, speed: float) -> int:
