@@ -10,6 +10,7 @@ import pytest
 from experiments import run_episodes
 from twin.deals import DealState
 from twin.events import EventKind, TransferReason
+from twin.mechanisms.base import Mechanism
 from twin.mechanisms.reputation import Reputation
 from twin.mechanisms.schema import ReputationConfig, SlashingConfig, TaxConfig
 from twin.mechanisms.slashing import SlashingShares
@@ -241,3 +242,66 @@ def test_announce_reward_counts_undetected_cheats(compose):
     rewards = transfers(mk, TransferReason.AnnounceReward)
     assert len(rewards) == len(undetected) > 10
     assert all(r[5] == 5 * 10**17 and r[4] == mk.deals[r[2]].rp for r in rewards)
+
+
+# -- observation columns: public_features or write_features ----------------------------------
+class _Returned(Mechanism):
+    """Implements only public_features: the default write_features places what it returns."""
+
+    name = "returned"
+
+    def feature_names(self, role):
+        return {"rp": ("row",), "jc": ("a", "b")}.get(role, ())
+
+    def public_features(self, mk, focus):
+        # rp: one value per seat (a matrix); jc: one tuple broadcast to every seat
+        return {"rp": np.arange(mk.n_rp, dtype=float)[:, None], "jc": (0.25, -1.5)}
+
+
+class _Written(Mechanism):
+    """Implements only write_features: the default public_features runs it on zero matrices."""
+
+    name = "written"
+
+    def feature_names(self, role):
+        return ("focus_rp",) if role in ("jc", "mediator") else ()
+
+    def write_features(self, mk, fb):
+        for role in ("jc", "mediator"):
+            fb.out[role][fb.rows(role), 0] = fb.rps(role) + 0.5
+
+
+def test_features_written_either_way(compose):
+    from twin.env import MarketEnv
+    from twin.observe import FEATURES, Observer
+
+    cfg = compose(
+        "market.n_job_creators=3", "market.n_resource_providers=4", "market.n_mediators=2"
+    )
+    env = MarketEnv(cfg)
+    env.reset(seed=0)
+    mk = env.market
+    for _ in range(15):  # until some client has a result to judge (a focus deal)
+        if mk.judge_q.first():
+            break
+        env.step({a: 2 for a in env.agents if a.startswith("jc")})  # clients wait
+    jc_focus = {a - int(mk.jc_acct[0]): di for a, di in mk.judge_q.first().items()}
+    assert jc_focus, "no client had a result to judge"
+    mk.mechanisms = [*mk.mechanisms, _Returned(None), _Written(None)]
+    o = Observer(mk, len(cfg.pricing.price_levels))()
+    nr, nj, nm = len(FEATURES["rp"]), len(FEATURES["jc"]), len(FEATURES["mediator"])
+    # rp: _Returned's column is each seat's row number; _Written adds none
+    assert o.rp.shape[1] == nr + 1 and o.rp[:, nr].tolist() == [0.0, 1.0, 2.0, 3.0]
+    # jc: _Returned's (0.25, -1.5) in every row, then _Written's RP account + 0.5 on focus rows
+    assert o.jc.shape[1] == nj + 3
+    assert (o.jc[:, nj : nj + 2] == np.float32([0.25, -1.5])).all()
+    want = np.zeros(mk.n_jc, np.float32)
+    for r, di in jc_focus.items():
+        want[r] = mk.deals[di].rp + 0.5
+    assert o.jc[:, nj + 2].tolist() == want.tolist()
+    # mediators have no focus deal here (nobody checked): zeros
+    assert o.mediator.shape[1] == nm + 1 and not o.mediator[:, nm].any()
+    # public_features of a write_features-only mechanism: new float64 matrices, same values
+    f = _Written(None).public_features(mk, {"jc": jc_focus})
+    assert set(f) == {"jc", "mediator"} and f["jc"].dtype == np.float64
+    assert f["jc"][:, 0].tolist() == want.tolist() and not f["mediator"].any()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.ledger import WEI_PER_TOKEN
+from twin.mechanisms.base import FeatureBlocks
 from twin.modules import runtime_s
 
 RP_FEATURES = (
@@ -291,30 +292,25 @@ class Observer:
 
     def _mechanism_columns(self, X: np.ndarray, J: np.ndarray, Z: np.ndarray) -> None:
         """Fill the public features of the mechanisms (jackpot size, scores, stakes, odds...) into
-        the columns after the base features; each mechanism computes them once for every role."""
+        the columns after the base features: each mechanism writes its blocks of every role in
+        place (:meth:`twin.mechanisms.base.Mechanism.write_features`)."""
         mk = self.mk
-        focus = {
+        fb = FeatureBlocks(mk, {
             "rp": {a - self.rp0: di for a, di in mk.exec_q.first().items()},
             "jc": {a - self.jc0: di for a, di in mk.judge_q.first().items()},
             "mediator": {a - self.med0: di for a, di in mk.med_q.first().items()},
-        }
-        feats = {id(m): m.public_features(mk, focus) for m in self.featured}
+        })  # fmt: skip
+        views: dict[int, dict[str, np.ndarray]] = {id(m): {} for m in self.featured}
         for role, base in (("rp", X), ("jc", J), ("mediator", Z)):
             blocks = self.blocks[role]
             if not blocks:
                 continue
-            n, parts = base.shape[0], []
-            for m, _, k in blocks:
-                v = feats[id(m)].get(role)
-                if v is None:
-                    v = np.zeros((n, k), np.float32)
-                elif not (isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == k):
-                    v = np.asarray(v, np.float32)
-                    v = v.reshape(-1, k) if v.ndim == 2 else np.broadcast_to(v, (n, k))
-                parts.append(v)
-            # the blocks are contiguous: one assignment (cast to float32, as np.asarray would)
-            c0, c1 = blocks[0][1], blocks[-1][1] + blocks[-1][2]
-            base[:, c0:c1] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            base[:, blocks[0][1] :] = 0.0  # the blocks are contiguous, to the last column
+            for m, c, k in blocks:
+                views[id(m)][role] = base[:, c : c + k]
+        for m in self.featured:
+            fb.out = views[id(m)]
+            m.write_features(mk, fb)
 
 
 def feature_names(mechanisms, role: str) -> tuple[str, ...]:

@@ -33,9 +33,12 @@ parties that may still get them back (e.g. the counter-collusion deposits of ope
 :meth:`twin.market.Market.wealth_tokens` counts them as the party's wealth, as it counts v1
 collateral in the party's escrow, so a reward sees a contract's outcome, not its deposits.
 
-Observations: ``feature_names(role)`` and ``public_features(mk, focus)`` add columns to each role's
+Observations: ``feature_names(role)`` names the columns a mechanism adds to each role's
 observation (what a real participant would see: jackpot size, stakes, reputation scores, market
-odds). Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
+odds). A mechanism fills them in one of two ways: ``public_features(mk, focus)`` returns new
+matrices (simple to write); ``write_features(mk, fb)`` writes into the observation's own columns
+(:class:`FeatureBlocks`: no allocation, no copy; what the built-in mechanisms do). Implement either:
+each one's default derives it from the other. Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
 ``tables(mk) -> dict[str, DataFrame]`` adds per-record tables (``run_episodes`` collects them).
 """
 
@@ -61,6 +64,38 @@ HOOKS = (
     "on_tick_end",
     "action_mask",
 )
+
+
+class FeatureBlocks:
+    """Where mechanisms write their observation columns (:meth:`Mechanism.write_features`).
+
+    ``out[role]``: the mechanism's block of ``role``'s observation matrix (a view; zero on
+    entry). ``focus[role]``: seat row -> the deal that seat decides on. :meth:`rows` and
+    :meth:`rps` give the same as arrays, computed once per observation for every mechanism."""
+
+    __slots__ = ("mk", "focus", "out", "_rows", "_rps")
+
+    def __init__(self, mk: Market, focus: dict[str, dict[int, int]], out=None) -> None:
+        self.mk, self.focus = mk, focus
+        self.out: dict[str, np.ndarray] = {} if out is None else out
+        self._rows: dict[str, np.ndarray] = {}
+        self._rps: dict[str, np.ndarray] = {}
+
+    def rows(self, role: str) -> np.ndarray:
+        """The seat rows of ``role`` with a focus deal (int64, in ``focus[role]`` order)."""
+        r = self._rows.get(role)
+        if r is None:
+            f = self.focus.get(role) or {}
+            r = self._rows[role] = np.fromiter(f, np.int64, len(f))
+        return r
+
+    def rps(self, role: str) -> np.ndarray:
+        """The RP account of each focus deal of ``role`` (int64, in :meth:`rows` order)."""
+        r = self._rps.get(role)
+        if r is None:
+            f, deals = self.focus.get(role) or {}, self.mk.deals
+            r = self._rps[role] = np.fromiter((deals[di].rp for di in f.values()), np.int64, len(f))
+        return r
 
 
 class Mechanism:
@@ -113,8 +148,29 @@ class Mechanism:
         self, mk: Market, focus: dict[str, dict[int, int]]
     ) -> dict[str, np.ndarray]:
         """Per role, a matrix (seats x len(feature_names(role))) or a tuple broadcast to every
-        seat. ``focus[role]`` maps a seat row to the deal it decides on."""
-        return {}
+        seat. ``focus[role]`` maps a seat row to the deal it decides on. The default runs
+        :meth:`write_features` on new zero matrices."""
+        if type(self).write_features is Mechanism.write_features:
+            return {}
+        out = {}
+        for role, n in (("rp", mk.n_rp), ("jc", mk.n_jc), ("mediator", mk.n_med)):
+            k = len(self.feature_names(role))
+            if k:
+                out[role] = np.zeros((n, k))
+        self.write_features(mk, FeatureBlocks(mk, focus, out))
+        return out
+
+    def write_features(self, mk: Market, fb: FeatureBlocks) -> None:
+        """Write this mechanism's columns into ``fb.out[role]`` (seats x
+        len(feature_names(role)), zero on entry) for each role it has columns for. The default
+        writes what :meth:`public_features` returns."""
+        for role, v in self.public_features(mk, fb.focus).items():
+            view = fb.out.get(role)
+            if view is None:
+                continue
+            if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape != view.shape:
+                v = v.reshape(view.shape)
+            view[...] = v  # a tuple or a row broadcasts to every seat
 
     def held_wei(self, mk: Market) -> dict[int, int]:
         """Deposits (wei per account) this mechanism's contracts hold for parties that may

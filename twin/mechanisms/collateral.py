@@ -354,30 +354,29 @@ class CollateralVariants(Mechanism):
         total = sum(owed)
         return 1.0 if not total else min(1.0, held / total)
 
-    def public_features(self, mk, focus) -> dict:
-        p = self.params
+    def write_features(self, mk, fb) -> None:
+        p, focus, deals = self.params, fb.focus, mk.deals
         tick, covers = self._covers_at
         if tick != mk.tick:
             covers = self.covers()  # (empty without pooling: every cover is 1)
-        rp = np.zeros((mk.n_rp, 3))
+        rp, jc, med = fb.out["rp"], fb.out["jc"], fb.out["mediator"]
         rp[:, 0] = 1.0
         if covers:
             rp[mk.row[list(covers)], 0] = list(covers.values())
         for r, di in focus.get("rp", {}).items():
-            d = mk.deals[di]
+            d = deals[di]
             rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,
                                   p.late_payment_floor) if self.late else 1.0  # fmt: skip
             rp[r, 2] = math.log1p(d.results_up_front / 1e18)
-        jc = np.ones((mk.n_jc, 2))
+        jc[:] = 1.0
         for r, di in focus.get("jc", {}).items():
-            d = mk.deals[di]
+            d = deals[di]
             full = min(d.job_cost, d.payment_collateral)
             jc[r, 0] = 1.0 - d.late_withheld / full if full else 1.0
             jc[r, 1] = covers.get(d.rp, 1.0)
-        med = np.ones((mk.n_med, 1))
+        med[:] = 1.0
         for r, di in focus.get("mediator", {}).items():
-            med[r, 0] = covers.get(mk.deals[di].rp, 1.0)
-        return {"rp": rp, "jc": jc, "mediator": med}
+            med[r, 0] = covers.get(deals[di].rp, 1.0)
 
     def metrics(self, mk) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -659,11 +659,11 @@ class CounterCollusion(Mechanism):
     def feature_names(self, role: str) -> tuple[str, ...]:
         return FEATURES if role == "rp" else ()
 
-    def public_features(self, mk, focus) -> dict:
-        X = np.zeros((mk.n_rp, len(FEATURES)))
+    def write_features(self, mk, fb) -> None:
+        X = fb.out["rp"]
         focus_rp = self._focus()
         if not focus_rp:
-            return {"rp": X}
+            return
         tm = self.terms
         T = WEI_PER_TOKEN
         # Python scalars throughout: numpy scalars in the row lists would make each assignment
@@ -692,7 +692,6 @@ class CounterCollusion(Mechanism):
         X[rows, 0:7] = flags
         X[rows, _MONEY] = np.sign(money) * np.log1p(np.abs(money))
         X[rows, 13:16] = partner_cols
-        return {"rp": X}
 
     def action_mask(self, mk, role: str, mask: np.ndarray) -> None:
         """Open the RP modes a pending dual-deal decision can use (``mask``: seats x modes x

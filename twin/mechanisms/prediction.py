@@ -410,18 +410,15 @@ class PredictionMarkets(Mechanism):
     def feature_names(self, role: str) -> tuple[str, ...]:
         return ("own_market_price",) if role == "rp" else ("focus_rp_market_price",)
 
-    def public_features(self, mk, focus) -> dict:
-        prices = self.prices(mk)
-        out = {"rp": prices[:, None]}
-        for role, n in (("jc", mk.n_jc), ("mediator", mk.n_med)):
-            col = np.full((n, 1), 0.5)
-            f = focus.get(role, {})
-            if f:
-                rows = np.fromiter(f.keys(), np.int64, len(f))
-                rps = np.fromiter((mk.deals[di].rp for di in f.values()), np.int64, len(f))
-                col[rows, 0] = prices[mk.row[rps]]
-            out[role] = col
-        return out
+    def write_features(self, mk, fb) -> None:
+        prices, out = self._prices, fb.out
+        out["rp"][:, 0] = prices
+        for role in ("jc", "mediator"):
+            col = out[role]
+            col[:] = 0.5  # no focus deal: the price of a market not yet open
+            rows = fb.rows(role)
+            if len(rows):
+                col[rows, 0] = prices[mk.row[fb.rps(role)]]
 
     def metrics(self, mk) -> dict[str, float]:
         T = WEI_PER_TOKEN

@@ -100,23 +100,17 @@ class Reputation(Mechanism):
             role
         ]
 
-    def public_features(self, mk, focus) -> dict:
+    def write_features(self, mk, fb) -> None:
         # pass-rate and beta scores are elementwise sums and quotients: scoring every account
         # once and picking gives the same values as scoring each subset
         every = None if self.params.score == "decayed" else self.score(mk.now)
-        out = {
-            "rp": (self.score(mk.now, mk.rp_acct) if every is None else every[mk.rp_acct])[:, None]
-        }
-        deals = mk.deals
-        for role, n in (("jc", mk.n_jc), ("mediator", mk.n_med)):
-            col = np.zeros((n, 1))
-            f = focus.get(role)
-            if f:
-                rows = list(f)
-                rps = [deals[di].rp for di in f.values()]
-                col[rows, 0] = self.score(mk.now, np.array(rps)) if every is None else every[rps]
-            out[role] = col
-        return out
+        out = fb.out
+        out["rp"][:, 0] = self.score(mk.now, mk.rp_acct) if every is None else every[mk.rp_acct]
+        for role in ("jc", "mediator"):
+            rows = fb.rows(role)
+            if len(rows):
+                rps = fb.rps(role)
+                out[role][rows, 0] = self.score(mk.now, rps) if every is None else every[rps]
 
     def metrics(self, mk) -> dict[str, float]:
         s = self.score(mk.now, mk.rp_acct)

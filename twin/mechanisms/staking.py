@@ -205,20 +205,16 @@ class Staking(Mechanism):
     def feature_names(self, role: str) -> tuple[str, ...]:
         return ("own_stake",) if role == "rp" else ("focus_rp_stake",)
 
-    def public_features(self, mk, focus) -> dict:
+    def write_features(self, mk, fb) -> None:
         from twin.observe import symlog
 
         st = symlog(self.stake_tokens)
-        out = {"rp": st[:, None]}
-        for role, n in (("jc", mk.n_jc), ("mediator", mk.n_med)):
-            col = np.zeros((n, 1))
-            f = focus.get(role, {})
-            if f:
-                rows = np.fromiter(f.keys(), np.int64, len(f))
-                rps = np.fromiter((mk.deals[di].rp for di in f.values()), np.int64, len(f))
-                col[rows, 0] = st[mk.row[rps]]
-            out[role] = col
-        return out
+        out = fb.out
+        out["rp"][:, 0] = st
+        for role in ("jc", "mediator"):
+            rows = fb.rows(role)
+            if len(rows):
+                out[role][rows, 0] = st[mk.row[fb.rps(role)]]
 
     def metrics(self, mk) -> dict[str, float]:
         T = WEI_PER_TOKEN

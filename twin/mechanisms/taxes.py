@@ -112,7 +112,7 @@ class TaxesAndJackpot(Mechanism):
     def feature_names(self, role: str) -> tuple[str, ...]:
         return ("jackpot", "tax_rate", "forced_error_rate")
 
-    def public_features(self, mk, focus) -> dict:
+    def write_features(self, mk, fb) -> None:
         import math
 
         v = (
@@ -120,7 +120,8 @@ class TaxesAndJackpot(Mechanism):
             self.params.rate,
             self.params.forced_error_rate,
         )
-        return {role: v for role in ("rp", "jc", "mediator")}
+        for view in fb.out.values():  # the same public values for every seat
+            view[...] = v
 
     def metrics(self, mk) -> dict[str, float]:
         return {

@@ -178,13 +178,12 @@ class Verification(Mechanism):
         base = ("focus_checkable", "focus_catch_prob", "focus_honest_pass_prob")
         return base + ("focus_proof_cost",) if role == "rp" else base
 
-    def public_features(self, mk, focus) -> dict:
-        out, deals, values = {}, mk.deals, self._focus_values
-        for role, n in (("rp", mk.n_rp), ("jc", mk.n_jc), ("mediator", mk.n_med)):
-            X = np.zeros((n, len(self.feature_names(role))))
-            f = focus.get(role)
+    def write_features(self, mk, fb) -> None:
+        deals, values = mk.deals, self._focus_values
+        for role, X in fb.out.items():
+            f = fb.focus.get(role)
             if f:
-                rows = list(f)
+                rows = fb.rows(role)
                 X[rows, 0:3] = [values[deals[di].module] for di in f.values()]
                 if role == "rp":  # (a deal's node, units and module are fixed: once per deal)
                     cache = self._proof_feature
@@ -195,8 +194,6 @@ class Verification(Mechanism):
                             v = cache[di] = self._proof_cost_feature(mk, r, deals[di])
                         col.append(v)
                     X[rows, 3] = col
-            out[role] = X
-        return out
 
     def _proof_cost_feature(self, mk, r: int, d) -> float:
         """``log1p`` of node row ``r``'s proof/attestation cost for deal ``d``, in tokens."""

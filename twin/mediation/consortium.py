@@ -399,10 +399,10 @@ class ConsortiumMediation(Mechanism):
             return ("focus_ring_mediator_share", "focus_ring_consensus_prob")
         return ()
 
-    def public_features(self, mk: Market, focus: dict[str, dict[int, int]]) -> dict:
-        p, coll = self.params, mk.collusion
+    def write_features(self, mk: Market, fb) -> None:
+        p, coll, focus = self.params, mk.collusion, fb.focus
         med = self._med
-        Z = np.zeros((mk.n_med, 7))
+        Z = fb.out["mediator"]
         Z[:, 0] = float(self.public)
         if self.public:  # partners' votes are observable only when votes are public
             Z[:, 3] = coll.defected_last[med]
@@ -424,7 +424,7 @@ class ConsortiumMediation(Mechanism):
             if partners is None:  # rings never change: each mediator's partners, once
                 partners = partners_of[m] = frozenset(coll.partners(m).tolist())
             Z[row, 2] = sum(x in partners for x in case.rounds[rnd]) / p.n_mediators
-        X = np.zeros((mk.n_rp, 2))
+        X = fb.out["rp"]
         rows, vals, per_deal = [], [], self._rp_focus
         for row, di in focus.get("rp", {}).items():
             v = per_deal.get(di)
@@ -435,7 +435,6 @@ class ConsortiumMediation(Mechanism):
                 vals.append(v)
         if rows:
             X[rows] = vals
-        return {"mediator": Z, "rp": X}
 
     def _rp_focus_values(self, mk: Market, di: int) -> tuple[float, float] | tuple[()]:
         """The RP features of deal ``di``: the share of its trusted mediators in the RP's ring and
