@@ -21,7 +21,19 @@ def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
     m = d["summary"]["all_mechanisms"]
     assert m["agents"] == 10 and m["all"]["mechanisms"] == "all" and m["v1"]["mechanisms"] == "v1"
     assert m["ratio"] == m["all"]["us_per_agent_step"] / m["v1"]["us_per_agent_step"]
-    # two alternating (v1, every mechanism) pairs; the fastest of each kind is in the ratio
+    # two interleaved (v1, every mechanism) pairs; the fastest of each kind is in the ratio
     assert len(m["pair_ratios"]) == 2 and all(x > 0 for x in m["pair_ratios"])
     assert m["median_pair_ratio"] == sum(m["pair_ratios"]) / 2
+    assert m["v1"]["steps"] == m["all"]["steps"] == 150  # 1500 agent-steps / 10 agents
     assert "every mechanism on at 10 agents" in capsys.readouterr().out
+
+
+def test_interleaved_steps_both_markets_alike():
+    # 25 steps in blocks of 10: 10 + 10 + 5 for each market, timed apart
+    a, b = bench.interleaved(10, 25, [], list(bench.ALL_MECHANISMS), block=10)
+    assert a["steps"] == b["steps"] == 25
+    assert (a["mechanisms"], b["mechanisms"]) == ("v1", "all")
+    assert a["env_agent_steps_per_s"] > 0 and b["env_agent_steps_per_s"] > 0
+    # the same markets run on their own give the same deals (the interleaving changes no draw)
+    assert a["deals"] == bench.run(10, 25)["deals"]
+    assert b["deals"] == bench.run(10, 25, list(bench.ALL_MECHANISMS))["deals"]
