@@ -184,6 +184,25 @@ def test_reputation_scores():
     assert dcy.score(100)[1] == pytest.approx((2 + 1) / (2 + 2))  # one half-life: 3/4
 
 
+def test_reputation_scores_now_follow_deal_ends_and_time():
+    # the kept scores are recomputed when a deal ends (the counts change) and, for decayed
+    # scores, when the time moves; in between they are the same array
+    from twin.deals import DealState
+
+    r = _rep("pass_rate")
+    s0 = r.scores_now(0)
+    assert r.scores_now(50) is s0 and s0[1] == pytest.approx(1 / 2)  # prior 1/(1+1)
+    d = SimpleNamespace(rp=1, state=DealState.MediationAccepted, checked=True, stuck=False)
+    r.on_deal_end(SimpleNamespace(now=10), d)  # one check passed: (1 + 1) / (1 + 2)
+    assert r.scores_now(10)[1] == pytest.approx(2 / 3) and r.scores_now(10) is not s0
+    dcy = _rep("decayed", half_life_s=100.0)
+    dcy.on_deal_end(SimpleNamespace(now=0), d)  # one decayed pass at t = 0: (1 + 1) / (1 + 2)
+    assert dcy.scores_now(0)[1] == pytest.approx(2 / 3)
+    # one half-life later the pass counts 1/2: (0.5 + 1) / (0.5 + 2) = 0.6
+    assert dcy.scores_now(100)[1] == pytest.approx(0.6)
+    assert dcy.scores_now(100).tolist() == dcy.score(100).tolist()
+
+
 def test_reputation_bars_caught_cheaters(compose):
     # nodes that always cheat and are always checked fail every check: their beta score falls
     # below 0.3 after a few deals and they stop getting work

@@ -50,6 +50,10 @@ class Reputation(Mechanism):
         self.dec_fail = np.zeros(n)
         self.last = np.full(n, float(mk.now))
         self.rp_acct = mk.rp_acct
+        #: every account's score, kept until the counts change (on_deal_end) or, for decayed
+        #: scores, the time does: (version, time, scores); see :meth:`scores_now`
+        self._version = 0
+        self._kept: tuple[int, int, np.ndarray] | None = None
         mk.res.score = self.score(mk.now)[mk.rp_acct] if self.params.solver_ranks else None
 
     def _decay(self, a: int, now: int) -> None:
@@ -59,6 +63,7 @@ class Reputation(Mechanism):
         self.last[a] = now
 
     def on_deal_end(self, mk, d) -> None:
+        self._version += 1
         rp, s = d.rp, d.state
         if s in PAID_STATES:
             self.completed[rp] += 1
@@ -88,8 +93,21 @@ class Reputation(Mechanism):
         r, s = self.completed[idx], self.failed[idx] + self.missed[idx]
         return (r + a) / (r + s + a + b)
 
+    def scores_now(self, now: int) -> np.ndarray:
+        """:meth:`score` of every account (read-only), computed once per change of the counts
+        (and of the time, for decayed scores): the market's hooks ask for them several times a
+        tick. The scores are elementwise, so picking accounts from it gives :meth:`score` of
+        those accounts."""
+        t = now if self.params.score == "decayed" else 0
+        kept = self._kept
+        if kept is None or kept[0] != self._version or kept[1] != t:
+            s = self.score(now)
+            s.flags.writeable = False
+            kept = self._kept = (self._version, t, s)
+        return kept[2]
+
     def on_tick_end(self, mk) -> None:
-        rp_scores = self.score(mk.now, mk.rp_acct)
+        rp_scores = self.scores_now(mk.now)[mk.rp_acct]
         if self.params.min_score > 0:
             mk.res.eligible = rp_scores >= self.params.min_score
         if self.params.solver_ranks:
@@ -101,16 +119,12 @@ class Reputation(Mechanism):
         ]
 
     def write_features(self, mk, fb) -> None:
-        # pass-rate and beta scores are elementwise sums and quotients: scoring every account
-        # once and picking gives the same values as scoring each subset
-        every = None if self.params.score == "decayed" else self.score(mk.now)
-        out = fb.out
-        out["rp"][:, 0] = self.score(mk.now, mk.rp_acct) if every is None else every[mk.rp_acct]
+        every, out = self.scores_now(mk.now), fb.out
+        out["rp"][:, 0] = every[mk.rp_acct]
         for role in ("jc", "mediator"):
             rows = fb.rows(role)
             if len(rows):
-                rps = fb.rps(role)
-                out[role][rows, 0] = self.score(mk.now, rps) if every is None else every[rps]
+                out[role][rows, 0] = every[fb.rps(role)]
 
     def metrics(self, mk) -> dict[str, float]:
         s = self.score(mk.now, mk.rp_acct)
@@ -124,6 +138,6 @@ def public_scores(mk, accounts) -> np.ndarray:
     ``rp_fail_rate`` feature). Used by the scripted delegators and bettors."""
     for mech in mk.mechanisms:
         if isinstance(mech, Reputation):
-            return mech.score(mk.now, accounts)
+            return mech.scores_now(mk.now)[accounts]
     checked, failed = mk.rep_checked[accounts], mk.rep_failed[accounts]
     return (checked - failed + 1) / (checked + 2)

@@ -105,6 +105,7 @@ class Staking(Mechanism):
             self.pos.append({i: w for i, w in parts.items() if w})
         self.stake = [stake] * mk.n_rp  # wei behind each RP row
         self.stake_tokens = np.full(mk.n_rp, stake / WEI_PER_TOKEN)  # float mirror (features)
+        self._stake_feature: np.ndarray | None = None  # symlog of stake_tokens, when current
         self.genesis_stake = stake * mk.n_rp
         if self.genesis_stake:
             mk.ledger.mint(self.pool, self.genesis_stake)
@@ -171,6 +172,7 @@ class Staking(Mechanism):
     def _set_stake(self, r: int, wei: int) -> None:
         self.stake[r] = wei
         self.stake_tokens[r] = wei / WEI_PER_TOKEN
+        self._stake_feature = None
 
     # -- delegators' rule ---------------------------------------------------------------------
     def on_tick_end(self, mk) -> None:
@@ -208,7 +210,9 @@ class Staking(Mechanism):
     def write_features(self, mk, fb) -> None:
         from twin.observe import symlog
 
-        st = symlog(self.stake_tokens)
+        st = self._stake_feature  # kept until a stake changes (_set_stake)
+        if st is None:
+            st = self._stake_feature = symlog(self.stake_tokens)
         out = fb.out
         out["rp"][:, 0] = st
         for role in ("jc", "mediator"):
