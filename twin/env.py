@@ -246,7 +246,9 @@ class MarketEnv(ParallelEnv):
         get = actions.get
         for g, (X, M) in zip(GROUPS, mats, strict=True):
             rows = self.scripted_rows[g]
-            if len(rows):
+            if len(rows) == len(X):  # every seat of the group is scripted: no row copies
+                self._apply(a, g, rows, self.scripted[g].act_batch(X, M, mk.rng))
+            elif len(rows):
                 self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))
             names = self.names[g]
             if not names:
@@ -285,8 +287,8 @@ class MarketEnv(ParallelEnv):
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
         """Write the actions ``vals`` (one row per seat) of group ``g``'s ``rows`` into ``a``.
         Out-of-range choices are clipped (RP) or mean wait (JC) / honest (mediator)."""
-        if len(rows) == len(self.exposed_rows[g]) == self.n[g]:
-            rows = slice(None)  # every seat of the group: plain (not fancy) assignment
+        if len(rows) == self.n[g]:  # (rows are sorted and distinct: every seat of the group)
+            rows = slice(None)  # plain (not fancy) assignment
         if g == "rp":
             flat = np.minimum(np.maximum(vals[:, 0].astype(np.int64), 0), 4 * self.n_levels - 1)
             a.rp_mode[rows], a.rp_price_level[rows] = np.divmod(flat, self.n_levels)

@@ -80,6 +80,11 @@ class _RPMode(Policy):
         L = self.ctx.n_price_levels
         lvl = int(self.params.get("price_level", -1))
         lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        if type(self)._modes is _RPMode._modes:  # one mode for every seat (no draws)
+            c = self.mode * L + lvl
+            if mask.shape[1] == 4 * L:  # as below: the mode where allowed, else "honest"
+                return np.where(mask[:, c] == 1, c, lvl)[:, None]
+            return np.full((n, 1), c, np.int64)
         flat = self._modes(n, rng) * L + lvl
         if mask.shape[1] == 4 * L:  # nothing to decide: the mode is a no-op, say "honest"
             flat = np.where(mask[np.arange(n), flat] == 1, flat, lvl)
