@@ -37,8 +37,10 @@ Observations: ``feature_names(role)`` names the columns a mechanism adds to each
 observation (what a real participant would see: jackpot size, stakes, reputation scores, market
 odds). A mechanism fills them in one of two ways: ``public_features(mk, focus)`` returns new
 matrices (simple to write); ``write_features(mk, fb)`` writes into the observation's own columns
-(:class:`FeatureBlocks`: no allocation, no copy; what the built-in mechanisms do). Implement either:
-each one's default derives it from the other. Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
+(:class:`FeatureBlocks`: no allocation, no copy; what the built-in mechanisms do). Implement
+either: each one's default derives it from the other.
+
+Metrics: ``metrics(mk) -> dict[str, float]`` adds measures to the run summary;
 ``tables(mk) -> dict[str, DataFrame]`` adds per-record tables (``run_episodes`` collects them).
 """
 
