@@ -253,6 +253,24 @@ def local_ray(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_a_sweep_run_twice_measures_the_same(local_ray, tmp_path):
+    # every run is reproducible from its seed, on Tune's workers too: the same sweep run again
+    # (in another directory, so nothing is skipped) gives every measure again but the clocks
+    overrides = [*TINY, "train.iterations=2", f"{MULTIPLE}=4"]
+
+    def measures(sweep_dir):
+        df = run_sweep(overrides, SweepConfig(), sweep_dir=sweep_dir)
+        df = df[~df.metric.str.contains("seconds")]  # wall and CPU clocks
+        return df.set_index(["trial_id", "metric"]).value.sort_index()
+
+    a, b = measures(tmp_path / "a"), measures(tmp_path / "b")
+    assert {"learning_rp_cheat_rate", "train_rp_learning_payoff_tokens", "deals"} <= set(
+        a.index.get_level_values("metric")
+    )
+    pd.testing.assert_series_equal(a, b)
+
+
+@pytest.mark.slow
 def test_failed_trial_is_retried_recorded_and_rerun_skips_finished_trials(local_ray, tmp_path,
                                                                           capsys):  # fmt: skip
     node, _ = local_ray
