@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments import bench
 
 
@@ -37,3 +39,29 @@ def test_interleaved_steps_both_markets_alike():
     # the same markets run on their own give the same deals (the interleaving changes no draw)
     assert a["deals"] == bench.run(10, 25)["deals"]
     assert b["deals"] == bench.run(10, 25, list(bench.ALL_MECHANISMS))["deals"]
+
+
+def test_bench_phases_times_every_part_without_changing_the_market(tmp_path, capsys):
+    from experiments import bench_phases
+    from twin.market import PHASES
+
+    out = tmp_path / "phases.json"
+    bench_phases.main(["--agents", "10", "--steps", "30", "--all-mechanisms", "--out", str(out)])
+    d = json.loads(out.read_text())
+    rows = {t["part"]: t for t in d["table"]}
+    # every env part and phase runs once a step; the phases add up to (a little less than) the
+    # tick, the env's parts and the rest to the step
+    assert all(rows[f"market.{p}"]["calls_per_step"] == 1 for p in PHASES)
+    assert (
+        rows["market.step"]["calls_per_step"] == 1 and rows["env.observer"]["calls_per_step"] == 1
+    )
+    phases = sum(rows[f"market.{p}"]["us_per_step"] for p in PHASES)
+    assert 0 < phases <= rows["market.step"]["us_per_step"]
+    env = sum(t["us_per_step"] for t in d["table"] if t["kind"] == "env")
+    assert env + d["env_rest_us"] == pytest.approx(d["step_us"])
+    # a row per implemented hook of each mechanism: e.g. the jackpot's, the LMSR's, the columns
+    assert {"taxes.on_deal_end", "prediction.on_tick_end", "reputation.write_features"} <= set(rows)
+    assert rows["counter_collusion.takes_over"]["calls_per_step"] > 0
+    # the timers change no draw: the same market without them makes the same deals
+    assert d["deals"] == bench.run(10, 30, list(bench.ALL_MECHANISMS))["deals"]
+    assert "us per env step" in capsys.readouterr().out
