@@ -77,9 +77,12 @@ class _Runner:
         )
         self.pols = {g: make_policy(g, "random", {}, ctx) for g in ("rp", "jc", "mediator")}
         self.names = {g: self.env.names[g] for g in self.pols}
-        self.steps = 0
-        self.t_act = self.t_env = self.c_env = 0.0
+        self.reset()
         self.step_block(warmup)
+        self.reset()  # the warm-up is not measured
+
+    def reset(self) -> None:
+        """Start the totals (steps and times) afresh: what :meth:`result` reports from here."""
         self.steps = 0
         self.t_act = self.t_env = self.c_env = 0.0
 

@@ -64,7 +64,7 @@ def instrument(env) -> tuple[_Timers, list[tuple[str, str]]]:
     the timers and the rows of the table as (label, kind) in step order (kind: ``env``,
     ``phase`` or ``hook``)."""
     from twin.market import PHASES
-    from twin.mechanisms.base import HOOKS, Mechanism
+    from twin.mechanisms.base import HOOKS
 
     timers, rows = _Timers(), []
     mk = env.market
@@ -81,8 +81,8 @@ def instrument(env) -> tuple[_Timers, list[tuple[str, str]]]:
     for mech in mk.mechanisms:
         cls = type(mech)
         hooks = [h for h in HOOKS if cls.implements(h)]
-        if cls.write_features is not Mechanism.write_features or cls.implements("public_features"):
-            hooks.append("write_features")
+        if cls.implements("write_features") or cls.implements("public_features"):
+            hooks.append("write_features")  # (the observation calls it; its default, the other)
         for h in hooks:
             label = f"{mech.name or cls.__name__}.{h}"
             timers.wrap(mech, h, label)
@@ -92,14 +92,15 @@ def instrument(env) -> tuple[_Timers, list[tuple[str, str]]]:
 
 def run(n_agents: int, steps: int, overrides: list[str], warmup: int = 20) -> dict:
     """Time ``steps`` env steps of the benchmark market of ``n_agents`` seats, per part."""
-    from experiments.bench import ALL_MECHANISMS, _Runner
+    from experiments.bench import _Runner
 
     r = _Runner(n_agents, overrides, warmup=0)
     timers, rows = instrument(r.env)
     r.step_block(warmup)
     timers.reset()
-    r.t_env, r.steps = 0.0, 0
+    r.reset()
     r.step_block(steps)
+    base = r.result()
     us = 1e6 / steps
     step_us = r.t_env * us
     table = [
@@ -114,12 +115,9 @@ def run(n_agents: int, steps: int, overrides: list[str], warmup: int = 20) -> di
     ]
     env_parts = [t for t in table if t["kind"] == "env"]
     return {
-        "agents": len(r.env.agents),
-        "steps": steps,
-        "mechanisms": "all" if set(ALL_MECHANISMS) <= set(overrides) else "v1",
+        **{k: base[k] for k in ("agents", "steps", "mechanisms", "deals")},
         "overrides": overrides,
         "step_us": step_us,
-        "deals": len(r.env.market.deals),
         "table": table,
         # what the env does outside its timed parts: rewards, dicts of flags, the wealth vector
         "env_rest_us": step_us - sum(t["us_per_step"] for t in env_parts),

@@ -152,7 +152,7 @@ class Mechanism:
         """Per role, a matrix (seats x len(feature_names(role))) or a tuple broadcast to every
         seat. ``focus[role]`` maps a seat row to the deal it decides on. The default runs
         :meth:`write_features` on new zero matrices."""
-        if type(self).write_features is Mechanism.write_features:
+        if not type(self).implements("write_features"):
             return {}
         out = {}
         for role, n in (("rp", mk.n_rp), ("jc", mk.n_jc), ("mediator", mk.n_med)):
