@@ -132,6 +132,63 @@ def test_every_seat_actions_equal_the_general_path(compose):
     assert env._every_seat_actions(acts) is None
 
 
+def test_fixed_policies_act_as_their_act_batch():
+    """A policy that returns rows from ``fixed_batch`` returns exactly them from ``act_batch``
+    for any observation and mask, and draws nothing (the env then skips it every step): every
+    registered policy of every role, with and without its price-level parameter."""
+    from agents.baselines import REGISTRY, PolicyContext, make_policy
+
+    ctx = PolicyContext(n_price_levels=3, default_price_level=1)
+    width = {"rp": 12, "jc": 3, "mediator": 2}
+    rng = np.random.default_rng(0)
+    fixed = set()
+    for group, policies in REGISTRY.items():
+        for name, (_, params) in policies.items():
+            for p in ({}, {"price_level": 2.0}) if "price_level" in params else ({},):
+                pol = make_policy(group, name, p, ctx)
+                rows = pol.fixed_batch(7)
+                if rows is None:
+                    continue
+                fixed.add((group, name))
+                for _ in range(20):
+                    mask = (rng.random((7, width[group])) < 0.5).astype(np.int8)
+                    mask[:, 0] = 1
+                    obs = rng.normal(size=(7, 5)).astype(np.float32)
+                    g = np.random.default_rng(1)
+                    out = pol.act_batch(obs, mask, g)
+                    assert np.array_equal(out, rows) and out.dtype == rows.dtype, (group, name, p)
+                    assert g.random() == np.random.default_rng(1).random(), (group, name)
+    # the two policies of the default population are the fixed ones
+    assert fixed == {("rp", "honest"), ("mediator", "honest_mediator")}
+
+
+def test_template_actions_equal_acting_every_scripted_seat(compose):
+    """The env writes the actions of fixed scripted policies once (its template); each step's
+    actions equal those of asking every scripted seat's policy, for learning seats among honest
+    nodes and mediators (and an exposed seat left without an action)."""
+    cfg = compose(*SMALL, "policies.rp.learning_share=0.34")
+    env = MarketEnv(cfg)
+    obs, _ = env.reset(seed=2)
+    assert env._fixed_groups == {"rp", "mediator"}
+    rng = np.random.default_rng(0)
+    for step in range(25):
+        acts = random_actions(env, obs, rng)
+        if step % 5 == 0:
+            acts.pop(next(iter(acts)))
+        state = env.market.rng.bit_generator.state  # both ask the JCs' policy: same draws
+        fast = env._to_market_actions(acts)
+        fixed, env._fixed_groups = env._fixed_groups, set()
+        env.market.rng.bit_generator.state = state
+        every = env._to_market_actions(acts)
+        env._fixed_groups = fixed
+        for f in ("rp_mode", "rp_price_level", "jc_check_prob", "med_collude"):
+            x, y = getattr(fast, f), getattr(every, f)
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f
+        obs, *_ = env.step(acts)
+        if not env.agents:
+            break
+
+
 @pytest.mark.parametrize("mechanisms", ["v1", "all"])
 def test_a_replaced_market_is_freed_without_the_cycle_collector(compose, mechanisms):
     # freeze_gc_once (run at the first reset) moves the first market to the collector's

@@ -130,6 +130,23 @@ class MarketEnv(ParallelEnv):
             self.exposed_rows[g] = rows if self.expose == "all" else rows[:k]
             self.scripted_rows[g] = np.setdiff1d(rows, self.exposed_rows[g])
             self.scripted[g] = policy_from_config(g, gc, self.ctx)
+        #: every step's market actions start from this copy: the defaults, with the actions of
+        #: the scripted seats whose policy acts the same whatever it observes
+        #: (:meth:`agents.baselines.Policy.fixed_batch`: honest nodes and mediators) written once
+        self._template = Actions(
+            np.zeros(self.n["rp"], np.int64),
+            np.full(self.n["rp"], c.pricing.default_price_level, np.int64),
+            np.full(self.n["jc"], np.nan),
+            np.zeros(self.n["mediator"], bool),
+        )
+        #: groups whose scripted seats are all in the template
+        self._fixed_groups: set[str] = set()
+        for g in GROUPS:
+            rows = self.scripted_rows[g]
+            fixed = self.scripted[g].fixed_batch(len(rows)) if len(rows) else None
+            if fixed is not None:
+                self._apply(self._template, g, rows, fixed)
+                self._fixed_groups.add(g)
         self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
         self.possible_agents = [a for g in GROUPS for a in self.names[g]]
         self.agents: list[str] = []
@@ -239,14 +256,16 @@ class MarketEnv(ParallelEnv):
             a = self._every_seat_actions(actions)
             if a is not None:
                 return a
-        mk, o = self.market, self._obs
-        a = Actions.default(mk)
-        a.jc_check_prob[:] = np.nan
+        mk, o, t = self.market, self._obs, self._template
+        a = Actions(t.rp_mode.copy(), t.rp_price_level.copy(), t.jc_check_prob.copy(),
+                    t.med_collude.copy())  # fmt: skip
         mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
-        get = actions.get
+        get, fixed = actions.get, self._fixed_groups
         for g, (X, M) in zip(GROUPS, mats, strict=True):
             rows = self.scripted_rows[g]
-            if len(rows) == len(X):  # every seat of the group is scripted: no row copies
+            if g in fixed:
+                pass  # the scripted seats' actions are in the template
+            elif len(rows) == len(X):  # every seat of the group is scripted: no row copies
                 self._apply(a, g, rows, self.scripted[g].act_batch(X, M, mk.rng))
             elif len(rows):
                 self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))

@@ -66,6 +66,13 @@ class Policy:
     def act_batch(self, obs: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
+    def fixed_batch(self, n: int) -> np.ndarray | None:
+        """The rows :meth:`act_batch` returns for ``n`` seats whatever their observations and
+        masks, if it always returns the same rows and draws nothing from the generator; else
+        None. The env computes the market actions of seats with such a policy once, not every
+        step (``tests/test_env.py`` checks every policy that returns rows here)."""
+        return None
+
 
 # -- resource providers ---------------------------------------------------------------------
 class _RPMode(Policy):
@@ -75,11 +82,22 @@ class _RPMode(Policy):
     def _modes(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.full(n, self.mode, np.int64)
 
+    def _level(self) -> int:
+        """The price level of the seat's offer: ``price_level``, or the market's default."""
+        lvl = int(self.params.get("price_level", -1))
+        return self.ctx.default_price_level if lvl < 0 else lvl
+
+    def fixed_batch(self, n):
+        # mode 0 (honest) for every seat: the masked and the unmasked choice are both the level
+        cls = type(self)
+        if self.mode == 0 and cls._modes is _RPMode._modes and cls.act_batch is _RPMode.act_batch:
+            return np.full((n, 1), self._level(), np.int64)
+        return None
+
     def act_batch(self, obs, mask, rng):
         n = len(obs)
         L = self.ctx.n_price_levels
-        lvl = int(self.params.get("price_level", -1))
-        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        lvl = self._level()
         if type(self)._modes is _RPMode._modes:  # one mode for every seat (no draws)
             c = self.mode * L + lvl
             if mask.shape[1] == 4 * L:  # as below: the mode where allowed, else "honest"
@@ -141,8 +159,7 @@ class ColludeThenBetrayRP(_RPMode):
 
     def act_batch(self, obs, mask, rng):
         n, L = len(obs), self.ctx.n_price_levels
-        lvl = int(self.params.get("price_level", -1))
-        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        lvl = self._level()
         if mask.shape[1] != 4 * L:
             return np.full((n, 1), L + lvl, np.int64)
         flat = np.where(mask[:, 2 * L + lvl] == 1, 2, 1) * L + lvl
@@ -171,8 +188,7 @@ class RationalDualRP(_RPMode):
             )
         cols = obs[:, [names.index(f) for f in wanted]]
         L = self.ctx.n_price_levels
-        lvl = int(self.params.get("price_level", -1))
-        lvl = self.ctx.default_price_level if lvl < 0 else lvl
+        lvl = self._level()
         return (rational_modes(cols) * L + lvl)[:, None].astype(np.int64)
 
 
@@ -285,6 +301,11 @@ class HonestMediator(Policy):
 
     def act_batch(self, obs, mask, rng):
         return np.zeros((len(obs), 1), np.int64)
+
+    def fixed_batch(self, n):
+        return (
+            np.zeros((n, 1), np.int64) if type(self).act_batch is HonestMediator.act_batch else None
+        )
 
 
 class ColludingMediator(Policy):
