@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from twin.errors import UserError
+
 MODULES_DIR = Path("learner_group") / "learner" / "rl_module"
 CHECKPOINTS = "checkpoints"  # <run>/checkpoints/iter_<n>/
 EXPECTED = (
@@ -36,7 +38,7 @@ EXPECTED = (
 )
 
 
-class CheckpointError(FileNotFoundError):
+class CheckpointError(UserError, FileNotFoundError):
     """A checkpoint path is missing or does not hold what :func:`load` needs."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from agents.schema import TrainConfig
 from twin.config_fields import knob
+from twin.errors import UserError
 from twin.hardware import CATALOGUE
 from twin.mechanisms.schema import (
     AnnounceConfig,
@@ -35,7 +36,7 @@ from twin.protocol import PRESETS
 TOKEN = 10**18
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is out of range or not one of the allowed choices."""
 
 
