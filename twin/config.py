@@ -340,6 +340,13 @@ def validate(cfg: TwinConfig) -> TwinConfig:
             mech.check_config(cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+    t = cfg.train
+    if t.minibatch_size > t.train_batch_size:
+        raise ConfigError(
+            f"train.minibatch_size = {t.minibatch_size} must be <= train.train_batch_size = "
+            f"{t.train_batch_size} (RLlib cuts each iteration's batch into minibatches)"
+        )
+    _check_run(cfg.run)
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):
@@ -349,6 +356,32 @@ def validate(cfg: TwinConfig) -> TwinConfig:
         except ValueError as e:
             raise ConfigError(f"policies.{group}: {e}") from None
     return cfg
+
+
+#: what ``run.mode`` may be: train the learning seats (then a greedy evaluation), or run the
+#: scripted policies only
+RUN_MODES = ("train", "simulate")
+
+
+def _check_run(run: dict[str, Any]) -> None:
+    """The keys of ``run`` the apps read (the block is free-form: other keys pass)."""
+    if "mode" in run and run["mode"] not in RUN_MODES:
+        raise ConfigError(
+            f"run.mode = {run['mode']!r} is not allowed; allowed values: {list(RUN_MODES)}"
+        )
+    if "episodes" in run:
+        n = run["episodes"]
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ConfigError(f"run.episodes = {n!r} must be an integer; allowed range: >= 1")
+        if n < 1:
+            raise ConfigError(f"run.episodes = {n} is out of range; allowed range: >= 1")
+    if "name" in run:
+        name = run["name"]
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise ConfigError(
+                f"run.name = {name!r} must be a non-empty name without '/' (it names the "
+                "output directory outputs/<run.name>/)"
+            )
 
 
 def _check_mediation(md: MediationConfig) -> None:

@@ -1,14 +1,19 @@
 """Composing ``configs/`` with Hydra and turning the result into a validated ``TwinConfig``.
 
-``compose(["pricing.results_collateral_multiple=4", "experiment=collateral_threshold"])`` is the
-Python equivalent of the command-line overrides of the Hydra apps. Unknown keys fail in Hydra's
-merge against the registered schema (the message names the key); ranges and choices fail in
-:func:`twin.config.validate` (the message names the field and the allowed values).
+``compose(["pricing.results_collateral_multiple=4", "experiment=result_a_threshold"])`` is the
+Python equivalent of the command-line overrides of the Hydra apps. Every bad override fails with
+a one-line :class:`~twin.config.ConfigError` naming the field and what is allowed: an unknown key
+(Hydra's merge against the registered schema) lists the keys allowed there and the close
+matches; an unknown option of a config group (``mediation=bogus``, ``experiment=typo``) lists
+the group's options; a value of the wrong type says what was expected; ranges and choices fail
+in :func:`twin.config.validate`.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,20 +36,82 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> TwinC
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(
+            f"overrides must be a list of 'key=value' strings, got {overrides!r}"
+            + (f" (write [{overrides!r}])" if isinstance(overrides, str) else "")
+        )
+    overrides = list(overrides)
     register_schemas()
-    gh = GlobalHydra.instance()
-    was = gh.is_initialized()
-    if was:
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-    else:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+
+    def run():
+        try:
+            return hydra_compose(config_name=config_name, overrides=overrides)
+        except Exception as e:  # one line naming the field and what is allowed
+            raise _composition_error(e, overrides, hydra_compose, config_name) from e
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app
+        return to_config(run())
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return to_config(run())
+
+
+def _composition_error(e: Exception, overrides: list[str], hydra_compose, config_name: str
+                       ) -> ConfigError:  # fmt: skip
+    """Hydra's composition errors as one line that names the field and what is allowed."""
+    msg = str(e)
+    m = re.match(r"Could not override '([^']+)'", msg)
+    if m:  # an unknown key: the keys allowed where it failed, and the close matches
+        key = m.group(1)
+        others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+        try:
+            cfg = hydra_compose(config_name=config_name, overrides=others)
+        except Exception:
+            return ConfigError(f"{key}: unknown key")
+        node, path = cfg, []
+        for part in key.split("."):
+            if not isinstance(node, DictConfig) or part not in node:
+                break
+            node, path = node[part], [*path, part]
+        bad = key.split(".")[len(path)]
+        where = ".".join(path) or "the root"
+        allowed = list(node.keys()) if isinstance(node, DictConfig) else []
+        hint = difflib.get_close_matches(bad, allowed, n=3)
+        elsewhere = sorted(p for p in _paths(cfg) if p.endswith("." + bad))[:3]
+        out = f"{'.'.join([*path, bad])}: unknown key; allowed keys of {where}: {allowed}"
+        if hint:
+            out += f"; did you mean {', '.join('.'.join([*path, h]) for h in hint)}?"
+        elif elsewhere:
+            out += f"; did you mean {', '.join(elsewhere)}?"
+        return ConfigError(out)
+    m = re.search(r"Could not find '([^']+)/([^'/]+)'", msg)
+    if m and "Available options in" in msg:  # an unknown option of a config group
+        group, option = m.groups()
+        listed = msg.split("Available options in", 1)[1].split("Config search path", 1)[0]
+        options = [ln.strip() for ln in listed.splitlines()[1:] if ln.startswith("\t")]
+        return ConfigError(
+            f"{group}={option}: no such option of the config group '{group}'; allowed values: "
+            f"{options} (the files of configs/{group}/)"
+        )
+    if msg.startswith("Error merging override") and e.__cause__ is not None:
+        cause = str(e.__cause__).strip().splitlines()[0]
+        return ConfigError(f"{msg[len('Error merging override ') :]}: {cause}")
+    return ConfigError(msg.strip().splitlines()[0] if msg.strip() else repr(e))
+
+
+def _paths(node, prefix: str = "") -> list[str]:
+    """Every key path of a composed config (``a.b.c``)."""
+    out = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            p = f"{prefix}{k}"
+            out.append(p)
             try:
-                cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
-            except (
-                Exception
-            ) as e:  # Hydra's errors name the key; keep them, drop the traceback noise
-                raise ConfigError(str(e)) from e
-    return to_config(cfg)
+                child = node[k]
+            except Exception:
+                continue
+            out += _paths(child, p + ".")
+    return out
 
 
 def to_config(cfg: DictConfig | TwinConfig) -> TwinConfig:
