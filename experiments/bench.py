@@ -19,6 +19,9 @@ Runs on one core (it sets the BLAS/OpenMP thread counts to 1 and pins the proces
 be shared). The load average before and after is printed: figures taken under load are not
 benchmark figures. ``--out FILE`` writes everything as JSON. ``--all-mechanisms`` switches every
 mechanism on for the size sweep itself; ``--override`` adds Hydra overrides to every run.
+
+Bad arguments and bad overrides (a misspelt key, a value out of range) are reported on one line
+(``twin-bench: ...``) with exit status 2 before anything is measured.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from agents.baselines import PolicyContext, make_policy
+from twin.errors import user_errors
+
+PROG = "twin-bench"
 
 #: every mechanism of the library switched on at once (issue: "within 2x of the v1-only figure")
 ALL_MECHANISMS = (
@@ -167,9 +174,20 @@ def _row(r: dict) -> str:
     )
 
 
+def check_out(p: argparse.ArgumentParser, out: str) -> None:
+    """``--out`` must be writable: checked before a run whose results it would lose at the end."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        p.error(f"--out {out}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        p.error(f"--out {out}: no such directory {str(path.parent)!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--agents", type=int, nargs="*", default=[10, 100, 1000, 10000])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--agents", type=int, nargs="+", default=[10, 100, 1000, 10000])
     p.add_argument(
         "--agent-steps",
         type=int,
@@ -193,7 +211,17 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.repeat < 1 or a.agent_steps < 1 or any(n < 1 for n in a.agents) or a.mechanisms_at < 0:
         p.error("--repeat, --agent-steps and --agents must be >= 1, --mechanisms-at >= 0")
+    check_out(p, a.out)
+    with user_errors(PROG):
+        _bench(a)
+
+
+def _bench(a: argparse.Namespace) -> None:
     sweep = [*ALL_MECHANISMS, *a.override] if a.all_mechanisms else list(a.override)
+    # the overrides are checked before anything is measured (a misspelt key, a bad value)
+    bench_config(a.agents[0], sweep)
+    if a.mechanisms_at and not a.all_mechanisms and a.override:
+        bench_config(a.mechanisms_at, [*ALL_MECHANISMS, *a.override])
     try:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     except (AttributeError, OSError):

@@ -14,6 +14,9 @@ valid actions, every seat an agent), then times, per env step:
 Each timed callable is wrapped in a timer (about 0.3 us a call), so the step is a little slower
 than in :mod:`experiments.bench`; the shares are what to read. A mechanism's author can see what
 their hooks cost per step, with the other mechanisms on or off.
+
+Bad arguments and bad overrides are reported on one line (``bench_phases: ...``) with exit
+status 2 before anything is timed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
+
+PROG = "bench_phases"
 
 #: the env's parts, in the order a step runs them (method names of MarketEnv)
 ENV_PARTS = ("_to_market_actions", "_observer", "_observations")
@@ -125,9 +130,10 @@ def run(n_agents: int, steps: int, overrides: list[str], warmup: int = 20) -> di
 
 
 def main(argv: list[str] | None = None) -> None:
-    from experiments.bench import ALL_MECHANISMS
+    from experiments.bench import ALL_MECHANISMS, bench_config, check_out
+    from twin.errors import user_errors
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--agents", type=int, default=100, help="seats of the market")
     p.add_argument("--steps", type=int, default=1000, help="env steps timed (after 20 warm-up)")
     p.add_argument("--all-mechanisms", action="store_true", help="switch every mechanism on")
@@ -136,8 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.agents < 1 or a.steps < 1:
         p.error("--agents and --steps must be >= 1")
+    check_out(p, a.out)
     overrides = [*(ALL_MECHANISMS if a.all_mechanisms else ()), *a.override]
-    res = run(a.agents, a.steps, overrides)
+    with user_errors(PROG):
+        bench_config(a.agents, overrides)  # a bad override: one line, before any output
+        res = run(a.agents, a.steps, overrides)
     print(f"{res['agents']} agents, {res['mechanisms']} mechanisms, {res['steps']} steps: "
           f"{res['step_us']:,.0f} us per env step (timers included), {res['deals']} deals")  # fmt: skip
     print(f"{'part':<44} {'us/step':>9} {'share':>7} {'calls/step':>11}")

@@ -15,7 +15,9 @@ torch thread), then for each ``num_envs_per_env_runner`` calls the local env run
   RLModule forward passes, episode bookkeeping).
 
 The target is an env share of at most 10 %: the simulator must not be what limits training.
-Results are printed as a table and written to ``--out`` (JSON) when given.
+Results are printed as a table and written to ``--out`` (JSON) when given. Bad arguments and
+bad overrides are reported on one line (``bench_train: ...``) with exit status 2, before Ray
+starts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+PROG = "bench_train"
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
@@ -67,15 +71,21 @@ def _instrument(algo) -> dict[str, _Clock]:
     return clocks
 
 
-def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
-    """Sampling figures for one ``num_envs_per_env_runner`` (Ray must be running)."""
+def bench_config(nvec: int, env_steps: int, overrides: list[str]):
+    """The twin config of one setting: the default config, the sampling settings, overrides."""
     import twin
-    from agents.train import build_algorithm
 
-    cfg = twin.compose([
+    return twin.compose([
         f"train.num_envs_per_env_runner={nvec}", "train.rollout_fragment_length=0",
         f"train.train_batch_size={max(env_steps, nvec)}", *overrides,
     ])  # fmt: skip
+
+
+def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
+    """Sampling figures for one ``num_envs_per_env_runner`` (Ray must be running)."""
+    from agents.train import build_algorithm
+
+    cfg = bench_config(nvec, env_steps, overrides)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as d:
         algo = build_algorithm(cfg, Path(d))
         try:
@@ -112,13 +122,26 @@ def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nvec", type=int, nargs="*", default=[1, 4, 8],
+    from experiments.bench import check_out
+    from twin.errors import user_errors
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--nvec", type=int, nargs="+", default=[1, 4, 8],
                    help="num_envs_per_env_runner values to measure")  # fmt: skip
     p.add_argument("--env-steps", type=int, default=2000, help="env steps sampled per setting")
     p.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
     p.add_argument("--out", default="", help="write the rows as JSON here")
     a = p.parse_args(argv)
+    if any(n < 1 for n in a.nvec) or a.env_steps < 1:
+        p.error("--nvec values and --env-steps must be >= 1")
+    check_out(p, a.out)
+    with user_errors(PROG):
+        for nvec in a.nvec:  # a bad override fails here, on one line, before Ray starts
+            bench_config(nvec, a.env_steps, a.override)
+        _bench(a)
+
+
+def _bench(a: argparse.Namespace) -> None:
     import torch
 
     from agents.schema import RayConfig

@@ -1,12 +1,19 @@
-"""experiments.bench runs end to end (tiny sizes): its table, growth, mechanism ratio and JSON."""
+"""experiments.bench runs end to end (tiny sizes): its table, growth, mechanism ratio and JSON;
+it and bench_phases, bench_train report bad arguments and overrides on one line (status 2)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 
 import pytest
 
+import twin
 from experiments import bench
+from twin.config import ConfigError
+from twin.errors import one_line
 
 
 def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
@@ -65,3 +72,71 @@ def test_bench_phases_times_every_part_without_changing_the_market(tmp_path, cap
     # the timers change no draw: the same market without them makes the same deals
     assert d["deals"] == bench.run(10, 30, list(bench.ALL_MECHANISMS))["deals"]
     assert "us per env step" in capsys.readouterr().out
+
+
+# -- bad input: one line on stderr, status 2, nothing measured ---------------------------------
+MISSPELT = "policies.jc.check_probabilty=0.3"
+
+
+def _tool(name: str):
+    return importlib.import_module(f"experiments.{name}")
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("bench", ["--agents", "10"]), ("bench_phases", ["--agents", "10"]),
+     ("bench_train", ["--nvec", "1"])],
+)  # fmt: skip
+@pytest.mark.parametrize("override", [MISSPELT, "policies.jc.check_probability=1.5"])
+def test_bench_tools_report_a_bad_override_on_one_line(capsys, name, args, override):
+    tool = _tool(name)
+    with pytest.raises(ConfigError) as expected:
+        twin.compose([override])
+    with pytest.raises(SystemExit) as e:
+        tool.main([*args, "--override", override])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert err == f"{tool.PROG}: {one_line(str(expected.value))}\n"
+    assert override.split("=")[0] in err
+    assert out == ""  # before anything is measured (or Ray started)
+
+
+@pytest.mark.parametrize("name", ["bench", "bench_phases", "bench_train"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--out", "/no/such/dir/x.json"], "--out /no/such/dir/x.json: no such directory '/no/such/dir'"),
+     (["--out", "."], "--out .: is a directory; give a file name")],
+)  # fmt: skip
+def test_bench_tools_check_out_before_running(capsys, name, args, message):
+    tool = _tool(name)
+    with pytest.raises(SystemExit) as e:
+        tool.main(args)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == f"{tool.PROG}: error: {message}"
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [("bench", ["--agents"], "argument --agents: expected at least one argument"),
+     ("bench", ["--agents", "0"], "--repeat, --agent-steps and --agents must be >= 1"),
+     ("bench_phases", ["--steps", "0"], "--agents and --steps must be >= 1"),
+     ("bench_train", ["--nvec", "0"], "--nvec values and --env-steps must be >= 1"),
+     ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument")],
+)  # fmt: skip
+def test_bench_tools_reject_bad_arguments(capsys, name, args, message):
+    tool = _tool(name)
+    with pytest.raises(SystemExit) as e:
+        tool.main(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_bench_command_line_misspelt_key_no_traceback():
+    cmd = [sys.executable, "-m", "experiments.bench", "--override", MISSPELT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("twin-bench: ") and "policies.jc.check_probabilty" in line

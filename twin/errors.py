@@ -28,10 +28,17 @@ class UserError(Exception):
 @contextmanager
 def user_errors(prog: str) -> Iterator[None]:
     """Run a command-line tool's body: a :class:`UserError` is printed as ``prog: message`` on
-    standard error and ends the process with status 2 (``SystemExit``, which Hydra's job runner
-    lets through, so it works inside a ``@hydra.main`` function too)."""
+    standard error, on one line (:func:`one_line`), and ends the process with status 2
+    (``SystemExit``, which Hydra's job runner lets through, so it works inside a
+    ``@hydra.main`` function too)."""
     try:
         yield
     except UserError as e:
-        print(f"{prog}: {e}", file=sys.stderr, flush=True)
+        print(f"{prog}: {one_line(str(e))}", file=sys.stderr, flush=True)
         raise SystemExit(USAGE_EXIT) from None
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: its non-blank lines, stripped, joined with ``; `` (some
+    library messages wrapped in a UserError, e.g. Hydra's, span several lines)."""
+    return "; ".join(ln.strip() for ln in message.splitlines() if ln.strip())
