@@ -32,28 +32,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from twin.config import ConfigError, register_schemas
+from twin.config import RUN_MODES, check_run, register_schemas
 from twin.configuration import config_dir, to_config
 from twin.errors import user_errors
 
-MODES = ("train", "simulate")
+MODES = RUN_MODES
 #: the measures of the ``market`` row that the summary holds too (as ``twin-eval``'s does)
 SUMMARY_MEASURES = ("payoff_tokens", "cheat_rate", "check_rate", "collusion_rate",
                     "wrong_accepted_rate", "mediation_rate", "collateral_locked_tokens",
                     "client_surplus_tokens", "protocol_revenue_tokens")  # fmt: skip
-
-
-def check_run(run: dict) -> None:
-    """The ``run.*`` values this job reads, checked before anything runs (a bad
-    ``run.episodes`` would otherwise surface only after training)."""
-    mode = run.get("mode", "train")
-    if mode not in MODES:
-        raise ConfigError(f"run.mode = {mode!r} is not allowed; allowed values: {list(MODES)}")
-    n = run.get("episodes", 4)
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ConfigError(f"run.episodes = {n!r} must be an integer; allowed range: >= 1")
-    if n < 1:
-        raise ConfigError(f"run.episodes = {n} is out of range; allowed range: >= 1")
 
 
 def simulate(cfg, out: Path) -> dict:

@@ -346,7 +346,7 @@ def validate(cfg: TwinConfig) -> TwinConfig:
             f"train.minibatch_size = {t.minibatch_size} must be <= train.train_batch_size = "
             f"{t.train_batch_size} (RLlib cuts each iteration's batch into minibatches)"
         )
-    _check_run(cfg.run)
+    check_run(cfg.run)
     from agents.baselines import check_policy  # scripted policy names and parameters
 
     for group in ("rp", "jc", "mediator"):
@@ -363,8 +363,9 @@ def validate(cfg: TwinConfig) -> TwinConfig:
 RUN_MODES = ("train", "simulate")
 
 
-def _check_run(run: dict[str, Any]) -> None:
-    """The keys of ``run`` the apps read (the block is free-form: other keys pass)."""
+def check_run(run: dict[str, Any]) -> None:
+    """The keys of ``run`` the apps read (the block is free-form: other keys pass): checked at
+    composition, so a bad ``run.episodes`` fails before a training run, not after it."""
     if "mode" in run and run["mode"] not in RUN_MODES:
         raise ConfigError(
             f"run.mode = {run['mode']!r} is not allowed; allowed values: {list(RUN_MODES)}"
