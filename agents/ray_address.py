@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 
 from twin.config import ConfigError
 
@@ -20,14 +21,21 @@ ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 CLIENT_SCHEME = "ray://"
 
 
+def ray_running() -> bool:
+    """Ray is already initialised in this process (then it is used, and no address is joined)."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 def check_address(address: str, field: str = "train.ray.address", timeout_s: float = 5.0) -> None:
     """Fail at once, naming ``field``, when ``address`` is malformed or nothing answers there.
 
-    ``''`` (a local Ray) and ``'auto'`` (the cluster this machine belongs to) are not checked;
-    ``'host:port'`` (the head node's GCS port) and ``'ray://host:port'`` (Ray Client) must
+    ``''`` (a local Ray) and ``'auto'`` (the cluster this machine belongs to) are not checked,
+    nor is any address while Ray already runs in this process (:func:`agents.train.ray_session`
+    then reuses it: a sweep's trial); ``'host:port'`` (the head node's GCS port) and ``'ray://host:port'`` (Ray Client) must
     accept a TCP connection within ``timeout_s`` seconds.
     """
-    if address in ("", "auto"):
+    if address in ("", "auto") or ray_running():
         return
     hostport = address[len(CLIENT_SCHEME) :] if address.startswith(CLIENT_SCHEME) else address
     m = ADDRESS.match(hostport)
