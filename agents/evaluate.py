@@ -95,9 +95,17 @@ def scripted_actions(policy, obs: dict, names: list[str], env, group: str, rng) 
 
 
 def check_eval_inputs(episodes: int, seed: int) -> None:
-    """``episodes`` and ``seed`` in the ranges of :class:`agents.schema.EvalConfig` (episode e is
-    seeded ``seed + e``, which numpy needs non-negative and below 2**32)."""
-    _walk(EvalConfig(checkpoint="-", episodes=episodes, seed=seed), "")
+    """``episodes`` at least 1 and ``seed`` non-negative (episode e is seeded ``seed + e``, which
+    numpy refuses when negative), naming the key. ``twin-eval`` also holds them to the ranges of
+    :class:`agents.schema.EvalConfig`; callers such as ``twin-run`` pass the root seed plus an
+    offset, which may be larger."""
+    if episodes < 1:
+        raise ConfigError(f"episodes = {episodes} is out of range; allowed values: integers >= 1")
+    if seed < 0:
+        raise ConfigError(
+            f"seed = {seed} is out of range; allowed values: integers >= 0 (episode e is seeded "
+            "seed + e)"
+        )
 
 
 def evaluate(checkpoint: str | Path, episodes: int, out: Path | str, seed: int = 1_000_000,

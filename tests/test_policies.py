@@ -37,9 +37,13 @@ def test_bad_checkpoint_paths_fail_clearly(tmp_path):
 
 def test_eval_inputs_are_range_checked_naming_the_key(tmp_path):
     # numpy would say "expected non-negative integer" without naming the key
-    with pytest.raises(ConfigError, match=r"^seed = -1 is out of range; allowed range: \[0, "):
+    with pytest.raises(
+        ConfigError, match=r"^seed = -1 is out of range; allowed values: integers >= 0"
+    ):
         evaluate(tmp_path / "nope", 1, tmp_path / "out", seed=-1)
-    with pytest.raises(ConfigError, match=r"^episodes = 0 is out of range; allowed range: \[1, "):
+    with pytest.raises(
+        ConfigError, match=r"^episodes = 0 is out of range; allowed values: integers >= 1"
+    ):
         evaluate(tmp_path / "nope", 0, tmp_path / "out")
 
 
