@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from agents.baselines import policy_from_config
 from agents.measures import ROLES, episode_counts, rates
 from agents.schema import EvalConfig
-from twin.config import ConfigError, TwinConfig
+from twin.config import ConfigError, TwinConfig, _walk
 from twin.configuration import to_config
 from twin.metrics import agents_frame, deals_frame, summary
 
@@ -94,6 +94,20 @@ def scripted_actions(policy, obs: dict, names: list[str], env, group: str, rng) 
     return [np.asarray(r, np.float32).reshape(space.shape) for r in rows]
 
 
+def check_eval_inputs(episodes: int, seed: int) -> None:
+    """``episodes`` at least 1 and ``seed`` non-negative (episode e is seeded ``seed + e``, which
+    numpy refuses when negative), naming the key. ``twin-eval`` also holds them to the ranges of
+    :class:`agents.schema.EvalConfig`; callers such as ``twin-run`` pass the root seed plus an
+    offset, which may be larger."""
+    if episodes < 1:
+        raise ConfigError(f"episodes = {episodes} is out of range; allowed values: integers >= 1")
+    if seed < 0:
+        raise ConfigError(
+            f"seed = {seed} is out of range; allowed values: integers >= 0 (episode e is seeded "
+            "seed + e)"
+        )
+
+
 def evaluate(checkpoint: str | Path, episodes: int, out: Path | str, seed: int = 1_000_000,
              record: bool = True, overrides: list[str] | None = None, *,
              plots: bool = True) -> EvalResult:  # fmt: skip
@@ -106,8 +120,7 @@ def evaluate(checkpoint: str | Path, episodes: int, out: Path | str, seed: int =
     from experiments.report import write_report
     from twin.env import MarketEnv
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    check_eval_inputs(episodes, seed)
     torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,19 +221,22 @@ def main() -> None:
     from omegaconf import DictConfig
 
     from twin.configuration import config_dir
+    from twin.errors import user_errors
 
     register_eval_schema()
 
     @hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:
-        ec: EvalConfig = OmegaConf.to_object(dcfg)
-        if not ec.checkpoint:
-            raise ConfigError(
-                "checkpoint: required, e.g. twin-eval checkpoint=outputs/<run>/<time>"
-            )
-        res = evaluate(ec.checkpoint, ec.episodes, Path(HydraConfig.get().runtime.output_dir),
-                       ec.seed, ec.record, list(ec.overrides))  # fmt: skip
-        print_result(res)
+        with user_errors("twin-eval"):
+            ec: EvalConfig = OmegaConf.to_object(dcfg)
+            if not ec.checkpoint:
+                raise ConfigError(
+                    "checkpoint: required, e.g. twin-eval checkpoint=outputs/<run>/<time>"
+                )
+            _walk(ec, "")  # every range and choice, naming the key (seed, episodes, ...)
+            res = evaluate(ec.checkpoint, ec.episodes, Path(HydraConfig.get().runtime.output_dir),
+                           ec.seed, ec.record, list(ec.overrides))  # fmt: skip
+            print_result(res)
 
     _main()
 

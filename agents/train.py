@@ -22,7 +22,10 @@ the budget and PPO knobs, :class:`agents.schema.TrainConfig`) and calls :func:`t
 the one given as ``hydra.run.dir`` if it holds checkpoints, else the newest run of the same
 ``run.name``; the algorithm state (weights, optimiser, counters, iteration) is restored and the
 metrics table is cut back to the checkpoint's iteration, so nothing before it is lost and no
-iteration is counted twice.
+iteration is counted twice. The config must be the run's own (``config.yaml``): a resume that
+changes anything but the keys of :data:`RESUME_MAY_CHANGE` (the budget, the checkpoint schedule,
+where Ray runs, ``run.*``) is refused, naming each differing key with its old and new value. A run
+that already reached ``train.iterations`` is left as it is (raise ``train.iterations`` to go on).
 """
 
 from __future__ import annotations
@@ -46,7 +49,14 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from agents.measures import MEASURES, ROWS, rates
-from agents.policies import CHECKPOINTS, list_checkpoints, restore_algorithm
+from agents.policies import (
+    CHECKPOINTS,
+    CheckpointError,
+    checkpoint_iteration,
+    list_checkpoints,
+    restore_algorithm,
+)
+from agents.ray_address import check_address
 from agents.schema import RayConfig
 from twin.config import ConfigError, TwinConfig
 from twin.configuration import to_config
@@ -55,6 +65,11 @@ METRICS = "metrics.parquet"
 TWIN_CONFIG = "twin_config.yaml"
 SEATS = "seats.json"
 MAX_SOCKET_DIR = 40  # Ray's unix sockets live ~65 chars below its temp dir (limit: 107)
+#: keys a resumed run may change (a trailing '.' means the whole section): the budget, the
+#: checkpoint schedule, where Ray runs and ``run.*`` (its name and what experiments.main does
+#: after training); everything else decides what the run learns and must stay as it was
+RESUME_MAY_CHANGE = ("train.iterations", "train.resume", "train.checkpoint_every_iters",
+                     "train.keep_checkpoints", "train.ray.", "run.")  # fmt: skip
 
 
 @dataclass
@@ -169,11 +184,13 @@ def find_resume_dir(run_dir: Path) -> Path:
     """The run to resume: ``run_dir`` if it has checkpoints, else its newest sibling that has."""
     if list_checkpoints(run_dir):
         return run_dir
+    parent = run_dir.parent
     siblings = [
-        p for p in run_dir.parent.iterdir() if p.is_dir() and p != run_dir and list_checkpoints(p)
-    ]
+        p for p in (parent.iterdir() if parent.is_dir() else ())
+        if p.is_dir() and p != run_dir and list_checkpoints(p)
+    ]  # fmt: skip
     if not siblings:
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"train.resume=true: no checkpoint under {run_dir / CHECKPOINTS} nor in any other "
             f"run of {run_dir.parent}; expected <run>/{CHECKPOINTS}/iter_<n>/ from an earlier run"
         )
@@ -265,6 +282,49 @@ def write_resolved_config(cfg: TwinConfig, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
 
+def _flat(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        out: dict[str, object] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def config_changes(saved: dict, now: dict) -> dict[str, tuple[object, object]]:
+    """``key -> (old, new)`` of every leaf of two config trees that differs (a missing key's
+    value is ``<absent>``)."""
+    a, b = _flat(saved), _flat(now)
+    missing = "<absent>"
+    return {k: (a.get(k, missing), b.get(k, missing)) for k in sorted(set(a) | set(b))
+            if a.get(k, missing) != b.get(k, missing)}  # fmt: skip
+
+
+def check_resume_config(cfg: TwinConfig, run_dir: Path, checkpoint: Path) -> None:
+    """A resumed run must keep its config (``run_dir/config.yaml``, else the checkpoint's
+    ``twin_config.yaml``) except for the keys of :data:`RESUME_MAY_CHANGE`."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        saved_path = checkpoint / TWIN_CONFIG
+    if not saved_path.is_file():
+        return  # nothing to compare with (check_layout still compares the seats)
+    saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+    now = OmegaConf.to_container(OmegaConf.structured(cfg))
+    changes = {
+        k: v
+        for k, v in config_changes(saved, now).items()
+        if not any(k == a or (a.endswith(".") and k.startswith(a)) for a in RESUME_MAY_CHANGE)
+    }
+    if changes:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        allowed = ", ".join(a + "*" if a.endswith(".") else a for a in RESUME_MAY_CHANGE)
+        raise ConfigError(
+            f"train.resume=true: this config differs from the one {run_dir} was trained with "
+            f"({saved_path}) in {listed}; a resumed run may change only {allowed}: resume with "
+            "the run's own settings, or start a new run without train.resume"
+        )
+
+
 def check_layout(cfg: TwinConfig, checkpoint: Path) -> None:
     """A resumed run must have the same policies as its checkpoint."""
     from agents.config_builder import seat_layout
@@ -296,16 +356,24 @@ def train(config: TwinConfig, run_dir: Path | str | None = None, *, plots: bool 
 
     cfg = to_config(config)
     t = cfg.train
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_address(t.ray.address, "train.ray.address")  # before anything is written
+    # absolute: RLlib hands paths to pyarrow, which reads a relative one as a URI without scheme
+    run_dir = (Path(run_dir) if run_dir is not None else default_run_dir(cfg)).resolve()
     layout = seat_layout(cfg)  # fails early, naming the field, when nothing would learn
     if t.resume:
         run_dir = find_resume_dir(run_dir)
+        newest = list_checkpoints(run_dir)[-1]
+        check_resume_config(cfg, run_dir, newest)
+        check_layout(cfg, newest)
+        done = checkpoint_iteration(newest)
+        if done >= t.iterations:
+            return nothing_to_train(run_dir, newest, done, t.iterations)
     elif list_checkpoints(run_dir):
         raise ConfigError(
             f"{run_dir} already holds checkpoints of a run: pass train.resume=true to continue "
             "it, or a new hydra.run.dir"
         )
+    run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     quiet_rllib()
     write_resolved_config(cfg, run_dir)
@@ -317,7 +385,6 @@ def train(config: TwinConfig, run_dir: Path | str | None = None, *, plots: bool 
             start, table = 0, pd.DataFrame()
             ckpts = list_checkpoints(run_dir)
             if t.resume and ckpts:
-                check_layout(cfg, ckpts[-1])
                 start = restore_algorithm(algo, ckpts[-1])
                 if (run_dir / METRICS).exists():
                     table = pd.read_parquet(run_dir / METRICS)
@@ -352,6 +419,17 @@ def train(config: TwinConfig, run_dir: Path | str | None = None, *, plots: bool 
     print_summary(summary)
     return TrainResult(run_dir, ckpt, table, int(table.iteration.max()) if len(table) else 0,
                        seconds)  # fmt: skip
+
+
+def nothing_to_train(run_dir: Path, checkpoint: Path, done: int, iterations: int
+                     ) -> TrainResult:  # fmt: skip
+    """``train.resume=true`` on a run that already reached ``train.iterations``: say so, train
+    nothing and change nothing (no Ray is started)."""
+    print(f"nothing left to train: {run_dir} already reached iteration {done} "
+          f"(train.iterations={iterations}); raise train.iterations to train on", flush=True)  # fmt: skip
+    print(f"checkpoint: {checkpoint}", flush=True)
+    table = pd.read_parquet(run_dir / METRICS) if (run_dir / METRICS).exists() else pd.DataFrame()
+    return TrainResult(run_dir, checkpoint, table, done, 0.0)
 
 
 SUMMARY_MARKET = ("cheat_rate", "check_rate", "collusion_rate", "wrong_accepted_rate",
@@ -410,12 +488,14 @@ def _hydra_main() -> None:
 
     from twin.config import register_schemas
     from twin.configuration import config_dir
+    from twin.errors import user_errors
 
     register_schemas()
 
     @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:
-        train(to_config(dcfg), Path(HydraConfig.get().runtime.output_dir))
+        with user_errors("twin-train"):
+            train(to_config(dcfg), Path(HydraConfig.get().runtime.output_dir))
 
     _main()
 

@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from twin.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_CHAIN_ID = 31337
@@ -27,7 +29,7 @@ DEFAULT_HARDFORK = "prague"
 SETUP_COMMAND = "bash scripts/setup.sh"
 
 
-class AnvilNotFoundError(FileNotFoundError):
+class AnvilNotFoundError(UserError, FileNotFoundError):
     """The anvil binary is not installed (the npm step of the set-up has not run)."""
 
 

@@ -7,12 +7,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS_DIR = REPO_ROOT / "contracts" / "out"
 BUILD_COMMAND = "node scripts/build_contracts.mjs"
 
 
-class ArtifactsNotBuiltError(FileNotFoundError):
+class ArtifactsNotBuiltError(UserError, FileNotFoundError):
     """The contracts have not been compiled (or not this contract)."""
 
 

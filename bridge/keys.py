@@ -22,13 +22,14 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from bridge.anvil import DEFAULT_MNEMONIC
+from twin.errors import UserError
 
 MNEMONIC_ENV = "TWIN_REPLAY_MNEMONIC"
 FUNDER_KEY_ENV = "TWIN_REPLAY_FUNDER_KEY"
 ACCOUNT_PATH = "m/44'/60'/0'/0"
 
 
-class KeysError(ValueError):
+class KeysError(UserError, ValueError):
     """Keys are missing or do not match the deployment (message names the variable)."""
 
 

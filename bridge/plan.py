@@ -31,6 +31,7 @@ from typing import Any
 from bridge.types import AgreementState as S
 from bridge.types import PaymentDirection as D
 from bridge.types import PaymentReason as R
+from twin.errors import UserError
 
 #: Config settings (dotted key, allowed value, why) without which the v1 contracts cannot replay a
 #: record: the flows would differ from the contracts' (docs/replay.md explains each).
@@ -72,7 +73,7 @@ FROM_STATE = {
 CALLS = ("agree", *FROM_STATE)
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """The episode record is malformed or its events do not form v1 calls."""
 
 

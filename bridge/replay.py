@@ -72,6 +72,7 @@ from bridge.types import (
     PaymentDirection,
     TaxCollected,
 )
+from twin.errors import UserError
 
 STATE_FILE = "state.json"
 JOURNAL_FILE = "journal.jsonl"
@@ -126,15 +127,15 @@ class ReplayError(RuntimeError):
         super().__init__("; ".join(parts))
 
 
-class RpcUnreachableError(ReplayError):
+class RpcUnreachableError(UserError, ReplayError):
     """The JSON-RPC endpoint does not answer."""
 
 
-class WrongChainIdError(ReplayError):
+class WrongChainIdError(UserError, ReplayError):
     """The endpoint serves another chain than the deployment, the config or the journal."""
 
 
-class UnderfundedAccountError(ReplayError):
+class UnderfundedAccountError(UserError, ReplayError):
     """An account cannot pay for gas, or the funder cannot fund the genesis wallets."""
 
 

@@ -84,6 +84,16 @@ def _check(cfg: ReplayConfig) -> None:
         raise ConfigError(f"time_mode: {cfg.time_mode!r}; allowed: ['auto', 'set', 'wall']")
     if cfg.episodes < 1:
         raise ConfigError(f"episodes: must be >= 1, got {cfg.episodes}")
+    if not 0 <= cfg.seed <= 2**31 - 1:  # episode e is seeded seed + e (numpy: non-negative)
+        raise ConfigError(f"seed = {cfg.seed} is out of range; allowed range: [0, {2**31 - 1}]")
+    if cfg.stop_after_steps < -1:
+        raise ConfigError(
+            f"stop_after_steps = {cfg.stop_after_steps}: allowed values: -1 (all) or >= 0"
+        )
+    if cfg.chain_id < 0:
+        raise ConfigError(f"chain_id = {cfg.chain_id}: allowed values: 0 (any) or a chain id > 0")
+    if any(e < 0 for e in cfg.select):
+        raise ConfigError(f"select = {list(cfg.select)}: episode numbers must be >= 0")
 
 
 def record_path(cfg: ReplayConfig, out: Path) -> Path:
@@ -165,15 +175,17 @@ def main() -> None:
     from omegaconf import DictConfig
 
     from twin.configuration import config_dir
+    from twin.errors import user_errors
 
     register_replay_schema()
     signal.signal(signal.SIGTERM, _terminate)
 
     @hydra.main(config_path=str(config_dir()), config_name="replay", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:
-        cfg: ReplayConfig = OmegaConf.to_object(dcfg)
-        out = Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
-        replay(cfg, out)
+        with user_errors("twin-replay"):
+            cfg: ReplayConfig = OmegaConf.to_object(dcfg)
+            out = Path(cfg.out) if cfg.out else Path(HydraConfig.get().runtime.output_dir)
+            replay(cfg, out)
 
     _main()
 

@@ -21,6 +21,7 @@ from agents.policies import list_checkpoints, load
 from agents.schema import RayConfig
 from agents.train import METRICS, ray_session, train
 from experiments.record import read_record
+from twin.config import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +146,31 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_address, tmp_path, caps
     assert market.loc[3, "env_steps_lifetime"] > lifetime_2.iloc[0]  # counters continued
     assert market.env_steps_lifetime.is_monotonic_increasing
     assert list_checkpoints(run)[-1].name == "iter_000005"
+
+
+def test_resume_refuses_a_changed_config_and_says_when_nothing_is_left(trained, ray_address,
+                                                                      capsys):  # fmt: skip
+    run = trained.run_dir
+    files = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    changed = twin.compose([*TINY, "train.resume=true", "train.iterations=4", "train.lr=0.001",
+                            "policies.jc.check_probability=0.9"])  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        train(changed, run)
+    msg = str(err.value)  # every differing key, old -> new; the allowed ones are not listed
+    assert msg.startswith(f"train.resume=true: this config differs from the one {run} was")
+    assert "policies.jc.check_probability: 0.1 -> 0.9; train.lr: 0.0003 -> 0.001;" in msg
+    assert "train.iterations:" not in msg and "train.resume:" not in msg
+    # only RESUME_MAY_CHANGE keys differ, and the run already has its 3 iterations
+    same = twin.compose([*TINY, "train.resume=true", "train.keep_checkpoints=9", "run.name=x",
+                         f"train.ray.address={ray_address}"])  # fmt: skip
+    capsys.readouterr()
+    res = train(same, run)
+    out = capsys.readouterr().out
+    assert out.startswith(f"nothing left to train: {run} already reached iteration 3 "
+                          "(train.iterations=3); raise train.iterations")  # fmt: skip
+    assert "trained" not in out.replace("nothing left to train", "")
+    assert res.checkpoint == trained.checkpoint and res.iterations == 3
+    assert files == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}  # untouched
 
 
 def test_policies_load_without_ray_and_respect_masks(trained):

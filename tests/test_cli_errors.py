@@ -1,0 +1,67 @@
+"""User errors of the command-line tools: one line, exit status 2, the field named (no Ray)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+import twin
+from agents.ray_address import check_address
+from agents.train import train
+from twin.config import ConfigError
+from twin.errors import UserError
+
+
+def _closed_port() -> int:
+    """A local TCP port where nothing listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_ray_address_fails_fast_naming_the_field(tmp_path):
+    address = f"127.0.0.1:{_closed_port()}"
+    cfg = twin.compose(["train=smoke", f"train.ray.address={address}"])
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match=rf"^train.ray.address = '{address}': no Ray cluster"):
+        train(cfg, tmp_path / "run")
+    assert time.perf_counter() - t0 < 10  # ray.init would retry for minutes
+    assert not (tmp_path / "run").exists()  # failed before writing anything
+
+
+@pytest.mark.parametrize("address", ["localhost", "10.0.0.5:0", "10.0.0.5:70000", "http://x:1"])
+def test_malformed_ray_address_lists_the_allowed_forms(address):
+    with pytest.raises(ConfigError, match=r"^train.ray.address = .* is not allowed; allowed"):
+        check_address(address)
+
+
+def test_local_and_auto_addresses_are_not_checked():
+    check_address("")
+    check_address("auto")
+
+
+def test_bridge_input_errors_are_user_errors_and_findings_are_not():
+    from bridge.anvil import AnvilNotFoundError
+    from bridge.artifacts import ArtifactsNotBuiltError
+    from bridge.keys import KeysError
+    from bridge.plan import RecordError, UnsupportedRecordError
+    from bridge.replay import (
+        ReplayDivergenceError,
+        ReplayError,
+        ReplayStateError,
+        RpcUnreachableError,
+        UnderfundedAccountError,
+        WrongChainIdError,
+    )
+
+    for cls, base in ((RpcUnreachableError, ReplayError), (WrongChainIdError, ReplayError),
+                      (UnderfundedAccountError, ReplayError), (RecordError, ValueError),
+                      (UnsupportedRecordError, RecordError), (KeysError, ValueError),
+                      (AnvilNotFoundError, FileNotFoundError),
+                      (ArtifactsNotBuiltError, FileNotFoundError)):  # fmt: skip
+        assert issubclass(cls, UserError) and issubclass(cls, base), cls
+    assert str(RpcUnreachableError("rpc down", tx="0x1")) == "rpc down; transaction 0x1"
+    for cls in (ReplayDivergenceError, ReplayStateError):  # a finding or a bug: a traceback
+        assert not issubclass(cls, UserError), cls
