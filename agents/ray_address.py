@@ -27,22 +27,23 @@ def ray_running() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
-def check_address(address: str, field: str = "train.ray.address", timeout_s: float = 5.0) -> None:
+def check_address(address: str, field: str = "train.ray.address", timeout_s: float = 5.0,
+                  skip_if_running: bool = True) -> None:  # fmt: skip
     """Fail at once, naming ``field``, when ``address`` is malformed or nothing answers there.
 
     ``''`` (a local Ray) and ``'auto'`` (the cluster this machine belongs to) are not checked,
     nor is any address while Ray already runs in this process (:func:`agents.train.ray_session`
-    then reuses it: a sweep's trial); ``'host:port'`` (the head node's GCS port) and ``'ray://host:port'`` (Ray Client) must
+    then reuses it: a sweep's trial; ``skip_if_running=False`` checks it anyway); ``'host:port'`` (the head node's GCS port) and ``'ray://host:port'`` (Ray Client) must
     accept a TCP connection within ``timeout_s`` seconds.
     """
-    if address in ("", "auto") or ray_running():
+    if address in ("", "auto") or (skip_if_running and ray_running()):
         return
     hostport = address[len(CLIENT_SCHEME) :] if address.startswith(CLIENT_SCHEME) else address
     m = ADDRESS.match(hostport)
     if not m or not 0 < int(m.group(2)) < 65536:
         raise ConfigError(
-            f"{field} = {address!r} is not allowed; allowed values: '' (a local Ray in the run "
-            "directory), 'auto' (the cluster this machine belongs to), 'host:port' (the head "
+            f"{field} = {address!r} is not allowed; allowed values: '' (a local Ray in the "
+            "output directory), 'auto' (the cluster this machine belongs to), 'host:port' (the head "
             "node's GCS port, e.g. 10.0.0.5:6379) or 'ray://host:port' (Ray Client)"
         )
     host = m.group(1).strip("[]")

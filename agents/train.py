@@ -501,7 +501,13 @@ def _hydra_main() -> None:
 
 
 def main() -> None:
-    """``twin-train``: the Hydra app (``twin-train experiment=... key=value``)."""
+    """``twin-train``: the Hydra app (``twin-train experiment=... key=value``); the command line
+    is checked first (:func:`twin.configuration.check_cli_overrides`)."""
+    from twin.configuration import check_cli_overrides
+    from twin.errors import user_errors
+
+    with user_errors("twin-train"):
+        check_cli_overrides(sys.argv[1:])
     _hydra_main()
 
 

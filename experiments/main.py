@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from twin.config import RUN_MODES, check_run, register_schemas
-from twin.configuration import config_dir, to_config
+from twin.configuration import check_cli_overrides, config_dir, to_config
 from twin.errors import user_errors
 
 MODES = RUN_MODES
@@ -103,7 +103,7 @@ register_schemas()
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
-def main(dcfg: DictConfig) -> None:
+def _main(dcfg: DictConfig) -> None:
     # SystemExit passes through Hydra's job runner (it catches Exception only): status 2, and
     # no "Error executing job" or traceback
     with user_errors("twin-run"):
@@ -114,6 +114,14 @@ def main(dcfg: DictConfig) -> None:
             train_and_report(cfg, out)
         else:
             simulate(cfg, out)
+
+
+def main() -> None:
+    """``twin-run [experiment=...] [key=value ...]`` (the README's main job): the command line is
+    checked first (:func:`twin.configuration.check_cli_overrides`), then the Hydra app runs."""
+    with user_errors("twin-run"):
+        check_cli_overrides(sys.argv[1:])
+    _main()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -94,6 +93,7 @@ from experiments.sweep_schema import (
     register_sweep_schema,
 )
 from twin.config import ConfigError, TwinConfig
+from twin.errors import UserError, one_line
 
 RESULTS = "results"
 ERRORS = "errors"
@@ -567,26 +567,11 @@ ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """Fail at once, naming ``ray.address``, when it is malformed or nothing answers there."""
-    if address in ("", "auto"):
-        return
-    m = ADDRESS.match(address)
-    if not m or not 0 < int(m.group(2)) < 65536:
-        raise ConfigError(
-            f"ray.address = {address!r} is not allowed; allowed values: '' (a local Ray in the "
-            "sweep directory), 'auto' (the cluster this machine belongs to) or 'host:port' (the "
-            "head node's GCS port, e.g. 10.0.0.5:6379)"
-        )
-    host = m.group(1).strip("[]")
-    try:
-        with socket.create_connection((host, int(m.group(2))), timeout=timeout_s):
-            pass
-    except OSError as e:
-        raise ConfigError(
-            f"ray.address = {address!r}: no Ray cluster answers there ({e.strerror or e}); start "
-            "one with `ray start --head --port=<port>` on the head node, or leave ray.address "
-            "empty for a local Ray"
-        ) from None
+    """Fail at once, naming ``ray.address``, when it is malformed or nothing answers there
+    (:func:`agents.ray_address.check_address`, also while Ray runs in this process)."""
+    from agents.ray_address import check_address as check
+
+    check(address, "ray.address", timeout_s, skip_if_running=False)
 
 
 def cluster_nodes() -> dict[str, dict]:
@@ -924,8 +909,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_address(app.ray.address)
         plan = plan_sweep(overrides, app.sweep)
         run_sweep(overrides, app.sweep, app.ray, plan=plan)
-    except ConfigError as e:
-        print(f"twin-sweep: {e}", file=sys.stderr)
+    except UserError as e:  # bad input (ConfigError among them): one line, as twin.errors does
+        print(f"twin-sweep: {one_line(str(e))}", file=sys.stderr)
         return 2
     return 0
 

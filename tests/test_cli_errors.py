@@ -65,3 +65,21 @@ def test_bridge_input_errors_are_user_errors_and_findings_are_not():
     assert str(RpcUnreachableError("rpc down", tx="0x1")) == "rpc down; transaction 0x1"
     for cls in (ReplayDivergenceError, ReplayStateError):  # a finding or a bug: a traceback
         assert not issubclass(cls, UserError), cls
+
+
+def test_twin_train_reports_a_misspelt_key_on_one_line(tmp_path):
+    """The command line is composed once before Hydra's own composition (whose message only
+    suggests appending the key with "+"): one line with the allowed keys, status 2."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.train", "train=smoke", "train.iteratoins=2",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("twin-train: train.iteratoins: unknown key; allowed keys of train: [")
+    assert line.endswith("did you mean train.iterations?")
+    assert not (tmp_path / "run").exists()

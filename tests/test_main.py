@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import twin
 from experiments.main import check_run
 from twin.config import ConfigError
 
@@ -81,6 +83,18 @@ def test_simulate_writes_train_modes_report_and_a_replayable_record(tmp_path):
         ("run.episodes=0", "run.episodes = 0 is out of range; allowed range: >= 1"),
         ("run.mode=bogus",
          "run.mode = 'bogus' is not allowed; allowed values: ['train', 'simulate']"),
+        # a misspelt key: checked before Hydra's own composition (which suggests "+" instead)
+        ("policies.jc.check_probabilty=0.3",
+         "policies.jc.check_probabilty: unknown key; allowed keys of policies.jc: ['policy', "
+         "'learning_share', 'cheat_probability', 'check_probability', 'price_level']; did you "
+         "mean policies.jc.check_probability, policies.jc.cheat_probability?"),
+        ("experiment=cheating_economic",
+         "experiment=cheating_economic: no such option of the config group 'experiment'; "
+         "allowed values: ['cheating_economics', 'collusion_ring', 'deployed_defects', "
+         "'learning_checkers', " + ", ".join(
+             repr(p.stem) for p in sorted((Path(twin.config_dir()) / "experiment").glob("*.yaml"))
+             if p.stem not in ("cheating_economics", "collusion_ring", "deployed_defects",
+                               "learning_checkers")) + "] (the files of configs/experiment/)"),
     ],
 )  # fmt: skip
 def test_main_job_reports_a_user_error_on_one_line_before_training(tmp_path, override, message):

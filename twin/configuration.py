@@ -125,3 +125,15 @@ def to_config(cfg: DictConfig | TwinConfig) -> TwinConfig:
     except Exception as e:
         raise ConfigError(str(e)) from e
     return validate(obj)
+
+
+def check_cli_overrides(argv: Sequence[str]) -> None:
+    """Compose a Hydra app's command-line overrides once, before Hydra does, so that a bad one
+    fails with :func:`compose`'s one-line message (Hydra's own names the key but lists nothing
+    and suggests appending it with ``+``). Keys of ``hydra`` are left to Hydra; so is the whole
+    command line when it holds a flag (``--multirun``, ``--cfg``, ``--help``...)."""
+    argv = list(argv)
+    if any(a.startswith("-") for a in argv):
+        return
+    keep = [a for a in argv if not a.lstrip("+~").startswith(("hydra.", "hydra/", "hydra="))]
+    compose(keep)
