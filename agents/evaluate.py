@@ -220,10 +220,12 @@ def main() -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from twin.configuration import config_dir
+    from twin.configuration import check_cli_overrides, config_dir
     from twin.errors import user_errors
 
     register_eval_schema()
+    with user_errors("twin-eval"):  # a bad override: one line, before Hydra's own composition
+        check_cli_overrides(sys.argv[1:], "eval")
 
     @hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
     def _main(dcfg: DictConfig) -> None:

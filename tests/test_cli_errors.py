@@ -83,3 +83,29 @@ def test_twin_train_reports_a_misspelt_key_on_one_line(tmp_path):
     assert line.startswith("twin-train: train.iteratoins: unknown key; allowed keys of train: [")
     assert line.endswith("did you mean train.iterations?")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "override", "line"),
+    [
+        ("agents.evaluate", "episodez=3",
+         "twin-eval: episodez: unknown key; allowed keys of the root: ['checkpoint', 'episodes',"),
+        ("bridge.replay_app", "episodez=3",
+         "twin-replay: episodez: unknown key; allowed keys of the root: ['checkpoint', 'record',"),
+        ("agents.exploit", "normalizer=payment_collateral",
+         "twin-exploit: normalizer: unknown key; allowed keys of the root: ['exploit', 'seed',"),
+    ],
+)  # fmt: skip
+def test_every_hydra_tool_reports_a_misspelt_key_on_one_line(tmp_path, module, override, line):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", module, override, f"hydra.run.dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (got,) = proc.stderr.splitlines()
+    assert got.startswith(line)
+    key = override.split("=")[0]
+    assert got.endswith("did you mean episodes?" if key == "episodez" else "exploit.normalizer?")

@@ -32,6 +32,13 @@ def config_dir() -> Path:
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> TwinConfig:
     """Compose ``configs/<config_name>.yaml`` with ``overrides`` into a validated config."""
+    return to_config(compose_node(overrides, config_name))
+
+
+def compose_node(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with ``overrides`` (Hydra's DictConfig, not yet
+    validated): a bad override fails as a one-line :class:`ConfigError`. The schemas of
+    ``config_name`` must be registered (``config``'s are, here)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -51,9 +58,9 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> TwinC
             raise _composition_error(e, overrides, hydra_compose, config_name) from e
 
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app
-        return to_config(run())
+        return run()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return to_config(run())
+        return run()
 
 
 def _composition_error(e: Exception, overrides: list[str], hydra_compose, config_name: str
@@ -127,13 +134,18 @@ def to_config(cfg: DictConfig | TwinConfig) -> TwinConfig:
     return validate(obj)
 
 
-def check_cli_overrides(argv: Sequence[str]) -> None:
+def check_cli_overrides(argv: Sequence[str], config_name: str = "config") -> None:
     """Compose a Hydra app's command-line overrides once, before Hydra does, so that a bad one
-    fails with :func:`compose`'s one-line message (Hydra's own names the key but lists nothing
-    and suggests appending it with ``+``). Keys of ``hydra`` are left to Hydra; so is the whole
-    command line when it holds a flag (``--multirun``, ``--cfg``, ``--help``...)."""
+    fails with :func:`compose_node`'s one-line message (Hydra's own names the key but lists
+    nothing and suggests appending it with ``+``); the twin's own config (``config``) is also
+    validated (:func:`compose`). Keys of ``hydra`` are left to Hydra; so is the whole command
+    line when it holds a flag (``--multirun``, ``--cfg``, ``--help``...). The app registers its
+    schemas first."""
     argv = list(argv)
     if any(a.startswith("-") for a in argv):
         return
     keep = [a for a in argv if not a.lstrip("+~").startswith(("hydra.", "hydra/", "hydra="))]
-    compose(keep)
+    if config_name == "config":
+        compose(keep)
+    else:
+        compose_node(keep, config_name)
