@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import os
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+if __name__ == "__main__":  # one thread per library when run as a benchmark; not when imported
+    # (the variables would reach every process started later, e.g. the test suite's Ray workers)
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
 
 import argparse
 import json
@@ -222,10 +224,22 @@ def _bench(a: argparse.Namespace) -> None:
     bench_config(a.agents[0], sweep)
     if a.mechanisms_at and not a.all_mechanisms and a.override:
         bench_config(a.mechanisms_at, [*ALL_MECHANISMS, *a.override])
+    # one core while measuring, and the process's CPUs back afterwards: a caller that goes on
+    # (the test suite, a notebook) and the processes it starts (Ray's) keep every core
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    except (AttributeError, OSError):
-        pass
+        if cpus:
+            os.sched_setaffinity(0, {min(cpus)})
+        _measure(a, sweep)
+    finally:
+        if cpus:
+            try:
+                os.sched_setaffinity(0, cpus)
+            except OSError:
+                pass
+
+
+def _measure(a: argparse.Namespace, sweep: list[str]) -> None:
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} (1 min)")
     print(

@@ -28,8 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+if __name__ == "__main__":  # one thread per library when run as a benchmark; not when imported
+    # (the variables would reach every process started later, e.g. the test suite's Ray workers)
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
 
 IMPORTS = "import agents.train, agents.evaluate, ray.rllib.algorithms.ppo, torch, twin"
 

@@ -32,8 +32,10 @@ from pathlib import Path
 
 PROG = "bench_train"
 
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_v, "1")
+if __name__ == "__main__":  # one thread per library when run as a benchmark; not when imported
+    # (the variables would reach every process started later, e.g. the test suite's Ray workers)
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_v, "1")
 
 
 class _Clock:

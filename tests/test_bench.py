@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -18,8 +19,12 @@ from twin.errors import one_line
 
 def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
     out = tmp_path / "bench.json"
+    cpus = os.sched_getaffinity(0)
     bench.main(["--agents", "10", "100", "120", "--agent-steps", "1500", "--mechanisms-at", "10",
                 "--repeat", "2", "--out", str(out)])  # fmt: skip
+    # measured on one core, then the process has its CPUs back (the tests after this one, and
+    # the Ray workers they start, would otherwise share one core)
+    assert os.sched_getaffinity(0) == cpus
     d = json.loads(out.read_text())
     assert [r["agents"] for r in d["rows"]] == [10, 100, 120]
     assert all(r["steps"] == max(30, 1500 // r["agents"]) for r in d["rows"])
