@@ -8,14 +8,16 @@ PY := $(VENV)/bin/python
 setup:
 	@bash scripts/setup.sh
 
+# PYTHONHASHSEED=0: RLlib orders each batch's agents by iterating sets of agent ids, so a
+# training is the same across processes only with a fixed string-hash seed (agents/hashseed.py)
 run: setup
-	$(PY) -m experiments.main $(ARGS)
+	PYTHONHASHSEED=0 $(PY) -m experiments.main $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q
+	PYTHONHASHSEED=0 $(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	PYTHONHASHSEED=0 $(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m experiments.bench $(ARGS)

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from agents.hashseed import RUNTIME_ENV
 from agents.measures import MEASURES, ROWS, rates
 from agents.policies import (
     CHECKPOINTS,
@@ -100,7 +101,8 @@ def ray_session(rc: RayConfig, run_dir: Path) -> Iterator[None]:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if rc.address:
-        ray.init(address=rc.address, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(address=rc.address, log_to_driver=False, logging_level=logging.ERROR,
+                 runtime_env=RUNTIME_ENV)  # fmt: skip
         try:
             yield
         finally:
@@ -115,6 +117,7 @@ def ray_session(rc: RayConfig, run_dir: Path) -> Iterator[None]:
             link.symlink_to(tmp, target_is_directory=True)
     tmp.mkdir(parents=True, exist_ok=True)
     ray.init(
+        runtime_env=RUNTIME_ENV,  # a fixed string-hash seed in every worker (agents.hashseed)
         num_cpus=rc.num_cpus,
         object_store_memory=rc.object_store_mb * 2**20,
         include_dashboard=False,
@@ -503,9 +506,11 @@ def _hydra_main() -> None:
 def main() -> None:
     """``twin-train``: the Hydra app (``twin-train experiment=... key=value``); the command line
     is checked first (:func:`twin.configuration.check_cli_overrides`)."""
+    from agents.hashseed import reexec_with_fixed_hash_seed
     from twin.configuration import check_cli_overrides
     from twin.errors import user_errors
 
+    reexec_with_fixed_hash_seed()
     with user_errors("twin-train"):
         check_cli_overrides(sys.argv[1:])
     _hydra_main()

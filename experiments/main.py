@@ -119,6 +119,9 @@ def _main(dcfg: DictConfig) -> None:
 def main() -> None:
     """``twin-run [experiment=...] [key=value ...]`` (the README's main job): the command line is
     checked first (:func:`twin.configuration.check_cli_overrides`), then the Hydra app runs."""
+    from agents.hashseed import reexec_with_fixed_hash_seed
+
+    reexec_with_fixed_hash_seed()
     with user_errors("twin-run"):
         check_cli_overrides(sys.argv[1:])
     _main()

@@ -109,3 +109,25 @@ def test_every_hydra_tool_reports_a_misspelt_key_on_one_line(tmp_path, module, o
     assert got.startswith(line)
     key = override.split("=")[0]
     assert got.endswith("did you mean episodes?" if key == "episodez" else "exploit.normalizer?")
+
+
+def test_training_tools_run_with_a_fixed_string_hash_seed():
+    """RLlib orders a batch's agents by iterating sets of agent ids, so training is the same
+    across processes only with one string-hash seed: a tool re-executes itself once with
+    PYTHONHASHSEED=0 (agents/hashseed.py), whatever seed it was started with."""
+    import subprocess
+    import sys
+
+    code = ("from agents.hashseed import reexec_with_fixed_hash_seed as r; r(); import os; "
+            "print(os.environ['PYTHONHASHSEED'], sorted({'rp_0', 'rp_1', 'rp_2'}) == "
+            "list(dict.fromkeys(sorted({'rp_0', 'rp_1', 'rp_2'}))), list({'rp_0', 'rp_1', 'rp_2'}))")  # fmt: skip
+    outs = set()
+    for seed in ("5", "7", "0"):
+        env = {k: v for k, v in __import__("os").environ.items() if k != "TWIN_NO_REEXEC"}
+        env["PYTHONHASHSEED"] = seed
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("0 True")
+        outs.add(proc.stdout)
+    assert len(outs) == 1  # the same set iteration order in every process
