@@ -39,7 +39,7 @@ def fixed_hash_seed() -> bool:
 def reexec_with_fixed_hash_seed() -> None:
     """Replace this process by the same command with ``PYTHONHASHSEED=0``, unless it already
     runs with it (then return). Call it first thing in a command-line tool's ``main``."""
-    if fixed_hash_seed() or os.environ.get("TWIN_NO_REEXEC"):
+    if fixed_hash_seed():
         return
     env = dict(os.environ, PYTHONHASHSEED=HASH_SEED)
     sys.stdout.flush()

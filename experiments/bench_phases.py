@@ -38,7 +38,7 @@ PROG = "bench_phases"
 ENV_PARTS = ("_to_market_actions", "_observer", "_observations")
 
 
-class _Timers:
+class Timers:
     """Wall time and calls per label, of callables wrapped with :meth:`wrap`."""
 
     def __init__(self) -> None:
@@ -46,9 +46,11 @@ class _Timers:
         self.calls: dict[str, int] = {}
 
     def wrap(self, obj, attr: str, label: str) -> None:
+        """Replace ``obj.attr`` by a timed call, adding to ``label`` (several may share one)."""
         fn = getattr(obj, attr)
         seconds, calls = self.seconds, self.calls
-        seconds[label], calls[label] = 0.0, 0
+        seconds.setdefault(label, 0.0)
+        calls.setdefault(label, 0)
         clock = time.perf_counter
 
         def timed(*args, **kwargs):
@@ -66,14 +68,14 @@ class _Timers:
             self.seconds[k], self.calls[k] = 0.0, 0
 
 
-def instrument(env) -> tuple[_Timers, list[tuple[str, str]]]:
+def instrument(env) -> tuple[Timers, list[tuple[str, str]]]:
     """Wrap ``env``'s parts, its market's phases and its mechanisms' hooks in timers; returns
     the timers and the rows of the table as (label, kind) in step order (kind: ``env``,
     ``phase`` or ``hook``)."""
     from twin.market import PHASES
     from twin.mechanisms.base import HOOKS
 
-    timers, rows = _Timers(), []
+    timers, rows = Timers(), []
     mk = env.market
     for part in ENV_PARTS:
         label = f"env.{part.lstrip('_')}"

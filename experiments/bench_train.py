@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from experiments.bench_phases import Timers
+
 PROG = "bench_train"
 
 if __name__ == "__main__":  # one thread per library when run as a benchmark; not when imported
@@ -38,48 +40,35 @@ if __name__ == "__main__":  # one thread per library when run as a benchmark; no
         os.environ.setdefault(_v, "1")
 
 
-class _Clock:
-    """Accumulates wall time spent inside wrapped callables."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def wrap(self, fn):
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        return timed
-
-
-def _instrument(algo) -> dict[str, _Clock]:
-    """Time the env adapters, the markets' PettingZoo envs and the episode-end callback."""
+def _instrument(algo) -> Timers:
+    """Time the env adapters (``env``), the markets' PettingZoo envs (``market``) and the
+    episode-end callback (``measures``)."""
     from agents.callbacks import MarketMetricsCallback
 
-    clocks = {"env": _Clock(), "market": _Clock(), "measures": _Clock()}
+    clocks = Timers()
     er = algo.env_runner
     for sub in er.env.envs:
         env = sub.unwrapped
-        env.step = clocks["env"].wrap(env.step)
-        env.reset = clocks["env"].wrap(env.reset)
-        env.par_env.step = clocks["market"].wrap(env.par_env.step)
-        env.par_env.reset = clocks["market"].wrap(env.par_env.reset)
+        for obj, label in ((env, "env"), (env.par_env, "market")):
+            clocks.wrap(obj, "step", label)
+            clocks.wrap(obj, "reset", label)
+    clocks.seconds.setdefault("measures", 0.0)
     for cb in getattr(er, "_callbacks", []):
         if isinstance(cb, MarketMetricsCallback):
-            cb.on_episode_end = clocks["measures"].wrap(cb.on_episode_end)
+            clocks.wrap(cb, "on_episode_end", "measures")
     return clocks
 
 
 def bench_config(nvec: int, env_steps: int, overrides: list[str]):
     """The twin config of one setting: the default config, the sampling settings, overrides."""
     import twin
+    from agents.schema import TrainConfig
 
+    batch = max(env_steps, nvec)  # a short run's batch may be below the default minibatch
     return twin.compose([
         f"train.num_envs_per_env_runner={nvec}", "train.rollout_fragment_length=0",
-        f"train.train_batch_size={max(env_steps, nvec)}", *overrides,
+        f"train.train_batch_size={batch}",
+        f"train.minibatch_size={min(TrainConfig().minibatch_size, batch)}", *overrides,
     ])  # fmt: skip
 
 
@@ -104,7 +93,7 @@ def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         finally:
             algo.stop()
-    env_s, market_s, meas_s = (clocks[k].seconds for k in ("env", "market", "measures"))
+    env_s, market_s, meas_s = (clocks.seconds[k] for k in ("env", "market", "measures"))
     return {
         "num_envs_per_env_runner": nvec,
         "env_steps": done,

@@ -32,11 +32,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from twin.config import RUN_MODES, check_run, register_schemas
+from twin.config import check_run, register_schemas
 from twin.configuration import check_cli_overrides, config_dir, to_config
 from twin.errors import user_errors
 
-MODES = RUN_MODES
 #: the measures of the ``market`` row that the summary holds too (as ``twin-eval``'s does)
 SUMMARY_MEASURES = ("payoff_tokens", "cheat_rate", "check_rate", "collusion_rate",
                     "wrong_accepted_rate", "mediation_rate", "collateral_locked_tokens",

@@ -87,6 +87,14 @@ def _tool(name: str):
     return importlib.import_module(f"experiments.{name}")
 
 
+def _usage_error(capsys, tool, args: list[str]) -> tuple[str, str]:
+    """Run ``tool.main(args)``, which must exit with status 2; its (stdout, stderr)."""
+    with pytest.raises(SystemExit) as e:
+        tool.main(args)
+    assert e.value.code == 2
+    return capsys.readouterr()
+
+
 @pytest.mark.parametrize(
     ("name", "args"),
     [("bench", ["--agents", "10"]), ("bench_phases", ["--agents", "10"]),
@@ -97,10 +105,7 @@ def test_bench_tools_report_a_bad_override_on_one_line(capsys, name, args, overr
     tool = _tool(name)
     with pytest.raises(ConfigError) as expected:
         twin.compose([override])
-    with pytest.raises(SystemExit) as e:
-        tool.main([*args, "--override", override])
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
+    out, err = _usage_error(capsys, tool, [*args, "--override", override])
     assert err == f"{tool.PROG}: {one_line(str(expected.value))}\n"
     assert override.split("=")[0] in err
     assert out == ""  # before anything is measured (or Ray started)
@@ -114,10 +119,7 @@ def test_bench_tools_report_a_bad_override_on_one_line(capsys, name, args, overr
 )  # fmt: skip
 def test_bench_tools_check_out_before_running(capsys, name, args, message):
     tool = _tool(name)
-    with pytest.raises(SystemExit) as e:
-        tool.main(args)
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
+    out, err = _usage_error(capsys, tool, args)
     assert err.splitlines()[-1] == f"{tool.PROG}: error: {message}"
     assert out == ""
 
@@ -131,11 +133,8 @@ def test_bench_tools_check_out_before_running(capsys, name, args, message):
      ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument")],
 )  # fmt: skip
 def test_bench_tools_reject_bad_arguments(capsys, name, args, message):
-    tool = _tool(name)
-    with pytest.raises(SystemExit) as e:
-        tool.main(args)
-    assert e.value.code == 2
-    assert message in capsys.readouterr().err.splitlines()[-1]
+    _, err = _usage_error(capsys, _tool(name), args)
+    assert message in err.splitlines()[-1]
 
 
 def test_bench_command_line_misspelt_key_no_traceback():

@@ -123,8 +123,7 @@ def test_training_tools_run_with_a_fixed_string_hash_seed():
             "list(dict.fromkeys(sorted({'rp_0', 'rp_1', 'rp_2'}))), list({'rp_0', 'rp_1', 'rp_2'}))")  # fmt: skip
     outs = set()
     for seed in ("5", "7", "0"):
-        env = {k: v for k, v in __import__("os").environ.items() if k != "TWIN_NO_REEXEC"}
-        env["PYTHONHASHSEED"] = seed
+        env = dict(__import__("os").environ, PYTHONHASHSEED=seed)
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=env, timeout=120)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
