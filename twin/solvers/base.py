@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from twin.orderbook import FIXED, JobOffers, ResourceOffers, Trust
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):  # (a tuple: made several times a tick, 4x cheaper than a dataclass)
     job_offer: int
     rp_row: int  # row in ResourceOffers
     resource_offer: int  # the RP's offer id at match time

@@ -5,29 +5,26 @@ offer (ties to the older offer); a fixed-priced job takes the oldest affordable 
 final (never retried). Capacity is reserved as matches are made, so a later job in the same round
 sees what is left of a machine.
 
-The round applies the rule of :func:`twin.solvers.base.feasible` to each job in turn, with what
-does not change during a round computed once: the offers of this solver, the fixed-price and
-trust filters, and each offer's rank by (price, posting time, row). The preferred offer of a job
-is then the feasible one of smallest rank key (``argmin``); a reservation re-posts the offer, so
-only its posting-time rank changes. With reputation ranking on (``res.score`` set by the
-reputation mechanism), the higher-scored offer wins among equally priced ones (market jobs) or
-among affordable ones (fixed-price jobs), before the posting-time rule.
+The round walks the jobs in order in Python over the offers of this solver (a few dozen): each
+offer's fields are read into lists once, and the offers are kept sorted by their rank key --
+(price, posting time, row) for market-priced jobs, (posting time, row) for fixed-price ones. A
+job takes the first offer in that order that passes :func:`twin.solvers.base.feasible`'s rule;
+its reservation re-posts the offer at ``now``, which moves it to its new place in each order.
+Reservations are written back to the book once, at the end of the round. With reputation
+ranking on (``res.score`` set by the reputation mechanism), the higher-scored offer wins among
+equally priced ones (market jobs) or among affordable ones (fixed-price jobs), before the
+posting-time rule. (Per job, a few Python comparisons per offer walked cost less than a dozen
+numpy calls over the whole book.)
 """
 
 from __future__ import annotations
 
+from bisect import insort
+
 import numpy as np
 
-from twin.orderbook import FIXED, MARKET, JobOffers, ResourceOffers, Trust
+from twin.orderbook import FIXED, JobOffers, ResourceOffers, Trust
 from twin.solvers.base import Match
-
-_NONE = np.iinfo(np.int64).max  # rank key of an offer that does not fit
-
-
-def _rank(values: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
-    """Order-preserving integer rank of each value: how many of ``sorted_values`` are smaller
-    (equal values get equal ranks)."""
-    return np.searchsorted(sorted_values, values)
 
 
 class V1Solver:
@@ -49,74 +46,96 @@ class V1Solver:
         ]
         if not todo:
             return []
-        mine = res.offering & (res.solver == solver_id)
-        if not mine.any():
+        mine = np.flatnonzero(res.offering & (res.solver == solver_id)).tolist()
+        if not mine:
             return []
-        # rank keys: market jobs prefer (price, posted_at, row), fixed jobs (posted_at, row); a
-        # reservation re-posts the offer at ``now`` (ranks < n + 1, so keys < (n + 1)^3)
-        n = len(res.price)
-        price_rank = _rank(res.price, np.sort(res.price))
-        posted = np.sort(np.append(res.posted_at, now))
-        posted_rank, rank_now = _rank(res.posted_at, posted), int(np.searchsorted(posted, now))
-        tier = (n + 1) * n
-        key_fixed = posted_rank * n + np.arange(n)
-        score_rank = None
-        if res.score is not None:  # reputation ranking: higher score first (keys < (n + 1)^4)
-            neg = -np.asarray(res.score, float)
-            score_rank = _rank(neg, np.sort(neg))
-            key_fixed += score_rank * tier
-        key_market = price_rank * (tier * (n + 1)) + key_fixed
-        rp_fixed, any_fixed = None, False  # RPs with fixed-price offers (for fixed-price jobs)
+        # The round in Python over the few offers of this solver: each offer's fields as lists,
+        # the offers kept sorted by their rank key; a job walks that order and takes the first
+        # offer that fits. A reservation re-posts the offer at ``now``: it moves to its new place.
+        price, posted, free = res.price.tolist(), res.posted_at.tolist(), res.free.tolist()
+        neg = None  # reputation ranking: the higher score first, as a rank (equal scores tie)
+        if res.score is not None:
+            s = -np.asarray(res.score, float)
+            neg = np.searchsorted(np.sort(s), s).tolist()
+        if neg is None:
+            by_market = sorted([(price[r], posted[r], r) for r in mine])
+        else:
+            by_market = sorted([(price[r], neg[r], posted[r], r) for r in mine])
+        by_fixed = None  # built at the first fixed-price job: (score rank, posted, row)
+        vram = res.vram.tolist()
         rp_bits = None if trust.all else trust.bits[rp_accounts]
-        vram_ok: dict[int, np.ndarray] = {}
-        module_ok: dict[int, np.ndarray] = {}
-
-        needs = rows[:, JobOffers.NEED_INDEX]  # (milli-CPU, GPUs, RAM MB, disk MB) each job needs
+        modules = res.modules_mask.tolist() if res.any_module_limits else None
+        rp_fixed = None  # per offer: its fixed price, or None for a market-priced offer
+        oid = None  # offer ids, read at the first match
         c_vram, c_module, c_mode, c_price, c_jc = (
             col[f] for f in ("vram", "module", "mode", "price", "jc")
         )
+        n0, n1, n2, n3 = JobOffers.NEED  # columns of a job's needs (milli-CPU, GPUs, RAM, disk)
         out: list[Match] = []
-        free = res.free
+        taken: list[int] = []  # rows reserved, in match order
         for k in todo:
-            j, row, need = live[k], table[k], needs[k]
-            vram, module, mode, price, jc = (
+            row = table[k]
+            c, g, ram, disk = row[n0], row[n1], row[n2], row[n3]
+            v, module, fixed_job, bid = (
                 row[c_vram],
                 row[c_module],
-                row[c_mode],
+                row[c_mode] == FIXED,
                 row[c_price],
-                row[c_jc],
             )
-            ok = np.logical_and.reduce(free >= need, axis=1)
-            ok &= mine
-            if need[1]:
-                v = vram_ok.get(vram)
-                if v is None:
-                    v = vram_ok[vram] = res.vram >= vram
-                ok &= v
-            if res.any_module_limits:
-                m = module_ok.get(module)
-                if m is None:
-                    mm = res.modules_mask
-                    m = module_ok[module] = (mm == 0) | ((mm >> module) & 1).astype(bool)
-                ok &= m
-            if mode == FIXED:
-                if rp_fixed is None:
-                    rp_fixed = res.mode == FIXED
-                    any_fixed = bool(rp_fixed.any())
-                if any_fixed:
-                    ok &= ~rp_fixed | (res.price <= price)
+            allowed = None  # offers whose mediator list meets the client's
             if rp_bits is not None:
-                ok &= (rp_bits & trust.bits[jc]).any(axis=1)
-            r = int(np.where(ok, key_market if mode == MARKET else key_fixed, _NONE).argmin())
-            if not ok[r]:
-                continue
-            out.append(Match(j, r, int(res.offer_id[r]), int(res.price[r])))
-            jobs.close(j, JobOffers.MATCHED)
-            res.reserve(r, need, now)
-            key_fixed[r] = (
-                rank_now * n + r + (int(score_rank[r]) * tier if score_rank is not None else 0)
-            )
-            key_market[r] = int(price_rank[r]) * (tier * (n + 1)) + key_fixed[r]
+                allowed = (rp_bits & trust.bits[row[c_jc]]).any(axis=1).tolist()
+            if fixed_job:
+                if by_fixed is None:
+                    by_fixed = sorted([(0 if neg is None else neg[r], posted[r], r) for r in mine])
+                    modes = res.mode.tolist()
+                    rp_fixed = [
+                        p if m == FIXED else None for p, m in zip(price, modes, strict=True)
+                    ]
+                order = by_fixed
+            else:
+                order = by_market
+            for key in order:
+                r = key[-1]
+                f = free[r]
+                if f[0] < c or f[1] < g or f[2] < ram or f[3] < disk or (g and vram[r] < v):
+                    continue
+                if modules is not None and modules[r] and not (modules[r] >> module) & 1:
+                    continue
+                if fixed_job and rp_fixed[r] is not None and rp_fixed[r] > bid:
+                    continue
+                if allowed is not None and not allowed[r]:
+                    continue
+                break
+            else:
+                continue  # nothing fits: the job stays in the book
+            if oid is None:
+                oid, next_id = res.offer_id.tolist(), res.next_offer_id
+            out.append(Match(live[k], r, oid[r], price[r]))
+            oid[r], next_id = next_id, next_id + 1
+            taken.append(r)
+            free[r] = [f[0] - c, f[1] - g, f[2] - ram, f[3] - disk]
+            # the re-posted offer's new place in each order (posted: now)
+            s = 0 if neg is None else neg[r]
+            old = posted[r]
+            posted[r] = now
+            if neg is None:
+                by_market.remove((price[r], old, r))
+                insort(by_market, (price[r], now, r))
+            else:
+                by_market.remove((price[r], s, old, r))
+                insort(by_market, (price[r], s, now, r))
+            if by_fixed is not None:
+                by_fixed.remove((s, old, r))
+                insort(by_fixed, (s, now, r))
         if out:
+            # the round's reservations, written back at once (as ResourceOffers.reserve would)
+            rs = sorted(set(taken))
+            for r in rs:  # (a row at a time: cheaper than one fancy assignment of a few rows)
+                res.free[r] = free[r]
+            res.offer_id[rs] = [oid[r] for r in rs]
+            res.posted_at[rs] = now
+            res.next_offer_id = next_id
+            jobs.status[[m.job_offer for m in out]] = JobOffers.MATCHED
             jobs.compact()
         return out
