@@ -48,7 +48,10 @@ def test_open_results_follow_the_deals_and_reach_zero(compose):
             skipped = _skipped(mk, acct)
             got = (mk.open_fake_wei[acct], mk.open_honest_wei[acct], mk.open_skipped_wei[acct])
             assert got == (fake, honest, skipped)
-            want = symlog(np.array([fake, honest, skipped], float) / WEI_PER_TOKEN)
+            tokens = np.array([fake, honest, skipped], float) / WEI_PER_TOKEN
+            # the market's float mirror, kept up to date, is the conversion of the lists, bit for bit
+            assert np.array_equal(mk.open_results_tokens[:, acct], tokens)
+            want = symlog(tokens)
             assert np.array_equal(obs[agent]["observation"][cols], want.astype(np.float32))
             if agent in ("rp_0", "rp_1"):
                 assert honest == skipped == 0  # a cheating node has no honest result out
@@ -65,3 +68,4 @@ def test_open_results_follow_the_deals_and_reach_zero(compose):
     mk = env.market  # every deal ended: nothing is on its way, nothing left to slash
     assert not any(mk.open_fake_wei) and not any(mk.open_honest_wei)
     assert not any(mk.open_skipped_wei) and not mk._open_results
+    assert not mk.open_results_tokens.any()

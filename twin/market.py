@@ -70,6 +70,11 @@ ROLE_OWNER, ROLE_SOLVER, ROLE_JC, ROLE_RP, ROLE_MEDIATOR = 0, 1, 2, 3, 4
 ROLE_NAMES = ("owner", "solver", "jc", "rp", "mediator")
 GENESIS_TIME_S = 1_700_000_000  # unix seconds of tick 0
 _EXEC_MODES = {int(m): m for m in ExecMode}  # action value -> mode, without an enum lookup
+_OPEN_ROW = (
+    1,
+    0,
+    2,
+)  # open result kind (0 honest, 1 fake, 2 skipped) -> row of open_results_tokens
 MEDIATOR_HARDWARE = "datacenter_gpu"  # mediators re-run any job class on an A100 server
 # the first job-offer columns, in the order _deal_json unpacks a row
 _OFFER_HEAD = ("jc", "module", "units", "cpu", "gpu", "vram", "ram", "disk", "mode", "price", "solver",
@@ -265,6 +270,14 @@ class Market:
         self.open_honest_wei = [0] * n
         self.open_skipped_wei = [0] * n
         self._open_results: dict[int, tuple[int, int, int]] = {}
+        self._open_wei = (
+            self.open_honest_wei,
+            self.open_fake_wei,
+            self.open_skipped_wei,
+        )  # by kind
+        #: the three, in tokens (float64; rows: fake, honest, skipped; columns: accounts), kept
+        #: up to date for the observations (converting the lists every step cost more)
+        self.open_results_tokens = np.zeros((3, n))
         # public reputation ledger per node (kept from the chain's outcomes)
         self.rep_completed = np.zeros(n, np.int64)
         self.rep_checked = np.zeros(n, np.int64)
@@ -569,16 +582,13 @@ class Market:
                     self._release(di)
                     stake = d.submit_collateral
                     self._open_results[di] = (rp, 2, stake)
-                    self.open_skipped_wei[rp] += stake
+                    self._add_open_result(2, rp, stake)
                 else:
                     self._seq += 1
                     heapq.heappush(self._ready, (d.ready_at, self._seq, di))
                     cost = d.job_cost
                     self._open_results[di] = (rp, int(d.cheated), cost)
-                    if d.cheated:
-                        self.open_fake_wei[rp] += cost
-                    else:
-                        self.open_honest_wei[rp] += cost
+                    self._add_open_result(int(d.cheated), rp, cost)
 
     def submit(self) -> None:
         q, t = self._ready, self.now
@@ -735,6 +745,14 @@ class Market:
         for mech in self._hooks["on_tick_end"]:
             mech.on_tick_end(self)
 
+    def _add_open_result(self, kind: int, rp: int, wei: int) -> None:
+        """Add ``wei`` (negative: remove) to node ``rp``'s open results of ``kind`` (0 honest,
+        1 faked or inflated, 2 skipped collateral), and update its mirror in tokens (as numpy
+        converts the int and divides: bit for bit the value of converting the whole list)."""
+        lst = self._open_wei[kind]
+        lst[rp] += wei
+        self.open_results_tokens[_OPEN_ROW[kind], rp] = float(lst[rp]) / WEI_PER_TOKEN
+
     def _on_end(self, d: Deal) -> None:
         if d.mode == ExecMode.Pending:
             self._release(d.index)
@@ -742,13 +760,7 @@ class Market:
         self.open_deals[d.rp] -= 1
         res = self._open_results.pop(d.index, None)
         if res is not None:
-            kind = res[1]
-            if kind == 1:
-                self.open_fake_wei[res[0]] -= res[2]
-            elif kind == 0:
-                self.open_honest_wei[res[0]] -= res[2]
-            else:
-                self.open_skipped_wei[res[0]] -= res[2]
+            self._add_open_result(res[1], res[0], -res[2])
         s = d.state
         if s in (
             DealState.ResultsAccepted,

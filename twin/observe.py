@@ -131,8 +131,46 @@ class Observer:
         self.jc_mask0[:, 2] = 1
         self.med_mask0 = np.zeros((mk.n_med, 2), np.int8)
         self.med_mask0[:, 0] = 1
+        self._index_templates()
+
+    def _index_templates(self) -> None:
+        """Where each observation entry is read from in the step's source vector (see
+        :meth:`__call__`): one index matrix per role, for seats without a focus deal."""
+        mk, n, n_rp = self.mk, self.mk.n_accounts, self.mk.n_rp
+        p0 = 2 * n_rp  # the public features, then the constants 0 and 1
+        zero, a0 = p0 + 5, p0 + 7  # a0: the symlogged per-account features
+        self.zero, self.one, self.a0 = zero, p0 + 6, a0
+        self.l0 = a0 + 7 * n + 3 * n_rp  # the focus deals' symlogged terms
+        rows = {"rp": np.arange(n_rp), "jc": np.arange(mk.n_jc), "mediator": np.arange(mk.n_med)}
+        acct = {
+            "rp": self.rp0 + rows["rp"],
+            "jc": self.jc0 + rows["jc"],
+            "mediator": self.med0 + rows["mediator"],
+        }
+        idx = {
+            role: np.full((len(r), self.width[role]), zero, np.int64) for role, r in rows.items()
+        }
+        rp, jc, med = idx["rp"], idx["jc"], idx["mediator"]
+        for f in range(7):  # wallet, escrow, open deals, pending, completed, checked, failed
+            rp[:, f] = a0 + f * n + acct["rp"]
+        rp[:, 7] = rows["rp"]  # free CPU share
+        rp[:, 8] = n_rp + rows["rp"]  # price level
+        rp[:, 17:22] = p0 + np.arange(5)  # the public features
+        for k in range(3):  # open fake / honest results, skipped collateral
+            rp[:, 22 + k] = a0 + 7 * n + k * n_rp + rows["rp"]
+        for f in range(4):  # wallet, escrow, open deals, pending
+            jc[:, f] = a0 + f * n + acct["jc"]
+        jc[:, 16:21] = p0 + np.arange(5)
+        for c, f in ((0, 0), (1, 1), (2, 3)):  # wallet, escrow, pending
+            med[:, c] = a0 + f * n + acct["mediator"]
+        med[:, 11:14] = p0 + np.array([0, 1, 4])  # recent check and reject rates, time left
+        self.idx = idx
 
     def __call__(self) -> Observation:
+        """Every seat's observation, built as one float32 source vector per step (each value
+        computed once, in float64, then cast) gathered into each role's matrix through an index
+        matrix: a seat without a focus deal reads the template (:meth:`_index_templates`), a seat
+        with one reads its deal's terms. A few numpy calls per step, whatever the features."""
         mk = self.mk
         L = mk.ledger
         rec = mk.recent_totals  # per-tick counts summed over the recent window
@@ -157,69 +195,60 @@ class Observer:
         jc_rows, jc_logs, jc_raws = self._jc_focus()
         med_rows, med_logs, med_raws = self._med_focus()
 
-        # one symlog pass over the per-account features of every account (an account waits in
-        # one queue only, its role's, so the queue counts add up) and the focus deals' terms
-        n = mk.n_accounts
+        # the source vector: [free CPU share, price level (per RP); public features, 0, 1;
+        # symlog of (per-account features of every account (an account waits in one queue only,
+        # its role's, so the queue counts add up), the RPs' open results, the focus deals'
+        # terms); the focus deals' other values]
         pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
-        rp = self.rp
-        open_results = (
-            np.array(
-                (mk.open_fake_wei[rp], mk.open_honest_wei[rp], mk.open_skipped_wei[rp]), np.float64
-            )
-            / WEI_PER_TOKEN
-        )
-        flat = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
-                                      mk.rep_checked, mk.rep_failed, open_results.ravel(),
-                                      rp_logs + jc_logs + med_logs)))  # fmt: skip
-        acct = flat[: 7 * n].reshape(7, n)  # rows: features, columns: accounts
-        own_end = 7 * n + 3 * mk.n_rp
-        own = flat[7 * n : own_end].reshape(3, mk.n_rp)  # the RPs' open fake / honest / skipped
-        logs = flat[own_end:].tolist()
+        open_results = mk.open_results_tokens[:, self.rp]  # fake, honest, skipped (tokens)
+        logs = rp_logs + jc_logs + med_logs
+        sym = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
+                                     mk.rep_checked, mk.rep_failed, open_results.ravel(), logs)))  # fmt: skip
+        raws = [v for rw in rp_raws for v in rw]
+        raws += [v for rw in jc_raws for v in rw[:4]]  # (the fifth, can check, is a mask)
+        raws += [v for rw in med_raws for v in rw]
+        S = np.concatenate((mk.res.free_cpu / self.cap_cpu, mk.res.price / max(1, mk.base_price),
+                            public + [0.0, 1.0], sym, raws), dtype=np.float32)  # fmt: skip
+        one, l0 = self.one, self.l0
+        r0 = l0 + len(logs)  # the focus deals' raw values
 
-        # -- resource providers
-        X = np.empty((mk.n_rp, self.width["rp"]), np.float32)
-        X[:, 0:7] = acct[:, self.rp].T
-        X[:, 7] = mk.res.free_cpu / self.cap_cpu
-        X[:, 8] = mk.res.price / max(1, mk.base_price)
-        X[:, 9:22] = [0.0] * 8 + public
-        X[:, 22:25] = own.T
+        # -- resource providers: focus terms in columns 9-16
+        idx = self.idx["rp"]
         M = self.rp_mask0.copy()
         if rp_rows:
-            X[rp_rows, 9:17] = [
-                (1.0, *logs[5 * k : 5 * k + 5], *rw) for k, rw in enumerate(rp_raws)
-            ]
+            idx = idx.copy()
+            idx[rp_rows, 9:17] = [(one, *range(l0 + 5 * k, l0 + 5 * k + 5), r0 + 2 * k, r0 + 2 * k + 1)
+                                  for k in range(len(rp_rows))]  # fmt: skip
             M[rp_rows, 1:4] = 1
+        X = S[idx]
         hooks = mk._hooks["action_mask"]
-        for (
-            mech
-        ) in hooks:  # decisions that mechanisms open or close (mask shape: seat, mode, level)
+        for mech in hooks:  # decisions that mechanisms open or close (mask: seat, mode, level)
             mech.action_mask(mk, "rp", M)
         M = M.reshape(mk.n_rp, 4 * self.n_levels)
 
-        # -- job creators
-        J = np.empty((mk.n_jc, self.width["jc"]), np.float32)
-        J[:, 0:4] = acct[0:4, self.jc].T
-        J[:, 4:21] = [0.0] * 12 + public
+        # -- job creators: focus terms in columns 4-15
+        idx = self.idx["jc"]
         JM = self.jc_mask0.copy()
         if jc_rows:
-            o = len(rp_logs)
-            J[jc_rows, 4:16] = [(1.0, *logs[o + 7 * k : o + 7 * k + 4], rw[0], *logs[o + 7 * k + 4 : o + 7 * k + 7],
-                                 *rw[1:4]) for k, rw in enumerate(jc_raws)]  # fmt: skip
+            idx = idx.copy()
+            o, r = l0 + len(rp_logs), r0 + 2 * len(rp_rows)
+            idx[jc_rows, 4:16] = [(one, o + 7 * k, o + 7 * k + 1, o + 7 * k + 2, o + 7 * k + 3, r + 4 * k,
+                                   o + 7 * k + 4, o + 7 * k + 5, o + 7 * k + 6, r + 4 * k + 1, r + 4 * k + 2,
+                                   r + 4 * k + 3) for k in range(len(jc_rows))]  # fmt: skip
             JM[jc_rows, 0] = 1
             JM[jc_rows, 1] = [rw[4] for rw in jc_raws]
+        J = S[idx]
 
-        # -- mediators
-        Z = np.empty((mk.n_med, self.width["mediator"]), np.float32)
-        Z[:, 0:2] = acct[0:2, self.med].T
-        Z[:, 2] = acct[3, self.med]
-        Z[:, 3:14] = [0.0] * 8 + [public[0], public[1], public[4]]
+        # -- mediators: focus terms in columns 3-10
+        idx = self.idx["mediator"]
         ZM = self.med_mask0.copy()
         if med_rows:
-            o = len(rp_logs) + len(jc_logs)
-            Z[med_rows, 3:11] = [
-                (1.0, *logs[o + 5 * k : o + 5 * k + 5], *rw) for k, rw in enumerate(med_raws)
-            ]
+            idx = idx.copy()
+            o, r = l0 + len(rp_logs) + len(jc_logs), r0 + 2 * len(rp_rows) + 4 * len(jc_rows)
+            idx[med_rows, 3:11] = [(one, *range(o + 5 * k, o + 5 * k + 5), r + 2 * k, r + 2 * k + 1)
+                                   for k in range(len(med_rows))]  # fmt: skip
             ZM[med_rows, 1] = [rw[0] + rw[1] > 0 for rw in med_raws]
+        Z = S[idx]
         for mech in hooks:
             mech.action_mask(mk, "jc", JM)
             mech.action_mask(mk, "mediator", ZM)
@@ -305,7 +334,7 @@ class Observer:
             blocks = self.blocks[role]
             if not blocks:
                 continue
-            base[:, blocks[0][1] :] = 0.0  # the blocks are contiguous, to the last column
+            # (the blocks start at 0: the index templates read the constant 0 there)
             for m, c, k in blocks:
                 views[id(m)][role] = base[:, c : c + k]
         for m in self.featured:
