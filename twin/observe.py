@@ -107,6 +107,9 @@ class Observer:
         fl = mk.fleet
         self.cpu_speed, self.gpu_speed = fl.cpu_speed.tolist(), fl.gpu_speed.tolist()
         self.cost_wei_per_s = [int(c) for c in fl.cost_wei_per_s]
+        #: each account's collusion ring (-1: none), drawn once per market (twin.collusion), as
+        #: Python ints: compared per focus deal, where numpy scalars cost more
+        self.ring = mk.collusion.ring.tolist()
         self.rp_mask0 = np.ones((mk.n_rp, 4, n_price_levels), np.int8)  # (mode, level), flattened
         self.rp_mask0[:, 1:4] = 0
         #: mechanisms that add observation columns (see :func:`feature_names`)
@@ -217,9 +220,11 @@ class Observer:
         M = self.rp_mask0.copy()
         if rp_rows:
             idx = idx.copy()
-            idx[rp_rows, 9:17] = [(one, *range(l0 + 5 * k, l0 + 5 * k + 5), r0 + 2 * k, r0 + 2 * k + 1)
-                                  for k in range(len(rp_rows))]  # fmt: skip
-            M[rp_rows, 1:4] = 1
+            # (a row at a time: for the few seats with a decision, cheaper than fancy indexing)
+            for k, row in enumerate(rp_rows):
+                b, c = l0 + 5 * k, r0 + 2 * k
+                idx[row, 9:17] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                M[row, 1:4] = 1
         X = S[idx]
         hooks = mk._hooks["action_mask"]
         for mech in hooks:  # decisions that mechanisms open or close (mask: seat, mode, level)
@@ -232,11 +237,23 @@ class Observer:
         if jc_rows:
             idx = idx.copy()
             o, r = l0 + len(rp_logs), r0 + 2 * len(rp_rows)
-            idx[jc_rows, 4:16] = [(one, o + 7 * k, o + 7 * k + 1, o + 7 * k + 2, o + 7 * k + 3, r + 4 * k,
-                                   o + 7 * k + 4, o + 7 * k + 5, o + 7 * k + 6, r + 4 * k + 1, r + 4 * k + 2,
-                                   r + 4 * k + 3) for k in range(len(jc_rows))]  # fmt: skip
-            JM[jc_rows, 0] = 1
-            JM[jc_rows, 1] = [rw[4] for rw in jc_raws]
+            for k, row in enumerate(jc_rows):
+                b, c = o + 7 * k, r + 4 * k
+                idx[row, 4:16] = (
+                    one,
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    c,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    c + 1,
+                    c + 2,
+                    c + 3,
+                )
+                JM[row, 0:2] = (1, jc_raws[k][4])  # accept; check if the fee can be paid
         J = S[idx]
 
         # -- mediators: focus terms in columns 3-10
@@ -245,9 +262,12 @@ class Observer:
         if med_rows:
             idx = idx.copy()
             o, r = l0 + len(rp_logs) + len(jc_logs), r0 + 2 * len(rp_rows) + 4 * len(jc_rows)
-            idx[med_rows, 3:11] = [(one, *range(o + 5 * k, o + 5 * k + 5), r + 2 * k, r + 2 * k + 1)
-                                   for k in range(len(med_rows))]  # fmt: skip
-            ZM[med_rows, 1] = [rw[0] + rw[1] > 0 for rw in med_raws]
+            for k, row in enumerate(med_rows):
+                b, c = o + 5 * k, r + 2 * k
+                idx[row, 3:11] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                ZM[row, 1] = (
+                    med_raws[k][0] + med_raws[k][1] > 0
+                )  # collude: a ring member is a party
         Z = S[idx]
         for mech in hooks:
             mech.action_mask(mk, "jc", JM)
@@ -260,7 +280,7 @@ class Observer:
     # number per row), raw values per row).
     def _rp_focus(self) -> tuple[list[int], list[float], list[tuple]]:
         mk, T = self.mk, WEI_PER_TOKEN
-        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
+        deals, ring, job_classes = mk.deals, self.ring, mk.job_classes
         cpu_speed, gpu_speed, cost_s = self.cpu_speed, self.gpu_speed, self.cost_wei_per_s
         rows, logs, raws = [], [], []
         for a, q in mk.exec_q.q.items():
@@ -280,7 +300,7 @@ class Observer:
         mk, T = self.mk, WEI_PER_TOKEN
         deals, ring, job_classes, wallet = (
             mk.deals,
-            mk.collusion.ring,
+            self.ring,
             mk.job_classes,
             mk.ledger.wallet,
         )
@@ -304,7 +324,7 @@ class Observer:
 
     def _med_focus(self) -> tuple[list[int], list[float], list[tuple]]:
         mk, T = self.mk, WEI_PER_TOKEN
-        deals, ring, job_classes = mk.deals, mk.collusion.ring, mk.job_classes
+        deals, ring, job_classes = mk.deals, self.ring, mk.job_classes
         bribe = mk.collusion.bribe_wei / T
         rows, logs, raws = [], [], []
         for a, q in mk.med_q.q.items():
