@@ -26,6 +26,8 @@ import numpy as np
 from twin.orderbook import FIXED, JobOffers, ResourceOffers, Trust
 from twin.solvers.base import Match
 
+_COLUMNS = tuple(JobOffers.COLUMN[f] for f in ("vram", "module", "mode", "price", "jc"))
+
 
 class V1Solver:
     name = "v1"
@@ -46,30 +48,33 @@ class V1Solver:
         ]
         if not todo:
             return []
-        mine = np.flatnonzero(res.offering & (res.solver == solver_id)).tolist()
-        if not mine:
+        mine = np.flatnonzero(res.offering & (res.solver == solver_id))
+        if not len(mine):
             return []
         # The round in Python over the few offers of this solver: each offer's fields as lists,
-        # the offers kept sorted by their rank key; a job walks that order and takes the first
-        # offer that fits. A reservation re-posts the offer at ``now``: it moves to its new place.
+        # the offers (rows) kept sorted by their rank key; a job walks that order and takes the
+        # first offer that fits. A reservation re-posts the offer at ``now``: it moves to its
+        # new place. (np.lexsort is stable and ``mine`` ascending: ties go to the lower row.)
         price, posted, free = res.price.tolist(), res.posted_at.tolist(), res.free.tolist()
-        neg = None  # reputation ranking: the higher score first, as a rank (equal scores tie)
-        if res.score is not None:
+        if res.score is None:
+            by_market = mine[np.lexsort((res.posted_at[mine], res.price[mine]))].tolist()
+            neg = None
+            market_key = lambda r: (price[r], posted[r], r)  # noqa: E731
+            fixed_key = lambda r: (posted[r], r)  # noqa: E731
+        else:  # reputation ranking: the higher score first, as a rank (equal scores tie)
             s = -np.asarray(res.score, float)
-            neg = np.searchsorted(np.sort(s), s).tolist()
-        if neg is None:
-            by_market = sorted([(price[r], posted[r], r) for r in mine])
-        else:
-            by_market = sorted([(price[r], neg[r], posted[r], r) for r in mine])
-        by_fixed = None  # built at the first fixed-price job: (score rank, posted, row)
+            neg_rank = np.searchsorted(np.sort(s), s)
+            by_market = mine[np.lexsort((res.posted_at[mine], neg_rank[mine], res.price[mine]))].tolist()  # fmt: skip
+            neg = neg_rank.tolist()
+            market_key = lambda r: (price[r], neg[r], posted[r], r)  # noqa: E731
+            fixed_key = lambda r: (neg[r], posted[r], r)  # noqa: E731
+        by_fixed = None  # built at the first fixed-price job
         vram = res.vram.tolist()
         rp_bits = None if trust.all else trust.bits[rp_accounts]
         modules = res.modules_mask.tolist() if res.any_module_limits else None
         rp_fixed = None  # per offer: its fixed price, or None for a market-priced offer
         oid = None  # offer ids, read at the first match
-        c_vram, c_module, c_mode, c_price, c_jc = (
-            col[f] for f in ("vram", "module", "mode", "price", "jc")
-        )
+        c_vram, c_module, c_mode, c_price, c_jc = _COLUMNS
         n0, n1, n2, n3 = JobOffers.NEED  # columns of a job's needs (milli-CPU, GPUs, RAM, disk)
         out: list[Match] = []
         taken: list[int] = []  # rows reserved, in match order
@@ -87,7 +92,7 @@ class V1Solver:
                 allowed = (rp_bits & trust.bits[row[c_jc]]).any(axis=1).tolist()
             if fixed_job:
                 if by_fixed is None:
-                    by_fixed = sorted([(0 if neg is None else neg[r], posted[r], r) for r in mine])
+                    by_fixed = sorted(mine.tolist(), key=fixed_key)
                     modes = res.mode.tolist()
                     rp_fixed = [
                         p if m == FIXED else None for p, m in zip(price, modes, strict=True)
@@ -95,8 +100,7 @@ class V1Solver:
                 order = by_fixed
             else:
                 order = by_market
-            for key in order:
-                r = key[-1]
+            for r in order:
                 f = free[r]
                 if f[0] < c or f[1] < g or f[2] < ram or f[3] < disk or (g and vram[r] < v):
                     continue
@@ -116,18 +120,12 @@ class V1Solver:
             taken.append(r)
             free[r] = [f[0] - c, f[1] - g, f[2] - ram, f[3] - disk]
             # the re-posted offer's new place in each order (posted: now)
-            s = 0 if neg is None else neg[r]
-            old = posted[r]
             posted[r] = now
-            if neg is None:
-                by_market.remove((price[r], old, r))
-                insort(by_market, (price[r], now, r))
-            else:
-                by_market.remove((price[r], s, old, r))
-                insort(by_market, (price[r], s, now, r))
+            by_market.remove(r)
+            insort(by_market, r, key=market_key)
             if by_fixed is not None:
-                by_fixed.remove((s, old, r))
-                insort(by_fixed, (s, now, r))
+                by_fixed.remove(r)
+                insort(by_fixed, r, key=fixed_key)
         if out:
             # the round's reservations, written back at once (as ResourceOffers.reserve would)
             rs = sorted(set(taken))
