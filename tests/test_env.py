@@ -56,6 +56,26 @@ def test_same_seed_same_event_log_byte_for_byte(compose):
     assert a != c
 
 
+def test_episode_ends_by_truncation_of_every_seat_at_once(compose):
+    """No seat terminates; every seat is truncated together at the episode's last step (after
+    the market has closed and its deals have run out), after which ``agents`` is empty. Each
+    step's flag dicts are new objects: a caller that changes one does not change the next."""
+    env = MarketEnv(compose(*SMALL, "env.expose=all"))
+    obs, _ = env.reset(seed=4)
+    rng = np.random.default_rng(4)
+    steps = 0
+    while env.agents:
+        everyone = list(env.agents)
+        obs, _, terms, truncs, infos = env.step(random_actions(env, obs, rng))
+        steps += 1
+        assert set(terms) == set(truncs) == set(infos) == set(everyone)
+        assert not any(terms.values())
+        last = not env.agents
+        assert all(truncs.values()) == last and any(truncs.values()) == last
+        terms["rp_0"] = truncs["rp_0"] = True  # must not leak into the next step's flags
+    assert steps >= 30  # SMALL: 30 ticks of trading, then the closing
+
+
 def test_rewards_are_wealth_change_minus_cost(compose):
     # Sum of an agent's rewards over the episode = final wealth - genesis wealth - cost (tokens).
     cfg = compose(*SMALL, "env.expose=all")
