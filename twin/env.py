@@ -294,13 +294,15 @@ class MarketEnv(ParallelEnv):
         """The common case, computed without the general path's copies: every seat is exposed
         and acted with an integer (the discrete spaces). The values are those of the general
         path (:meth:`_apply` on every row); None when the case does not hold."""
-        get, out = actions.get, []
-        for g in GROUPS:
-            arr = np.asarray([get(n) for n in self.names[g]])
-            if arr.dtype != np.int64 or arr.ndim != 1:
-                return None  # a missing seat (None), a Box action, an empty group
-            out.append(arr)
-        rp, jc, med = out
+        get = actions.get
+        try:  # every agent's action in one array (agents: the groups' seats in GROUPS order)
+            arr = np.asarray([get(n) for n in self.possible_agents])
+        except ValueError:  # actions of different shapes
+            return None
+        if arr.dtype != np.int64 or arr.ndim != 1:
+            return None  # a missing seat (None), a Box action
+        a, b = self.n["rp"], self.n["rp"] + self.n["jc"]
+        rp, jc, med = arr[:a], arr[a:b], arr[b:]
         flat = np.minimum(np.maximum(rp, 0), 4 * self.n_levels - 1)
         mode, level = np.divmod(flat, self.n_levels)
         # JC: 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN); negatives: huge
