@@ -255,8 +255,10 @@ class PredictionMarkets(Mechanism):
         #: price of YES per RP row (0.5 where no round is open), kept as rounds open, trade, close
         self._prices = np.full(mk.n_rp, 0.5)
         self.pending: dict[int, bool] = {}  # executed, unsettled deal -> its result is wrong
-        self.n_pending = np.zeros(mk.n_accounts, np.int64)
-        self.n_wrong = np.zeros(mk.n_accounts, np.int64)
+        #: per account: its executed, unsettled results, and how many of them are wrong (lists:
+        #: every execution and every deal's end counts one, a numpy scalar update costs more)
+        self.n_pending = [0] * mk.n_accounts
+        self.n_wrong = [0] * mk.n_accounts
         self.settled = self.voided = self.bets = self.unfunded = 0
         self.volume = self.net_subsidy = self.insider_profit = 0
         self.brier = 0.0
@@ -379,9 +381,9 @@ class PredictionMarkets(Mechanism):
     def belief(self, mk, bettor: int, rp: int, scores: np.ndarray) -> float:
         """P(the RP's next checked result replicates) as ``bettor`` sees it."""
         if bettor == rp:
-            pending = int(self.n_pending[rp])
-            if pending:  # (a Python float: the purchase's arithmetic is on floats)
-                return 1.0 - int(self.n_wrong[rp]) / pending
+            pending = self.n_pending[rp]
+            if pending:
+                return 1.0 - self.n_wrong[rp] / pending
         return float(scores[mk.row[rp]])
 
     def place_bets(self, mk) -> None:
@@ -391,8 +393,9 @@ class PredictionMarkets(Mechanism):
         scores = public_scores(mk, mk.rp_acct)
         markets = sorted(self.rounds)
         if p.insider_bets:
-            for rp, pending in zip(markets, self.n_pending[markets].tolist(), strict=True):
-                if pending:
+            pending = self.n_pending
+            for rp in markets:
+                if pending[rp]:
                     self.bet(mk, rp, rp, scores)
         for _ in range(p.bets_per_tick):
             bettor = self._bettors[rng.integers(len(self._bettors))]
