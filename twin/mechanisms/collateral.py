@@ -195,8 +195,10 @@ class CollateralVariants(Mechanism):
         self.exposure_sum = self.exposure_max = self.prob_sum = 0.0
         self.n_node_ticks = self.n_ticks = self.n_empty = 0
         self.worst_sum = 0  # wei, summed over ticks
-        self.node_exposure_sum = np.zeros(mk.n_accounts)
-        self.node_ticks = np.zeros(mk.n_accounts, np.int64)
+        #: per account (lists: on_tick_end adds to a few entries each tick; numpy scalar updates
+        #: cost more): exposure ratios summed, and the ticks they were taken
+        self.node_exposure_sum = [0.0] * mk.n_accounts
+        self.node_ticks = [0] * mk.n_accounts
 
     # -- amounts ---------------------------------------------------------------------------------
     def share(self, amount: int) -> int:
@@ -351,8 +353,9 @@ class CollateralVariants(Mechanism):
     def exposure_by_node(self, mk) -> np.ndarray:
         """Per RP (group row): its exposure ratio averaged over the ticks it owed results
         collateral against a non-empty pool (0 when it never did)."""
-        t = self.node_ticks[mk.rp_acct]
-        return np.where(t > 0, self.node_exposure_sum[mk.rp_acct] / np.maximum(t, 1), 0.0)
+        t = np.array(self.node_ticks)[mk.rp_acct]
+        summed = np.array(self.node_exposure_sum)[mk.rp_acct]
+        return np.where(t > 0, summed / np.maximum(t, 1), 0.0)
 
     # -- observation and metrics -----------------------------------------------------------------
     def feature_names(self, role: str) -> tuple[str, ...]:
