@@ -282,8 +282,12 @@ class PredictionMarkets(Mechanism):
         returns the units bought. The binding limit is chosen on float estimates, then computed
         exactly; the charge is ``C(q') - C(q)`` rounded up."""
         b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_fx
-        by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)
-        if by_belief < by_budget * (1 - 1e-9):
+        if belief >= 1.0 if yes else belief <= 0.0:  # certain: no price stops it (most insiders)
+            by_price = False
+        else:
+            by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)
+            by_price = by_belief < by_budget * (1 - 1e-9)
+        if by_price:
             n = shares_to_price(qy, qn, b, belief, yes) or 0
         else:
             n = shares_for_budget(qy, qn, b, budget_wei, yes, c0)
