@@ -246,6 +246,7 @@ def pooled(n_deals, ratio, units=5, rp_wallet=100, jc_wallet=200):
         flows.agree(10, d, RP)
         flows.agree(10, d, JC)
         flows.add_result(20, d)
+        mech.on_result_submitted(mk, d)  # (as the market calls it after every addResult)
         flows.check_result(30, d, MED)
     return ledger, log, flows, deals, mech
 

@@ -180,6 +180,11 @@ class CollateralVariants(Mechanism):
         self.expected_units = tuple(expected_units(j) for j in mk.job_classes)
         #: per RP, its open deals that may hold results collateral (insertion order: oldest first)
         self.open: dict[int, dict[int, None]] = {}
+        #: position of each RP among the keys of ``open`` (the order on_tick_end sums floats in)
+        self._rank: dict[int, int] = {}
+        #: per RP, its open deals with a result in (submitted or checked): the nodes that owe
+        #: results collateral, so on_tick_end need not scan every open deal
+        self._owing: dict[int, dict[int, None]] = {}
         self._new: list[int] = []
         #: (tick, covers) as on_tick_end found them: the observation after the tick reuses them
         self._covers_at: tuple[int, dict[int, float]] = (-1, {})
@@ -190,8 +195,10 @@ class CollateralVariants(Mechanism):
         self.exposure_sum = self.exposure_max = self.prob_sum = 0.0
         self.n_node_ticks = self.n_ticks = self.n_empty = 0
         self.worst_sum = 0  # wei, summed over ticks
-        self.node_exposure_sum = np.zeros(mk.n_accounts)
-        self.node_ticks = np.zeros(mk.n_accounts, np.int64)
+        #: per account (lists: on_tick_end adds to a few entries each tick; numpy scalar updates
+        #: cost more): exposure ratios summed, and the ticks they were taken
+        self.node_exposure_sum = [0.0] * mk.n_accounts
+        self.node_ticks = [0] * mk.n_accounts
 
     # -- amounts ---------------------------------------------------------------------------------
     def share(self, amount: int) -> int:
@@ -258,10 +265,16 @@ class CollateralVariants(Mechanism):
             full = d.results_multiple * d.instruction_price * self.expected_units[d.module]
             d.results_up_front = self.share(full)
         if self.pooled:
-            self.open.setdefault(d.rp, {})[d.index] = None
+            deals = self.open.get(d.rp)
+            if deals is None:
+                deals = self.open[d.rp] = {}
+                self._rank[d.rp] = len(self._rank)
+            deals[d.index] = None
             self._new.append(d.index)
 
     def on_result_submitted(self, mk, d) -> None:
+        if self.pooled:
+            self._owing.setdefault(d.rp, {})[d.index] = None
         if self.up_front:
             diff = d.results_held - d.results_up_front
             if diff > 0:
@@ -281,6 +294,11 @@ class CollateralVariants(Mechanism):
     def on_deal_end(self, mk, d) -> None:
         if self.pooled:
             self.open.get(d.rp, {}).pop(d.index, None)
+            owing = self._owing.get(d.rp)
+            if owing and d.index in owing:
+                del owing[d.index]
+                if not owing:
+                    del self._owing[d.rp]
         if d.submitted_at:
             self.n_results += 1
         if d.state == DealState.MediationRejected:
@@ -301,11 +319,11 @@ class CollateralVariants(Mechanism):
         q = self.n_results_slashed / self.n_results if self.n_results else 0.0
         worst = 0
         covers = {}
-        all_deals = self.deals
-        for rp, deals in self.open.items():
-            if not deals:
-                continue
-            owed, held = [], 0  # self.pool_of(rp), inlined (every node with open deals, per tick)
+        all_deals, open_ = self.deals, self.open
+        # only nodes with a result in owe anything; in the order of ``open`` (the float sums)
+        for rp in sorted(self._owing, key=self._rank.__getitem__):
+            deals = open_[rp]
+            owed, held = [], 0  # self.pool_of(rp), inlined (every node that owes, per tick)
             for di in deals:
                 o = all_deals[di]
                 held += o.results_held
@@ -335,8 +353,9 @@ class CollateralVariants(Mechanism):
     def exposure_by_node(self, mk) -> np.ndarray:
         """Per RP (group row): its exposure ratio averaged over the ticks it owed results
         collateral against a non-empty pool (0 when it never did)."""
-        t = self.node_ticks[mk.rp_acct]
-        return np.where(t > 0, self.node_exposure_sum[mk.rp_acct] / np.maximum(t, 1), 0.0)
+        t = np.array(self.node_ticks)[mk.rp_acct]
+        summed = np.array(self.node_exposure_sum)[mk.rp_acct]
+        return np.where(t > 0, summed / np.maximum(t, 1), 0.0)
 
     # -- observation and metrics -----------------------------------------------------------------
     def feature_names(self, role: str) -> tuple[str, ...]:

@@ -128,6 +128,11 @@ class Decision(enum.IntEnum):
     Skip = 3
 
 
+#: how a node runs the job for each decision (a betrayer computes the correct result)
+_EXEC_MODE = {Decision.Honest: ExecMode.Honest, Decision.Betray: ExecMode.Honest,
+              Decision.Cheat: ExecMode.Cheat, Decision.Skip: ExecMode.Skip}  # fmt: skip
+
+
 class Sub(enum.IntEnum):
     """What a node submitted to the prisoner's contract."""
 
@@ -372,6 +377,8 @@ class DualDeal:
     outcome: str = ""
     ttp_used: bool = False
     traitor: int = -1
+    #: the payouts, once every result is in (kept from the resolution to the TTP's verdict)
+    settlement: Settlement | None = None
     net: dict[int, int] = field(default_factory=dict)  # account -> wei received (paid: < 0)
     settled_at: int = -1
 
@@ -394,6 +401,9 @@ class CounterCollusion(Mechanism):
         p = self.params
         self.terms = Terms(p.wage_wei, p.deposit_wei, p.dispute_cost_wei, p.collusion_deposit_wei,
                            p.bribe_wei, "colluder" in p.contracts, "traitor" in p.contracts)  # fmt: skip
+        tm = self.terms
+        #: w, d, ch, t, b in tokens: the first money features of every focus row
+        self._terms_tokens = [x / WEI_PER_TOKEN for x in (tm.w, tm.d, tm.ch, tm.t, tm.b)]
         self.escrow, self.colluder = mk.system["ccc_escrow"], mk.system["ccc_colluder"]
         self.ttp = mk.system["ttp"]
         self.duals: list[DualDeal] = []
@@ -443,16 +453,17 @@ class CounterCollusion(Mechanism):
     def _second_node(self, mk, d) -> int | None:
         ok = feasible(mk.jobs, d.job_offer, mk.res, mk.trust, mk.rp_acct, int(mk.row[d.solver]))
         ok[mk.row[d.rp]] = False
-        wallet, rp0, need = mk.ledger.wallet, int(mk.rp_acct[0]), self.terms.d
-        cand = np.array(
-            [r for r in np.flatnonzero(ok).tolist() if wallet[rp0 + r] >= need], np.int64
-        )
-        if not len(cand):
-            return None
+        cand = np.flatnonzero(ok)
         res = mk.res
         score = -res.score[cand] if res.score is not None else np.zeros(len(cand))
         order = np.lexsort((cand, res.posted_at[cand], score, res.price[cand]))
-        return int(cand[order[0]])
+        # the first in that (total) order whose node can fund the deposit: the best of those
+        # that can, without reading every wallet
+        wallet, rp0, need = mk.ledger.wallet, int(mk.rp_acct[0]), self.terms.d
+        for r in cand[order].tolist():
+            if wallet[rp0 + r] >= need:
+                return r
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
     def _pay(self, mk, dd: DualDeal, src: int, dst: int, amount: int, reason,
@@ -558,11 +569,9 @@ class CounterCollusion(Mechanism):
             self.n_honest[node] += 1
         elif dec == Decision.Cheat:
             mk.n_cheats[node] += 1
-        mode_x = {Decision.Honest: ExecMode.Honest, Decision.Betray: ExecMode.Honest,
-                  Decision.Cheat: ExecMode.Cheat, Decision.Skip: ExecMode.Skip}[dec]  # fmt: skip
         ex = mk.cfg.execution
         speed, cost_s = self._run_cost(mk, dd, i)
-        p = plan(mode_x, mk.job_classes[dd.module], dd.units, speed, cost_s,
+        p = plan(_EXEC_MODE[dec], mk.job_classes[dd.module], dd.units, speed, cost_s,
                  ex.cheat_cost_fraction, ex.cheat_runtime_s, ex.inflate_factor, mk.rng)  # fmt: skip
         dd.cost[i] = p.cost_wei
         mk._add_cost(node, p.cost_wei)
@@ -602,14 +611,19 @@ class CounterCollusion(Mechanism):
             self._settle(mk, dd)
 
     def _settlement(self, mk, dd: DualDeal) -> Settlement:
+        """The payouts of ``dd`` from its results (computed once: nothing changes them after
+        the resolution)."""
+        if dd.settlement is not None:
+            return dd.settlement
         rep = dd.reports
         if len(rep) == 2 and rep[0][0] == rep[1][0] and not dd.ordered:
             if mk.rng.random() < 0.5:  # filed in the same second: a fair draw decides who was first
                 rep.reverse()
             dd.ordered = True
         subs = (dd.sub[A], dd.sub[B])
-        return settle(self.terms, subs, tuple(i for _, i in rep), dd.binding, dd.leader,
-                      dd.honest_match)  # fmt: skip
+        dd.settlement = settle(self.terms, subs, tuple(i for _, i in rep), dd.binding, dd.leader,
+                               dd.honest_match)  # fmt: skip
+        return dd.settlement
 
     def _settle(self, mk, dd: DualDeal) -> None:
         s = self._settlement(mk, dd)
@@ -664,7 +678,7 @@ class CounterCollusion(Mechanism):
         focus_rp = self._focus()
         if not focus_rp:
             return
-        tm = self.terms
+        tm, terms_tokens = self.terms, self._terms_tokens
         T = WEI_PER_TOKEN
         # Python scalars throughout: numpy scalars in the row lists would make each assignment
         # below convert element by element (int / int of small counts: the same quotients)
@@ -680,8 +694,7 @@ class CounterCollusion(Mechanism):
                           float(dd.binding)))  # fmt: skip
             # int / int in Python (correctly rounded): amounts above 2**63 wei (~9.2 tokens) are
             # no int64, so numpy must not see the wei
-            wei = (tm.w, tm.d, tm.ch, tm.t, tm.b, self.cost_estimate(mk, dd, i))
-            money.append([x / T for x in wei])
+            money.append([*terms_tokens, self.cost_estimate(mk, dd, i) / T])
             partner_cols.append((
                 (int(row[partner]) + 1) / n_rp,
                 (int(loyal[partner]) + 1) / (int(agreed[partner]) + 2),
@@ -704,8 +717,9 @@ class CounterCollusion(Mechanism):
                 dd = self.duals[di]
                 if dd.state == DualState.Bargaining:
                     mask[r, 0:2] = 1
-                else:
-                    mask[r, (0, 1, 3)] = 1
+                else:  # modes 0, 1 and 3 (two basic slices: cheaper than a tuple index)
+                    mask[r, 0:2] = 1
+                    mask[r, 3] = 1
                     if self.terms.traitor and dd.agreed:
                         mask[r, 2] = 1
 

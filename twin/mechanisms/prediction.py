@@ -177,6 +177,8 @@ class Round:
     cost_fx: int
     q_yes: int = 0
     q_no: int = 0
+    #: price of YES at (q_yes, q_no) (:func:`lmsr_price`), kept as trades move it
+    price: float = 0.5
     collected: int = 0
     yes: dict[int, int] = field(default_factory=dict)
     no: dict[int, int] = field(default_factory=dict)
@@ -246,14 +248,17 @@ class PredictionMarkets(Mechanism):
         staking = next((m for m in mk.mechanisms if m.name == "staking"), None)
         delegators = staking.delegators if staking is not None else np.zeros(0, np.int64)
         self.bettors = np.concatenate([mk.rp_acct, delegators]).astype(np.int64)
+        self._bettors = self.bettors.tolist()  # (each bet picks one: a list gives a Python int)
         self.rounds: dict[int, Round] = {}  # RP account -> its open round
         self._rps = mk.rp_acct.tolist()
         self._row = mk.row
         #: price of YES per RP row (0.5 where no round is open), kept as rounds open, trade, close
         self._prices = np.full(mk.n_rp, 0.5)
         self.pending: dict[int, bool] = {}  # executed, unsettled deal -> its result is wrong
-        self.n_pending = np.zeros(mk.n_accounts, np.int64)
-        self.n_wrong = np.zeros(mk.n_accounts, np.int64)
+        #: per account: its executed, unsettled results, and how many of them are wrong (lists:
+        #: every execution and every deal's end counts one, a numpy scalar update costs more)
+        self.n_pending = [0] * mk.n_accounts
+        self.n_wrong = [0] * mk.n_accounts
         self.settled = self.voided = self.bets = self.unfunded = 0
         self.volume = self.net_subsidy = self.insider_profit = 0
         self.brier = 0.0
@@ -264,20 +269,25 @@ class PredictionMarkets(Mechanism):
         if not mk.transfer(self.funder, self.maker, self.subsidy, TransferReason.MarketSubsidy):
             self.unfunded += 1
             return None
-        rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy, self.cost0)
-        self._prices[self._row[rp]] = self.price(rnd)
+        rnd = self.rounds[rp] = Round(rp, mk.now, self.subsidy, self.cost0)  # price 0.5
+        self._prices[self._row[rp]] = rnd.price
         return rnd
 
     def price(self, rnd: Round) -> float:
-        return lmsr_price(rnd.q_yes, rnd.q_no, self.b)
+        """Price of YES of an open round."""
+        return rnd.price
 
     def buy(self, mk, rnd: Round, bettor: int, yes: bool, budget_wei: int, belief: float) -> int:
         """``bettor`` buys one side for at most ``budget_wei``, never past the price ``belief``;
         returns the units bought. The binding limit is chosen on float estimates, then computed
         exactly; the charge is ``C(q') - C(q)`` rounded up."""
         b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_fx
-        by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)
-        if by_belief < by_budget * (1 - 1e-9):
+        if belief >= 1.0 if yes else belief <= 0.0:  # certain: no price stops it (most insiders)
+            by_price = False
+        else:
+            by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)
+            by_price = by_belief < by_budget * (1 - 1e-9)
+        if by_price:
             n = shares_to_price(qy, qn, b, belief, yes) or 0
         else:
             n = shares_for_budget(qy, qn, b, budget_wei, yes, c0)
@@ -292,7 +302,7 @@ class PredictionMarkets(Mechanism):
             return 0
         rnd.q_yes, rnd.q_no = q1
         rnd.cost_fx = c1
-        self._prices[self._row[rnd.rp]] = self.price(rnd)
+        rnd.price = self._prices[self._row[rnd.rp]] = lmsr_price(*q1, b)
         side = rnd.yes if yes else rnd.no
         side[bettor] = side.get(bettor, 0) + n
         rnd.paid[bettor] = rnd.paid.get(bettor, 0) + cost
@@ -360,11 +370,13 @@ class PredictionMarkets(Mechanism):
             return
         if len(self.rounds) < len(self._rps):
             wallet, rounds = mk.ledger.wallet, self.rounds
-            for i, rp in enumerate(self._rps):
+            for rp in self._rps:
                 if rp in rounds:
                     continue
                 if wallet[self.funder] < self.subsidy:  # (as open_round would find, one by one)
-                    self.unfunded += sum(r not in rounds for r in self._rps[i:])
+                    # every RP before this one has its round now: the rest of those without one
+                    # are all that is left unfunded
+                    self.unfunded += len(self._rps) - len(rounds)
                     break
                 self.open_round(mk, rp)
         if self.rounds and self.bet_wei:
@@ -372,8 +384,10 @@ class PredictionMarkets(Mechanism):
 
     def belief(self, mk, bettor: int, rp: int, scores: np.ndarray) -> float:
         """P(the RP's next checked result replicates) as ``bettor`` sees it."""
-        if bettor == rp and self.n_pending[rp]:
-            return 1.0 - self.n_wrong[rp] / self.n_pending[rp]
+        if bettor == rp:
+            pending = self.n_pending[rp]
+            if pending:
+                return 1.0 - self.n_wrong[rp] / pending
         return float(scores[mk.row[rp]])
 
     def place_bets(self, mk) -> None:
@@ -383,11 +397,12 @@ class PredictionMarkets(Mechanism):
         scores = public_scores(mk, mk.rp_acct)
         markets = sorted(self.rounds)
         if p.insider_bets:
+            pending = self.n_pending
             for rp in markets:
-                if self.n_pending[rp]:
+                if pending[rp]:
                     self.bet(mk, rp, rp, scores)
         for _ in range(p.bets_per_tick):
-            bettor = int(self.bettors[rng.integers(len(self.bettors))])
+            bettor = self._bettors[rng.integers(len(self._bettors))]
             rp = markets[int(rng.integers(len(markets)))]
             if bettor != rp or p.insider_bets:
                 self.bet(mk, bettor, rp, scores)

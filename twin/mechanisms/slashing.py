@@ -40,13 +40,17 @@ class SlashingShares(Mechanism):
         raw = {k: Fraction(str(getattr(self.params, k))) for k in DESTINATIONS}
         total = sum(raw.values())
         self.shares = {k: v / total for k, v in raw.items() if v > 0}
+        #: (destination, numerator, denominator) of each share, read once per slashed deal
+        self._parts = [(k, v.numerator, v.denominator) for k, v in self.shares.items()]
+        self.burn = mk.system["burn"]
         self.burnt = 0
 
     def split(self, mk, d, amount: int, slashed_party: int) -> list[tuple[int, int]]:
         """(account, wei) parts of ``amount``; the dust goes to the owner."""
         parts: list[tuple[int, int]] = []
-        for k, share in self.shares.items():
-            wei = amount * share.numerator // share.denominator
+        given = 0
+        for k, num, den in self._parts:
+            wei = amount * num // den
             if k == "owner":
                 targets = [mk.owner]
             elif k == "client":
@@ -56,16 +60,18 @@ class SlashingShares(Mechanism):
                     getattr(d, "voters", ()) or ([d.mediator] if d.mediator >= 0 else [mk.owner])
                 )
             elif k == "burn":
-                targets = [mk.system["burn"]]
+                targets = [self.burn]
             elif k == "jackpot":
                 targets = [mk.system["jackpot"]]
             else:
                 targets = [int(a) for a in mk.rp_acct if a != d.rp] or [mk.owner]
             each = wei // len(targets)
-            parts += [(t, each) for t in targets]
-        dust = amount - sum(w for _, w in parts)
-        parts.append((mk.owner, dust))
-        return [(a, w) for a, w in parts if w > 0]
+            if each > 0:  # (parts of 0 wei are left out)
+                parts += [(t, each) for t in targets]
+                given += each * len(targets)
+        if amount > given:
+            parts.append((mk.owner, amount - given))
+        return parts
 
     def on_deal_end(self, mk, d) -> None:
         if not d.slashed or (d.slash_to >= 0 and d.slash_to != self.pool):
@@ -74,7 +80,7 @@ class SlashingShares(Mechanism):
         slashed_party = d.jc if d.state == 9 else d.rp
         for acct, wei in self.split(mk, d, d.slashed, slashed_party):
             mk.transfer(self.pool, acct, wei, TransferReason.SlashShare, d.index)
-            if acct == mk.system["burn"]:
+            if acct == self.burn:
                 self.burnt += wei
 
     def metrics(self, mk) -> dict[str, float]:

@@ -117,6 +117,7 @@ class Verification(Mechanism):
             for m, j in zip(self.methods, mk.job_classes, strict=True)
         ])  # fmt: skip
         self.checkable = np.array([m != "none" for m in self.methods])
+        self._every_checkable = bool(self.checkable.all())  # (action_mask: nothing to close)
         #: per module, the focus features (checkable, catch probability, honest pass probability)
         self._focus_values = [(float(c), float(1.0 - fake), float(honest))
                               for c, (honest, fake) in zip(self.checkable, self.pass_prob, strict=True)]  # fmt: skip
@@ -152,7 +153,7 @@ class Verification(Mechanism):
         """Closes the JC's ``check`` action (column 1) where its focus deal -- the oldest result
         it has to judge -- cannot be checked (:meth:`can_check`). Called, where the observation
         builder dispatches the ``action_mask`` hook, with the role's mask (seats x actions)."""
-        if role != "jc" or self.checkable.all() or not mk.judge_q:
+        if role != "jc" or self._every_checkable or not mk.judge_q:
             return
         for acct, di in mk.judge_q.first().items():
             if not self.can_check(mk, mk.deals[di]):

@@ -423,7 +423,8 @@ class ConsortiumMediation(Mechanism):
             partners = partners_of.get(m)
             if partners is None:  # rings never change: each mediator's partners, once
                 partners = partners_of[m] = frozenset(coll.partners(m).tolist())
-            Z[row, 2] = sum(x in partners for x in case.rounds[rnd]) / p.n_mediators
+            # (a round's mediators are distinct: its partners are the intersection)
+            Z[row, 2] = len(partners.intersection(case.rounds[rnd])) / p.n_mediators
         X = fb.out["rp"]
         rows, vals, per_deal = [], [], self._rp_focus
         for row, di in focus.get("rp", {}).items():
