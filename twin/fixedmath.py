@@ -84,6 +84,11 @@ _T1 = _TAB[0]
 #: levels 2.._LEVELS: (table, 2^b, Q - b) with b = 6 L
 _LOWER = [(_TAB[i], 1 << (_WIDTH * (i + 1)), Q - _WIDTH * (i + 1)) for i in range(1, _LEVELS)]
 _SHIFT_ALL = _WIDTH * _LEVELS * (_LEVELS + 1) // 2  # 6 + 12 + 18 + 24 + 30 = 90
+_Y_TOP, _HORNER = _INV_FACT[-1], tuple(_INV_FACT[-2::-1])  # exp's series, highest term first
+_INV_DESC = tuple(_INV[:0:-1])  # ln's series coefficients 2^Q / i, i = n .. 1
+#: ln's levels: (table, b = 6 L, Q - b, 2^b)
+_LN_LEVELS = tuple((t, _WIDTH * (i + 1), Q - _WIDTH * (i + 1), 1 << (_WIDTH * (i + 1)))
+                   for i, t in enumerate(_TAB))  # fmt: skip
 
 
 def exp_neg(x: int) -> int:
@@ -91,16 +96,19 @@ def exp_neg(x: int) -> int:
     below one unit)."""
     if x < 0:
         raise ValueError(f"exp_neg needs x >= 0, got {x}")
-    k = x // LN2
+    k, r = divmod(x, LN2)
     if k >= Q:
         return 0
-    s = LN2 - (x - k * LN2)  # in (0, ln 2]: exp(-x) = 2^-(k + 1) exp(s)
+    s = LN2 - r  # in (0, ln 2]: exp(-x) = 2^-(k + 1) exp(s)
     # Level by level s -= ln(1 + j 2^-b), j the largest with the table entry not above s; the
     # factors (2^b + j) multiply into prod, over 2^(6 + 12 + 18 + 24 + 30) = 2^90 (j = 0 too).
     # Level 1: j = floor(64 expm1(s)) from a float, corrected either way. Below it s < 2^-(b-6),
-    # and floor(s 2^b) is never above j (ln(1 + f) <= f) and at most one short.
+    # and floor(s 2^b) is never above j (ln(1 + f) <= f) and at most one short. (Comparisons
+    # instead of min(): this runs for every bet.)
     t = _T1
-    j = min(_TOP, int(math.expm1((s >> _FLOAT_SHIFT) * _FLOAT_UNIT) * _TOP))
+    j = int(math.expm1((s >> _FLOAT_SHIFT) * _FLOAT_UNIT) * _TOP)
+    if j > _TOP:
+        j = _TOP
     while t[j] > s:
         j -= 1
     while j < _TOP and t[j + 1] <= s:
@@ -108,13 +116,15 @@ def exp_neg(x: int) -> int:
     s -= t[j]
     prod = _TOP + j
     for t, b, sh in _LOWER:  # levels 2-5
-        j = min(_TOP, s >> sh)
+        j = s >> sh
+        if j > _TOP:
+            j = _TOP
         while j < _TOP and t[j + 1] <= s:
             j += 1
         s -= t[j]
         prod *= b + j
-    y = _INV_FACT[-1]
-    for c in _INV_FACT[-2::-1]:  # exp(s), Horner
+    y = _Y_TOP
+    for c in _HORNER:  # exp(s), Horner
         y = c + ((y * s) >> Q)
     return (y * prod) >> (_SHIFT_ALL + k + 1)
 
@@ -129,17 +139,15 @@ def ln(y: int) -> int:
         raise ValueError(f"ln: the argument 2^{k} is out of the range served (2^+-{_KMAX})")
     m = y >> k if k >= 0 else y << -k  # m 2^Q (truncated when k > 0: one unit at most)
     res = k * LN2
-    b = 0
-    for t in _TAB:
-        b += _WIDTH
-        j = (m - ONE) >> (Q - b)  # m >= 1 + j/2^b
+    for t, b, sh, scale in _LN_LEVELS:
+        j = (m - ONE) >> sh  # m >= 1 + j/2^b
         if j:
-            m = (m << b) // ((1 << b) + j)
+            m = (m << b) // (scale + j)
             res += t[j]
     z = m - ONE  # 0 <= z < 2^-30
     acc = 0
-    for i in range(len(_INV) - 1, 0, -1):  # ln(1 + z) = z (1 - z (1/2 - z (1/3 - ...)))
-        acc = _INV[i] - ((acc * z) >> Q)
+    for c in _INV_DESC:  # ln(1 + z) = z (1 - z (1/2 - z (1/3 - ...)))
+        acc = c - ((acc * z) >> Q)
     return res + ((acc * z) >> Q)
 
 
