@@ -700,11 +700,14 @@ class CounterCollusion(Mechanism):
                 (int(loyal[partner]) + 1) / (int(agreed[partner]) + 2),
                 (int(honest[partner]) + 1) / (int(decided[partner]) + 2),
             ))  # fmt: skip
-        # one symlog over every focus row (elementwise: the values of a per-row pass)
+        # one symlog over every focus row (elementwise: the values of a per-row pass); the few
+        # rows written one at a time (cheaper than fancy indexing with lists)
         money = np.array(money)
-        X[rows, 0:7] = flags
-        X[rows, _MONEY] = np.sign(money) * np.log1p(np.abs(money))
-        X[rows, 13:16] = partner_cols
+        money = np.sign(money) * np.log1p(np.abs(money))
+        for k, r in enumerate(rows):
+            X[r, 0:7] = flags[k]
+            X[r, _MONEY] = money[k]
+            X[r, 13:16] = partner_cols[k]
 
     def action_mask(self, mk, role: str, mask: np.ndarray) -> None:
         """Open the RP modes a pending dual-deal decision can use (``mask``: seats x modes x

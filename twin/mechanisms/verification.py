@@ -183,18 +183,17 @@ class Verification(Mechanism):
         deals, values = mk.deals, self._focus_values
         for role, X in fb.out.items():
             f = fb.focus.get(role)
-            if f:
-                rows = fb.rows(role)
-                X[rows, 0:3] = [values[deals[di].module] for di in f.values()]
-                if role == "rp":  # (a deal's node, units and module are fixed: once per deal)
-                    cache = self._proof_feature
-                    col = []
-                    for r, di in f.items():
-                        v = cache.get(di)
-                        if v is None:
-                            v = cache[di] = self._proof_cost_feature(mk, r, deals[di])
-                        col.append(v)
-                    X[rows, 3] = col
+            if not f:
+                continue
+            for r, di in f.items():  # (the few focus rows one at a time: no fancy indexing)
+                X[r, 0:3] = values[deals[di].module]
+            if role == "rp":  # (a deal's node, units and module are fixed: once per deal)
+                cache = self._proof_feature
+                for r, di in f.items():
+                    v = cache.get(di)
+                    if v is None:
+                        v = cache[di] = self._proof_cost_feature(mk, r, deals[di])
+                    X[r, 3] = v
 
     def _proof_cost_feature(self, mk, r: int, d) -> float:
         """``log1p`` of node row ``r``'s proof/attestation cost for deal ``d``, in tokens."""

@@ -425,17 +425,13 @@ class ConsortiumMediation(Mechanism):
                 partners = partners_of[m] = frozenset(coll.partners(m).tolist())
             # (a round's mediators are distinct: its partners are the intersection)
             Z[row, 2] = len(partners.intersection(case.rounds[rnd])) / p.n_mediators
-        X = fb.out["rp"]
-        rows, vals, per_deal = [], [], self._rp_focus
+        X, per_deal = fb.out["rp"], self._rp_focus
         for row, di in focus.get("rp", {}).items():
             v = per_deal.get(di)
             if v is None:  # a deal's RP, mediators and rings never change: once per deal
                 v = per_deal[di] = self._rp_focus_values(mk, di)
             if v:
-                rows.append(row)
-                vals.append(v)
-        if rows:
-            X[rows] = vals
+                X[row] = v  # (a row at a time: cheaper than fancy indexing for the few)
 
     def _rp_focus_values(self, mk: Market, di: int) -> tuple[float, float] | tuple[()]:
         """The RP features of deal ``di``: the share of its trusted mediators in the RP's ring and
