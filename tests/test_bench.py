@@ -144,3 +144,40 @@ def test_bench_command_line_misspelt_key_no_traceback():
     assert proc.stdout == ""
     [line] = proc.stderr.splitlines()
     assert line.startswith("twin-bench: ") and "policies.jc.check_probabilty" in line
+
+
+def test_bench_compare_alternates_two_checkouts(tmp_path, capsys):
+    """This checkout against itself, given as a directory and as the git revision HEAD (checked
+    out into a temporary worktree, removed afterwards): rounds alternate which runs first, each
+    run's code is its own checkout's, and the ratio is this / other."""
+    from experiments import bench_compare
+
+    out = tmp_path / "compare.json"
+    bench_compare.main([str(bench_compare.ROOT), "--agents", "10", "--rounds", "2", "--steps", "30",
+                        "--blocks", "1", "--out", str(out)])  # fmt: skip
+    d = json.loads(out.read_text())
+    assert [r["round"] for r in d["runs"]] == [0, 1] and d["other"] == d["this"]
+    assert all(r["ratio"] == r["this"] / r["other"] and r["this"] > 0 for r in d["runs"])
+    assert d["median_ratio"] == sum(r["ratio"] for r in d["runs"]) / 2
+    assert "this / other: median" in capsys.readouterr().out
+    if bench_compare._git("rev-parse", "HEAD") is None:
+        pytest.skip("not a git checkout: the revision form needs one")
+    before = bench_compare._git("worktree", "list")
+    bench_compare.main(["HEAD", "--agents", "10", "--rounds", "1", "--steps", "30", "--blocks", "1",
+                        "--out", str(out)])  # fmt: skip
+    d = json.loads(out.read_text())
+    assert "twin-compare-" in d["other"] and d["runs"][0]["other"] > 0
+    assert bench_compare._git("worktree", "list") == before  # the temporary worktree is gone
+
+
+@pytest.mark.parametrize(
+    ("other", "says"),
+    [("no-such-revision-xyz", "is neither a directory"), ("docs", "holds no twin/ package")],
+)
+def test_bench_compare_names_a_bad_other(capsys, other, says):
+    from experiments import bench_compare
+
+    root = bench_compare.ROOT
+    target = str(root / other) if other == "docs" else other
+    out, err = _usage_error(capsys, bench_compare, [target, "--rounds", "1"])
+    assert err.startswith("bench_compare: other: ") and says in err and out == ""
