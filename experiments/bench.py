@@ -57,16 +57,22 @@ ALL_MECHANISMS = (
 )  # fmt: skip
 
 
-def bench_config(n_agents: int, overrides: list[str] | None = None, seed: int = 0):
-    import twin
-
+def bench_overrides(n_agents: int, overrides: list[str] | None = None, seed: int = 0) -> list[str]:
+    """The Hydra overrides of the benchmark market of ``n_agents`` seats (40 % clients, 10 %
+    mediators, the rest nodes; every seat exposed; no end), then ``overrides``."""
     n_jc = max(1, int(round(0.4 * n_agents)))
     n_med = max(1, int(round(0.1 * n_agents)))
     n_rp = max(1, n_agents - n_jc - n_med)
-    return twin.compose([
+    return [
         f"market.n_job_creators={n_jc}", f"market.n_resource_providers={n_rp}", f"market.n_mediators={n_med}",
         "market.episode_ticks=1000000", "env.expose=all", f"seed={seed}", *(overrides or []),
-    ])  # fmt: skip
+    ]  # fmt: skip
+
+
+def bench_config(n_agents: int, overrides: list[str] | None = None, seed: int = 0):
+    import twin
+
+    return twin.compose(bench_overrides(n_agents, overrides, seed))
 
 
 class _Runner:

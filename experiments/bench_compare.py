@@ -14,7 +14,8 @@ each in a fresh process pinned to one CPU, taking the fastest of ``--blocks`` bl
 range of the per-round ratios (this / other: above 1, this checkout is faster).
 
 Both versions run the same measuring code (:data:`_MEASURE`, using only ``twin.compose`` and
-``twin.env.MarketEnv``), so older checkouts can be compared too. Bad arguments, bad overrides
+``twin.env.MarketEnv``) on the same market (this checkout's
+:func:`experiments.bench.bench_overrides`), so older checkouts can be compared too. Bad arguments, bad overrides
 (checked here first) and an ``OTHER`` that is neither a checkout nor a revision are reported on
 one line (``bench_compare: ...``) with exit status 2. ``--out FILE`` writes every run as JSON.
 """
@@ -36,7 +37,7 @@ PROG = "bench_compare"
 ROOT = Path(__file__).resolve().parents[1]  # this checkout
 
 #: run in each checkout (``python -c``, working directory: the checkout); argv[1]: JSON
-#: [agents, steps, blocks, overrides]; prints JSON {agent_steps_per_s, twin}
+#: [steps, blocks, overrides of the whole market]; prints JSON {agent_steps_per_s, twin}
 _MEASURE = r"""
 import json, os, sys, time
 sys.path.insert(0, os.getcwd())
@@ -44,11 +45,8 @@ import numpy as np
 import twin
 from twin.env import MarketEnv
 
-n, steps, blocks, overrides = json.loads(sys.argv[1])
-n_jc, n_med = max(1, round(0.4 * n)), max(1, round(0.1 * n))
-cfg = twin.compose([f"market.n_job_creators={n_jc}", f"market.n_resource_providers={max(1, n - n_jc - n_med)}",
-                    f"market.n_mediators={n_med}", "market.episode_ticks=1000000", "env.expose=all", "seed=0",
-                    *overrides])
+steps, blocks, overrides = json.loads(sys.argv[1])
+cfg = twin.compose(overrides)
 cpus = os.sched_getaffinity(0)
 os.sched_setaffinity(0, {min(cpus)})
 env = MarketEnv(cfg)
@@ -88,23 +86,26 @@ def main(argv: list[str] | None = None) -> None:
     if a.out and not Path(a.out).resolve().parent.is_dir():
         p.error(f"--out {a.out}: no such directory {str(Path(a.out).resolve().parent)!r}")
     with user_errors(PROG):
-        from experiments.bench import bench_config
+        import twin
+        from experiments.bench import bench_overrides
 
-        bench_config(a.agents, a.override)  # a misspelt key or a bad value: before any run
+        market = bench_overrides(a.agents, a.override)
+        twin.compose(market)  # a misspelt key or a bad value: before any run
         with _checkout(a.other) as other:
-            result = compare(ROOT, other, a.agents, a.rounds, a.steps, a.blocks, a.override)
+            result = compare(ROOT, other, a.agents, a.rounds, a.steps, a.blocks, a.override, market)
         _report(result)
         if a.out:
             Path(a.out).write_text(json.dumps(result, indent=2))
 
 
 def compare(this: Path, other: Path, agents: int, rounds: int, steps: int, blocks: int,
-            overrides: list[str]) -> dict:  # fmt: skip
-    """Alternating runs of the two checkouts; every run and the medians."""
+            overrides: list[str], market: list[str]) -> dict:  # fmt: skip
+    """Alternating runs of the two checkouts on the market of the Hydra overrides ``market``
+    (``overrides`` are the user's part of them, for the report); every run and the medians."""
     runs = []
     for k in range(rounds):
         order = (("this", this), ("other", other)) if k % 2 == 0 else (("other", other), ("this", this))  # fmt: skip
-        got = {name: measure(tree, agents, steps, blocks, overrides) for name, tree in order}
+        got = {name: measure(tree, steps, blocks, market) for name, tree in order}
         runs.append({"round": k, "this": got["this"], "other": got["other"],
                      "ratio": got["this"] / got["other"]})  # fmt: skip
         print(f"round {k + 1}/{rounds}: this {got['this']:,.0f}, other {got['other']:,.0f} "
@@ -119,12 +120,13 @@ def compare(this: Path, other: Path, agents: int, rounds: int, steps: int, block
     }  # fmt: skip
 
 
-def measure(tree: Path, agents: int, steps: int, blocks: int, overrides: list[str]) -> float:
-    """Agent-steps per second of ``tree``'s env (the fastest block), in a fresh process."""
+def measure(tree: Path, steps: int, blocks: int, market: list[str]) -> float:
+    """Agent-steps per second of ``tree``'s env on the market of the Hydra overrides ``market``
+    (the fastest block), in a fresh process."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, json.dumps([agents, steps, blocks, overrides])],
+        [sys.executable, "-c", _MEASURE, json.dumps([steps, blocks, market])],
         cwd=tree, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:

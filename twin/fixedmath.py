@@ -81,14 +81,14 @@ _KMAX = 1 << 12  # ln serves arguments 2^(-_KMAX) .. 2^_KMAX
 #: floor), one per series step, the product's floor, and a margin
 ERR = 2 * (_KMAX + 2 * _LEVELS + len(_INV_FACT) + len(_INV) + 8)
 _T1 = _TAB[0]
-#: levels 2.._LEVELS: (table, 2^b, Q - b) with b = 6 L
-_LOWER = [(_TAB[i], 1 << (_WIDTH * (i + 1)), Q - _WIDTH * (i + 1)) for i in range(1, _LEVELS)]
 _SHIFT_ALL = _WIDTH * _LEVELS * (_LEVELS + 1) // 2  # 6 + 12 + 18 + 24 + 30 = 90
 _Y_TOP, _HORNER = _INV_FACT[-1], tuple(_INV_FACT[-2::-1])  # exp's series, highest term first
 _INV_DESC = tuple(_INV[:0:-1])  # ln's series coefficients 2^Q / i, i = n .. 1
-#: ln's levels: (table, b = 6 L, Q - b, 2^b)
+#: the levels L = 1.._LEVELS: (table, b = 6 L, Q - b, 2^b)
 _LN_LEVELS = tuple((t, _WIDTH * (i + 1), Q - _WIDTH * (i + 1), 1 << (_WIDTH * (i + 1)))
                    for i, t in enumerate(_TAB))  # fmt: skip
+#: exp's levels 2.._LEVELS: (table, 2^b, Q - b)
+_LOWER = tuple((t, scale, sh) for t, _, sh, scale in _LN_LEVELS[1:])
 
 
 def exp_neg(x: int) -> int:

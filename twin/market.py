@@ -70,11 +70,8 @@ ROLE_OWNER, ROLE_SOLVER, ROLE_JC, ROLE_RP, ROLE_MEDIATOR = 0, 1, 2, 3, 4
 ROLE_NAMES = ("owner", "solver", "jc", "rp", "mediator")
 GENESIS_TIME_S = 1_700_000_000  # unix seconds of tick 0
 _EXEC_MODES = {int(m): m for m in ExecMode}  # action value -> mode, without an enum lookup
-_OPEN_ROW = (
-    1,
-    0,
-    2,
-)  # open result kind (0 honest, 1 fake, 2 skipped) -> row of open_results_tokens
+#: open result kind (0 honest, 1 fake, 2 skipped) -> its row of Market.open_results_tokens
+_OPEN_ROW = (1, 0, 2)
 MEDIATOR_HARDWARE = "datacenter_gpu"  # mediators re-run any job class on an A100 server
 # the first job-offer columns, in the order _deal_json unpacks a row
 _OFFER_HEAD = ("jc", "module", "units", "cpu", "gpu", "vram", "ram", "disk", "mode", "price", "solver",
@@ -270,11 +267,8 @@ class Market:
         self.open_honest_wei = [0] * n
         self.open_skipped_wei = [0] * n
         self._open_results: dict[int, tuple[int, int, int]] = {}
-        self._open_wei = (
-            self.open_honest_wei,
-            self.open_fake_wei,
-            self.open_skipped_wei,
-        )  # by kind
+        # the three lists by open result kind (0 honest, 1 fake, 2 skipped)
+        self._open_wei = (self.open_honest_wei, self.open_fake_wei, self.open_skipped_wei)
         #: the three, in tokens (float64; rows: fake, honest, skipped; columns: accounts), kept
         #: up to date for the observations (converting the lists every step cost more)
         self.open_results_tokens = np.zeros((3, n))

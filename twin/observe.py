@@ -142,7 +142,7 @@ class Observer:
         mk, n, n_rp = self.mk, self.mk.n_accounts, self.mk.n_rp
         p0 = 2 * n_rp  # the public features, then the constants 0 and 1
         zero, a0 = p0 + 5, p0 + 7  # a0: the symlogged per-account features
-        self.zero, self.one, self.a0 = zero, p0 + 6, a0
+        self.one = p0 + 6
         self.l0 = a0 + 7 * n + 3 * n_rp  # the focus deals' symlogged terms
         rows = {"rp": np.arange(n_rp), "jc": np.arange(mk.n_jc), "mediator": np.arange(mk.n_med)}
         acct = {
@@ -239,20 +239,7 @@ class Observer:
             o, r = l0 + len(rp_logs), r0 + 2 * len(rp_rows)
             for k, row in enumerate(jc_rows):
                 b, c = o + 7 * k, r + 4 * k
-                idx[row, 4:16] = (
-                    one,
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    c,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    c + 1,
-                    c + 2,
-                    c + 3,
-                )
+                idx[row, 4:16] = (one, b, b + 1, b + 2, b + 3, c, b + 4, b + 5, b + 6, c + 1, c + 2, c + 3)  # fmt: skip
                 JM[row, 0:2] = (1, jc_raws[k][4])  # accept; check if the fee can be paid
         J = S[idx]
 
@@ -265,9 +252,8 @@ class Observer:
             for k, row in enumerate(med_rows):
                 b, c = o + 5 * k, r + 2 * k
                 idx[row, 3:11] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
-                ZM[row, 1] = (
-                    med_raws[k][0] + med_raws[k][1] > 0
-                )  # collude: a ring member is a party
+                # collude: a member of the mediator's ring is a party
+                ZM[row, 1] = med_raws[k][0] + med_raws[k][1] > 0
         Z = S[idx]
         for mech in hooks:
             mech.action_mask(mk, "jc", JM)

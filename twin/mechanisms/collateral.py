@@ -180,8 +180,6 @@ class CollateralVariants(Mechanism):
         self.expected_units = tuple(expected_units(j) for j in mk.job_classes)
         #: per RP, its open deals that may hold results collateral (insertion order: oldest first)
         self.open: dict[int, dict[int, None]] = {}
-        #: position of each RP among the keys of ``open`` (the order on_tick_end sums floats in)
-        self._rank: dict[int, int] = {}
         #: per RP, its open deals with a result in (submitted or checked): the nodes that owe
         #: results collateral, so on_tick_end need not scan every open deal
         self._owing: dict[int, dict[int, None]] = {}
@@ -265,11 +263,7 @@ class CollateralVariants(Mechanism):
             full = d.results_multiple * d.instruction_price * self.expected_units[d.module]
             d.results_up_front = self.share(full)
         if self.pooled:
-            deals = self.open.get(d.rp)
-            if deals is None:
-                deals = self.open[d.rp] = {}
-                self._rank[d.rp] = len(self._rank)
-            deals[d.index] = None
+            self.open.setdefault(d.rp, {})[d.index] = None
             self._new.append(d.index)
 
     def on_result_submitted(self, mk, d) -> None:
@@ -319,10 +313,11 @@ class CollateralVariants(Mechanism):
         q = self.n_results_slashed / self.n_results if self.n_results else 0.0
         worst = 0
         covers = {}
-        all_deals, open_ = self.deals, self.open
+        all_deals, owing = self.deals, self._owing
         # only nodes with a result in owe anything; in the order of ``open`` (the float sums)
-        for rp in sorted(self._owing, key=self._rank.__getitem__):
-            deals = open_[rp]
+        for rp, deals in self.open.items() if owing else ():
+            if rp not in owing:
+                continue
             owed, held = [], 0  # self.pool_of(rp), inlined (every node that owes, per tick)
             for di in deals:
                 o = all_deals[di]

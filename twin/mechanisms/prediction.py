@@ -282,7 +282,8 @@ class PredictionMarkets(Mechanism):
         returns the units bought. The binding limit is chosen on float estimates, then computed
         exactly; the charge is ``C(q') - C(q)`` rounded up."""
         b, qy, qn, c0 = self.b, rnd.q_yes, rnd.q_no, rnd.cost_fx
-        if belief >= 1.0 if yes else belief <= 0.0:  # certain: no price stops it (most insiders)
+        certain = (belief >= 1.0) if yes else (belief <= 0.0)  # most insiders: no price stops them
+        if certain:
             by_price = False
         else:
             by_budget, by_belief = _units_estimate(qy, qn, b, c0 / ONE, budget_wei, belief, yes)

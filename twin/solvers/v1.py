@@ -58,7 +58,6 @@ class V1Solver:
         price, posted, free = res.price.tolist(), res.posted_at.tolist(), res.free.tolist()
         if res.score is None:
             by_market = mine[np.lexsort((res.posted_at[mine], res.price[mine]))].tolist()
-            neg = None
             market_key = lambda r: (price[r], posted[r], r)  # noqa: E731
             fixed_key = lambda r: (posted[r], r)  # noqa: E731
         else:  # reputation ranking: the higher score first, as a rank (equal scores tie)
