@@ -62,6 +62,7 @@ from twin.observe import Observer, feature_names
 GROUPS = ("rp", "jc", "mediator")
 _gc_frozen = False  # freeze_gc_once() has run in this process
 _JC_CHECK_PROB = np.array([0.0, 1.0, np.nan])  # discrete JC action -> probability of checking
+_JC_CHECK_PROB_SHIFTED = np.array([np.nan, 0.0, 1.0, np.nan])  # the same, by action + 1
 
 
 def freeze_gc_once() -> bool:
@@ -153,6 +154,9 @@ class MarketEnv(ParallelEnv):
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
         self.market: Market | None = None
         self._acct = {g: None for g in GROUPS}
+        #: an RP's discrete action -> (execution mode, price level): tables of _every_seat_actions
+        flat = np.arange(4 * self.n_levels)
+        self._rp_split = (flat // self.n_levels, flat % self.n_levels)
         #: every seat is an exposed agent acting through the discrete spaces (see _to_market_actions)
         self._all_acting = c.env.jc_action != "probability" and all(
             len(self.exposed_rows[g]) == self.n[g] > 0 for g in GROUPS
@@ -236,6 +240,16 @@ class MarketEnv(ParallelEnv):
     def _observations(self) -> dict:
         """Per-agent observation dicts: rows (views) of this step's fresh matrices."""
         o = self._obs
+        if self._all_acting:  # every seat exposed, each with a mask: one comprehension
+            return {
+                n: {"observation": x, "action_mask": m}
+                for n, x, m in zip(
+                    self.possible_agents,
+                    [*o.rp, *o.jc, *o.mediator],
+                    [*o.rp_mask, *o.jc_mask, *o.mediator_mask],
+                    strict=True,
+                )
+            }
         mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
         out = {}
         for g, (X, M) in zip(GROUPS, mats, strict=True):
@@ -294,19 +308,21 @@ class MarketEnv(ParallelEnv):
         """The common case, computed without the general path's copies: every seat is exposed
         and acted with an integer (the discrete spaces). The values are those of the general
         path (:meth:`_apply` on every row); None when the case does not hold."""
-        get = actions.get
         try:  # every agent's action in one array (agents: the groups' seats in GROUPS order)
-            arr = np.asarray([get(n) for n in self.possible_agents])
+            arr = np.asarray(list(map(actions.get, self.possible_agents)))
         except ValueError:  # actions of different shapes
             return None
         if arr.dtype != np.int64 or arr.ndim != 1:
             return None  # a missing seat (None), a Box action
         a, b = self.n["rp"], self.n["rp"] + self.n["jc"]
         rp, jc, med = arr[:a], arr[a:b], arr[b:]
-        flat = np.minimum(np.maximum(rp, 0), 4 * self.n_levels - 1)
-        mode, level = np.divmod(flat, self.n_levels)
-        # JC: 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN); negatives: huge
-        check = _JC_CHECK_PROB[np.minimum(jc.astype(np.uint64), 2)]
+        # RP: the choice clipped to [0, 4 levels) (``take``'s clip mode: negatives read entry 0,
+        # too large ones the last), then split into mode and level by table
+        mode_of, level_of = self._rp_split
+        mode, level = mode_of.take(rp, mode="clip"), level_of.take(rp, mode="clip")
+        # JC: 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN): the table is indexed
+        # by choice + 1, so negatives clip to its first entry, 2 and above to its last
+        check = _JC_CHECK_PROB_SHIFTED.take(jc + 1, mode="clip")
         return Actions(mode, level, check, med == 1)
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
