@@ -8,9 +8,12 @@ party signs its own transactions, `bridge.keys`), deploys a fresh contract set (
 block's timestamp is set to the twin's time of the call (`evm_setNextBlockTimestamp`; one block
 per transaction, several blocks may share a second), so timeouts become callable exactly when the
 twin called them and the v1 mediator choice, which hashes the `checkResult` block's timestamp,
-picks the twin's mediator. On a chain whose clock is already past the twin's times every step is
-shifted by a constant offset (the choice of mediator may then differ, and is reported); on a
-public network (`time_mode="wall"`) steps go out as fast as the chain allows and timeouts wait
+picks the twin's mediator. A set-up transaction (funding, the owner's `setSlashingDestination`)
+is mined at the time of the step it precedes: no block is left to the node's own clock, which
+runs on with the wall clock from the last timestamp set and could pass the next step's time (a
+chain already past a step's time raises `ChainTimeError`). On a chain whose clock is already
+past the twin's times every step is shifted by a constant offset (the choice of mediator may then
+differ, and is reported); on a public network (`time_mode="wall"`) steps go out as fast as the chain allows and timeouts wait
 for the chain's clock.
 
 After every transaction the engine compares the twin with the chain: the call reverted iff the
@@ -39,6 +42,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +157,16 @@ class ReplayStateError(ReplayError):
 
 class ReplayDivergenceError(ReplayError):
     """`strict=True`: the chain differs from the twin (the message says where)."""
+
+
+class ChainTimeError(ReplayError):
+    """`time_mode="set"`: the chain's latest block is already later than the twin's time of the
+    next transaction, so that transaction cannot be mined at its time (a block was mined behind
+    the replay's back, or the node refuses a block in the previous block's second)."""
+
+    def __init__(self, what: str, *, wanted_s: int, latest_s: int, offset: int, **ctx: str) -> None:
+        super().__init__(what, **ctx)
+        self.wanted_s, self.latest_s, self.offset = wanted_s, latest_s, offset
 
 
 # ---------------------------------------------------------------------------------- options
@@ -300,6 +314,9 @@ class _Tx:
     value: int = 0
     step: Step | None = None
     label: str = ""
+    #: twin time its block is mined at (time_mode "set"): its step's, or for a set-up transaction
+    #: the step's it precedes (None: no step follows, its block keeps the node's time)
+    time_s: int | None = None
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -578,6 +595,11 @@ class Replayer:
                                label=self._labels[new]))  # fmt: skip
                 destination = new
             txs.append(self._step_tx(s))
+        following: int | None = None
+        for tx in reversed(txs):
+            if tx.step is not None:
+                following = tx.step.time_s
+            tx.time_s = following
         return txs
 
     def _step_tx(self, s: Step) -> _Tx:
@@ -779,8 +801,7 @@ class Replayer:
             intent = self.intents[pending[0]]
             tx = next(t for t in self.txs if t.key == intent["key"])
             if tx.step is not None and intent["from"] != self._signer(tx.sender).address:
-                swapped = self.account_of[intent["from"].lower()]
-                tx = _Tx(tx.key, swapped, tx.to, tx.data, tx.function, tx.value, tx.step, tx.label)
+                tx = dc_replace(tx, sender=self.account_of[intent["from"].lower()])
             receipt = self._find_sent(intent)
             if receipt is None:
                 addr = intent["from"]
@@ -791,8 +812,7 @@ class Replayer:
                         f"and the account's nonce is now {chain_nonce}: another transaction used "
                         "it", **self._ctx(tx),
                     )  # fmt: skip
-                if self.mode == "set" and tx.step is not None:
-                    self._rpc("evm_setNextBlockTimestamp", [tx.step.time_s + self.offset])
+                self._set_block_time(tx)
                 # the same nonce (and, signed locally, the same bytes): it cannot run twice
                 receipt = self._transmit(tx, intent)
             try:
@@ -841,10 +861,9 @@ class Replayer:
             and s.deal_id in self.chain_mediator
         ):
             caller = self.chain_mediator[s.deal_id]  # the chain chose another mediator
-            tx = _Tx(tx.key, caller, tx.to, tx.data, tx.function, tx.value, tx.step, tx.label)
+            tx = dc_replace(tx, sender=caller)
         account = self._signer(caller)
-        if s is not None and self.mode == "set":
-            self._rpc("evm_setNextBlockTimestamp", [s.time_s + self.offset], self._ctx(tx))
+        self._set_block_time(tx)
         touched = self._touched(s) if s is not None else []
         waits = self.mode == "wall" and s is not None and s.function in TIMEOUT_CALLS
         if self.estimate or waits:
@@ -905,6 +924,38 @@ class Replayer:
             return None
         return self._rpc("eth_getTransactionReceipt", [found if isinstance(found, str)
                                                         else found["hash"]])  # fmt: skip
+
+    def _set_block_time(self, tx: _Tx) -> None:
+        """`time_mode="set"`: the block that mines `tx` gets the twin's time (plus the offset).
+        Every transaction sets it, set-up transactions included: a block left to the node's own
+        clock (anvil: the last set timestamp plus the wall time since, at least the previous
+        block's) is a second past the next step's time as soon as the wall clock crosses a
+        second in between (likelier on a loaded machine), and that step could then not be mined
+        at its time. Several blocks may share a second (anvil accepts a timestamp equal to the
+        previous block's). The timestamp is set before the gas estimate, which runs on the
+        pending block at that time."""
+        if self.mode != "set" or tx.time_s is None:
+            return
+        wanted = tx.time_s + self.offset
+        try:
+            self._rpc("evm_setNextBlockTimestamp", [wanted], self._ctx(tx))
+        except _RpcFailure as e:
+            message = str(e.error.get("message", e.error))
+            latest = self._rpc("eth_getBlockByNumber", ["latest", False], self._ctx(tx))
+            stamp, number = int(latest["timestamp"], 16), int(latest["number"], 16)
+            if stamp < wanted:  # not a matter of time
+                raise ReplayError(f"evm_setNextBlockTimestamp({wanted}) failed: {message}",
+                                  **self._ctx(tx)) from None  # fmt: skip
+            why = ("a block was mined behind the replay's back?" if stamp > wanted else
+                   "this node refuses a block in the previous block's second; anvil 1.7.1, "
+                   "pinned by package.json, accepts it")  # fmt: skip
+            where = f"step {tx.step.index}" if tx.step else f"{tx.key}, before the next step"
+            raise ChainTimeError(
+                f"chain time: {tx.function} ({where}) must be mined at {wanted} (twin time "
+                f"{tx.time_s} + offset {self.offset}), but the chain's latest block {number} "
+                f"has timestamp {stamp} ({why}); evm_setNextBlockTimestamp failed: {message}",
+                wanted_s=wanted, latest_s=stamp, offset=self.offset, **self._ctx(tx),
+            ) from None  # fmt: skip
 
     def _estimate(self, tx: _Tx, account: LocalAccount) -> tuple[DecodedError | None, int]:
         call = {"from": account.address, "to": tx.to, "data": "0x" + tx.data.hex()}
@@ -1409,7 +1460,7 @@ def path_gas(deals: list[dict]) -> list[dict]:
 
 
 __all__ = [
-    "NonceGapError", "OutOfGasError", "ReplayDivergenceError", "ReplayError", "ReplayOptions",
-    "ReplayResult", "ReplayStateError", "Replayer", "RpcUnreachableError",
+    "ChainTimeError", "NonceGapError", "OutOfGasError", "ReplayDivergenceError", "ReplayError",
+    "ReplayOptions", "ReplayResult", "ReplayStateError", "Replayer", "RpcUnreachableError",
     "UnderfundedAccountError", "WrongChainIdError", "gas_table", "path_gas",
 ]  # fmt: skip

@@ -255,6 +255,74 @@ def test_chain_time_follows_the_twin(w3, records, tmp_path):
     assert rpc(w3, "eth_chainId") == hex(31337)
 
 
+def test_set_up_transactions_between_steps_are_mined_at_the_twin_time(w3, records, tmp_path,
+                                                                      monkeypatch) -> None:  # fmt: skip
+    # The owner's setSlashingDestination between two steps of one second (forced errors slash
+    # into the jackpot) is mined at the twin's time of the step it precedes. Left to anvil's own
+    # clock (the last set timestamp plus the wall time since), one second of wall time before it
+    # (a loaded machine) put its block a second past that step, whose evm_setNextBlockTimestamp
+    # then failed. The delay here makes that certain instead of rare.
+    import json
+    import time
+
+    from bridge.replay import Replayer
+
+    record = record_of("forced_errors", records)
+    plan = plan_of(record)
+    transmit = Replayer._transmit
+    delayed: list[str] = []
+
+    def slow_transmit(self, tx, intent):
+        if tx.function == "setSlashingDestination" and not delayed:
+            delayed.append(tx.key)
+            time.sleep(1.05)
+        return transmit(self, tx, intent)
+
+    monkeypatch.setattr(Replayer, "_transmit", slow_transmit)
+    result = replay(w3, plan, tmp_path)
+    assert_parity(w3, result, plan, record)
+    entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    done = [e for e in entries if e["kind"] == "done" and e.get("block")]
+    switches = [i for i, e in enumerate(done) if e["function"] == "setSlashingDestination"]
+    assert delayed and switches and done[switches[0]]["key"] == delayed[0]
+    offset = result.summary["time_offset_s"]
+    for i in switches:
+        before, after = plan.steps[done[i - 1]["step"]], plan.steps[done[i + 1]["step"]]
+        block = rpc(w3, "eth_getBlockByNumber", [hex(done[i]["block"]), False])
+        stamp = int(block["timestamp"], 16)
+        assert stamp == after.time_s + offset, (done[i], stamp)
+        if i == switches[0]:  # no second to spare: a clock a second ahead cannot be absorbed
+            assert before.time_s == after.time_s
+
+
+def test_a_chain_clock_past_the_twin_names_the_step_and_both_timestamps(w3, records, tmp_path,
+                                                                        monkeypatch) -> None:  # fmt: skip
+    # A block mined behind the replay's back, later than the next step's twin time: the step
+    # cannot be mined at its time, and the error says which step and by how much.
+    from bridge.replay import ChainTimeError, Replayer
+
+    record = record_of("cheating", records)
+    plan = plan_of(record)
+    target = plan.steps[3]
+    do = Replayer._do
+
+    def interfering_do(self, tx):
+        if tx.step is target:
+            ahead = target.time_s + self.offset + 5
+            rpc(w3, "evm_setNextBlockTimestamp", [ahead])
+            rpc(w3, "evm_mine")
+        return do(self, tx)
+
+    monkeypatch.setattr(Replayer, "_do", interfering_do)
+    with pytest.raises(ChainTimeError) as info:
+        replay(w3, plan, tmp_path)
+    message = str(info.value)
+    wanted = target.time_s + info.value.offset
+    assert f"step {target.index}" in message and target.function in message
+    assert str(wanted) in message and str(wanted + 5) in message
+    assert "evm_setNextBlockTimestamp" in message
+
+
 def test_wall_clock_mode_completes_and_reports_other_mediator_choices(w3, records, tmp_path):
     # A public chain's clock cannot be set: calls go out at the chain's own time. Every deal
     # still ends as in the twin; where the v1 choice (keccak of the check's block timestamp)
