@@ -13,8 +13,8 @@ is mined at the time of the step it precedes: no block is left to the node's own
 runs on with the wall clock from the last timestamp set and could pass the next step's time (a
 chain already past a step's time raises `ChainTimeError`). On a chain whose clock is already
 past the twin's times every step is shifted by a constant offset (the choice of mediator may then
-differ, and is reported); on a public network (`time_mode="wall"`) steps go out as fast as the chain allows and timeouts wait
-for the chain's clock.
+differ, and is reported); on a public network (`time_mode="wall"`) steps go out as fast as the
+chain allows and timeouts wait for the chain's clock.
 
 After every transaction the engine compares the twin with the chain: the call reverted iff the
 twin's call did (`CallReverted`), the protocol events are the twin's events (same order, amounts,
