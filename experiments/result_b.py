@@ -31,8 +31,9 @@ learnt to follow the agreement in the bound compute stage. With one policy per n
 (``per_agent``) the agreements died out before that in some seeds: of 9 trainings of 20
 iterations (gamma 0.99 and 0.9), 2 stayed honest and 2 more colluded in only 31-58 % of their
 greedy deals; with
-the shared policy the bound stage is visited by both seats' samples and every seed tried
-reached collusion (one of three still mixed after 12 iterations: README, Result B).
+the shared policy the bound stage is visited by both seats' samples. Even so, at 12 iterations
+2 of 5 seeds had not yet reached it (greedy collusion 0.00 and 0.33); at 24 iterations they
+collude too, which is why the full budget trains 24 (README, Result B).
 
 :func:`run` trains every experiment for ``budget.seeds`` seeds (sequentially, in one Ray
 session; a re-run skips the (experiment, seed) pairs already finished), plays greedy
@@ -98,7 +99,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget(seeds=3, iterations=12, eval_episodes=8),
+    "full": Budget(seeds=3, iterations=24, eval_episodes=8),
     "tiny": Budget(
         seeds=1, iterations=1, eval_episodes=1,
         overrides=("train.train_batch_size=200", "train.rollout_fragment_length=200",
