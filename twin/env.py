@@ -61,8 +61,10 @@ from twin.observe import Observer, feature_names
 
 GROUPS = ("rp", "jc", "mediator")
 _gc_frozen = False  # freeze_gc_once() has run in this process
-_JC_CHECK_PROB = np.array([0.0, 1.0, np.nan])  # discrete JC action -> probability of checking
-_JC_CHECK_PROB_SHIFTED = np.array([np.nan, 0.0, 1.0, np.nan])  # the same, by action + 1
+#: a JC's discrete action + 1 -> probability of checking: 0 accept (p = 0), 1 check (p = 1),
+#: anything else wait (NaN); indexed in ``take``'s clip mode, so negatives read the first entry
+#: and 2 and above the last
+_JC_CHECK_PROB = np.array([np.nan, 0.0, 1.0, np.nan])
 
 
 def freeze_gc_once() -> bool:
@@ -109,6 +111,9 @@ class MarketEnv(ParallelEnv):
             "mediator": c.market.n_mediators,
         }
         self.n_levels = len(c.pricing.price_levels)
+        #: an RP's discrete action -> (execution mode, price level), as tables (see _rp_actions)
+        flat = np.arange(4 * self.n_levels)
+        self._rp_split = (flat // self.n_levels, flat % self.n_levels)
         mechs = build_mechanisms(c)
         #: observation columns per role: the base features, then each mechanism's public ones
         self.features = {g: feature_names(mechs, g) for g in GROUPS}
@@ -154,9 +159,6 @@ class MarketEnv(ParallelEnv):
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
         self.market: Market | None = None
         self._acct = {g: None for g in GROUPS}
-        #: an RP's discrete action -> (execution mode, price level): tables of _every_seat_actions
-        flat = np.arange(4 * self.n_levels)
-        self._rp_split = (flat // self.n_levels, flat % self.n_levels)
         #: every seat is an exposed agent acting through the discrete spaces (see _to_market_actions)
         self._all_acting = c.env.jc_action != "probability" and all(
             len(self.exposed_rows[g]) == self.n[g] > 0 for g in GROUPS
@@ -316,14 +318,14 @@ class MarketEnv(ParallelEnv):
             return None  # a missing seat (None), a Box action
         a, b = self.n["rp"], self.n["rp"] + self.n["jc"]
         rp, jc, med = arr[:a], arr[a:b], arr[b:]
-        # RP: the choice clipped to [0, 4 levels) (``take``'s clip mode: negatives read entry 0,
-        # too large ones the last), then split into mode and level by table
+        mode, level = self._rp_actions(rp)
+        return Actions(mode, level, _JC_CHECK_PROB.take(jc + 1, mode="clip"), med == 1)
+
+    def _rp_actions(self, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(execution mode, price level) of RP discrete actions (int64), the choice clipped to
+        [0, 4 levels): ``take``'s clip mode reads entry 0 for negatives, the last for too large."""
         mode_of, level_of = self._rp_split
-        mode, level = mode_of.take(rp, mode="clip"), level_of.take(rp, mode="clip")
-        # JC: 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN): the table is indexed
-        # by choice + 1, so negatives clip to its first entry, 2 and above to its last
-        check = _JC_CHECK_PROB_SHIFTED.take(jc + 1, mode="clip")
-        return Actions(mode, level, check, med == 1)
+        return mode_of.take(choice, mode="clip"), level_of.take(choice, mode="clip")
 
     def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
         """Write the actions ``vals`` (one row per seat) of group ``g``'s ``rows`` into ``a``.
@@ -331,14 +333,14 @@ class MarketEnv(ParallelEnv):
         if len(rows) == self.n[g]:  # (rows are sorted and distinct: every seat of the group)
             rows = slice(None)  # plain (not fancy) assignment
         if g == "rp":
-            flat = np.minimum(np.maximum(vals[:, 0].astype(np.int64), 0), 4 * self.n_levels - 1)
-            a.rp_mode[rows], a.rp_price_level[rows] = np.divmod(flat, self.n_levels)
+            a.rp_mode[rows], a.rp_price_level[rows] = self._rp_actions(vals[:, 0].astype(np.int64))
         elif g == "jc":
             if self.cfg.env.jc_action == "probability":
                 a.jc_check_prob[rows] = np.minimum(np.maximum(vals[:, 0].astype(float), 0.0), 1.0)
             else:  # 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN)
-                choice = vals[:, 0].astype(np.int64).astype(np.uint64)  # negatives: huge
-                a.jc_check_prob[rows] = _JC_CHECK_PROB[np.minimum(choice, 2)]
+                a.jc_check_prob[rows] = _JC_CHECK_PROB.take(
+                    vals[:, 0].astype(np.int64) + 1, mode="clip"
+                )
         else:
             a.med_collude[rows] = vals[:, 0].astype(np.int64) == 1
 
