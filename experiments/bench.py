@@ -8,6 +8,14 @@ microseconds per agent-step, deals made, and the process's peak resident memory.
 
 - the growth of the cost per agent-step from the first size of at least 100 agents to the
   largest (target: at most 1.5x from 100 to 10 000);
+- the reference of the target (``--reference-at``, default 100 agents): the issue puts it at
+  100 000 agent-steps/s and calibrates it with "a bare PettingZoo dict loop over 100 agents",
+  which ran at about 320 000 on the machine it was written on (:data:`ISSUE_BARE_LOOP`). The
+  benchmark times that loop here (:func:`bare_loop`: PettingZoo's own parallel-API loop, an
+  action drawn with ``action_space(agent).sample()`` for each agent, over an env whose ``step``
+  only builds the five dicts) and reports the twin's figure as a fraction of it, and scaled to
+  the issue's machine (the twin's figure x 320 000 / the bare loop's here), so that figures
+  taken on machines of different speeds can be compared with the target;
 - with every mechanism switched on (:data:`ALL_MECHANISMS`), the same at ``--mechanisms-at``
   agents (default 100) and its ratio to the v1-only figure (target: at most 2x): ``--repeat``
   pairs, each a v1-only and an every-mechanism market stepped in alternating blocks of 10 steps
@@ -42,6 +50,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
 
 from agents.baselines import PolicyContext, make_policy
 from twin.errors import user_errors
@@ -55,6 +65,58 @@ ALL_MECHANISMS = (
     "announce=reward", "storage=window", "fees=protocol_fee", "counter_collusion=traitor",
     "counter_collusion.share=0.2",
 )  # fmt: skip
+
+
+#: the issue's calibration of its 100 000 target: "a bare PettingZoo dict loop over 100 agents
+#: runs at about 320 000 [agent-steps/s] here" (on the machine the issue was written on)
+ISSUE_BARE_LOOP = 320_000
+#: the issue's target at 100 agents, agent-steps/s on that machine
+ISSUE_TARGET = 100_000
+
+
+class BareParallelEnv(ParallelEnv):
+    """The reference env of :func:`bare_loop`: a PettingZoo ``ParallelEnv`` of ``n_agents``
+    agents (a 16-float ``Box`` observation, 4 discrete actions) whose ``step`` does nothing but
+    build the five per-agent dicts of the API (the same observation array for every agent)."""
+
+    metadata = {"name": "bare_v0"}
+
+    def __init__(self, n_agents: int) -> None:
+        self.possible_agents = [f"agent_{i}" for i in range(n_agents)]
+        self.agents = list(self.possible_agents)
+        self._obs_space = spaces.Box(-1.0, 1.0, (16,), np.float32)
+        self._act_space = spaces.Discrete(4, seed=0)
+        self._obs = np.zeros(16, np.float32)
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._obs_space
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self._act_space
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.agents = list(self.possible_agents)
+        return {a: self._obs for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict):
+        ag, o = self.agents, self._obs
+        return ({a: o for a in ag}, {a: 0.0 for a in ag}, {a: False for a in ag},
+                {a: False for a in ag}, {a: {} for a in ag})  # fmt: skip
+
+
+def bare_loop(n_agents: int, steps: int) -> dict:
+    """Agent-steps per second of PettingZoo's parallel-API loop over :class:`BareParallelEnv`:
+    ``actions = {a: env.action_space(a).sample() for a in env.agents}; env.step(actions)``,
+    both timed (the loop of PettingZoo's documentation, with nothing behind it)."""
+    env = BareParallelEnv(n_agents)
+    env.reset(seed=0)
+    for _ in range(20):  # warm-up
+        env.step({a: env.action_space(a).sample() for a in env.agents})
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        env.step({a: env.action_space(a).sample() for a in env.agents})
+    t = time.perf_counter() - t0
+    return {"agents": n_agents, "steps": steps, "agent_steps_per_s": n_agents * steps / t}
 
 
 def bench_overrides(n_agents: int, overrides: list[str] | None = None, seed: int = 0) -> list[str]:
@@ -214,11 +276,24 @@ def main(argv: list[str] | None = None) -> None:
         default=100,
         help="also measure every mechanism on at this size and report the ratio (0: skip)",
     )
+    p.add_argument(
+        "--reference-at",
+        type=int,
+        default=None,
+        help="also time the bare PettingZoo loop at this size (the target's calibration) and "
+        "scale the twin's figure to the issue's machine (one of --agents; default 100 when "
+        "measured; 0: skip)",
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest counts")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
     a = p.parse_args(argv)
     if a.repeat < 1 or a.agent_steps < 1 or any(n < 1 for n in a.agents) or a.mechanisms_at < 0:
         p.error("--repeat, --agent-steps and --agents must be >= 1, --mechanisms-at >= 0")
+    if a.reference_at is None:
+        a.reference_at = 100 if 100 in a.agents else 0
+    if a.reference_at < 0 or (a.reference_at and a.reference_at not in a.agents):
+        p.error(f"--reference-at {a.reference_at}: must be 0 (skip) or one of --agents "
+                f"{' '.join(map(str, a.agents))}")  # fmt: skip
     check_out(p, a.out)
     with user_errors(PROG):
         _bench(a)
@@ -274,6 +349,25 @@ def _measure(a: argparse.Namespace, sweep: list[str]) -> None:
         print(
             f"cost per agent-step from {g['from_agents']} to {g['to_agents']} agents: "
             f"{g['ratio']:.2f}x (worst size: {g['worst_ratio']:.2f}x; target <= 1.5x)"
+        )
+    if a.reference_at:
+        n = a.reference_at
+        ours = next(r for r in rows if r["agents"] == n)
+        steps = max(30, a.agent_steps // n)
+        bare = max(
+            (bare_loop(n, steps) for _ in range(a.repeat)), key=lambda r: r["agent_steps_per_s"]
+        )
+        frac = ours["env_agent_steps_per_s"] / bare["agent_steps_per_s"]
+        summary["reference"] = {**bare, "twin_agent_steps_per_s": ours["env_agent_steps_per_s"],
+                                "fraction_of_bare_loop": frac,
+                                "issue_bare_loop": ISSUE_BARE_LOOP, "issue_target": ISSUE_TARGET,
+                                "scaled_to_issue_machine": frac * ISSUE_BARE_LOOP}  # fmt: skip
+        print(
+            f"bare PettingZoo loop at {n} agents: {bare['agent_steps_per_s']:,.0f} agent-steps/s "
+            f"(the issue's machine: about {ISSUE_BARE_LOOP:,}); the twin runs at {frac:.3f} of "
+            f"it, {frac * ISSUE_BARE_LOOP:,.0f} agent-steps/s scaled to the issue's machine "
+            f"(target: {ISSUE_TARGET:,}, {ISSUE_TARGET / ISSUE_BARE_LOOP:.3f} of the bare loop)",
+            flush=True,
         )
     if a.mechanisms_at and not a.all_mechanisms:
         n = a.mechanisms_at

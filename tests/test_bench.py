@@ -39,7 +39,27 @@ def test_bench_writes_rows_growth_and_mechanism_ratio(tmp_path, capsys):
     assert len(m["pair_ratios"]) == 2 and all(x > 0 for x in m["pair_ratios"])
     assert m["median_pair_ratio"] == sum(m["pair_ratios"]) / 2
     assert m["v1"]["steps"] == m["all"]["steps"] == 150  # 1500 agent-steps / 10 agents
-    assert "every mechanism on at 10 agents" in capsys.readouterr().out
+    # the target's calibration at 100 agents (the default size of --reference-at): the bare
+    # PettingZoo loop timed here; the twin's figure as a fraction of it, and that fraction of
+    # the issue's 320 000 (its bare loop's figure)
+    ref = d["summary"]["reference"]
+    assert (ref["agents"], ref["steps"]) == (100, 30)  # max(30, 1500 // 100)
+    assert ref["agent_steps_per_s"] > 0
+    assert ref["twin_agent_steps_per_s"] == d["rows"][1]["env_agent_steps_per_s"]
+    assert ref["fraction_of_bare_loop"] == ref["twin_agent_steps_per_s"] / ref["agent_steps_per_s"]
+    assert ref["scaled_to_issue_machine"] == ref["fraction_of_bare_loop"] * 320_000
+    assert (ref["issue_bare_loop"], ref["issue_target"]) == (320_000, 100_000)
+    out = capsys.readouterr().out
+    assert "every mechanism on at 10 agents" in out and "bare PettingZoo loop at 100 agents" in out
+
+
+def test_bare_reference_env_is_a_parallel_env():
+    # the calibration's env is a valid PettingZoo ParallelEnv: the API test passes over it
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(bench.BareParallelEnv(5), num_cycles=20)
+    r = bench.bare_loop(7, 30)
+    assert (r["agents"], r["steps"]) == (7, 30) and r["agent_steps_per_s"] > 0
 
 
 def test_interleaved_steps_both_markets_alike():
@@ -128,6 +148,8 @@ def test_bench_tools_check_out_before_running(capsys, name, args, message):
     ("name", "args", "message"),
     [("bench", ["--agents"], "argument --agents: expected at least one argument"),
      ("bench", ["--agents", "0"], "--repeat, --agent-steps and --agents must be >= 1"),
+     ("bench", ["--agents", "10", "--reference-at", "100"],
+      "--reference-at 100: must be 0 (skip) or one of --agents 10"),
      ("bench_phases", ["--steps", "0"], "--agents and --steps must be >= 1"),
      ("bench_train", ["--nvec", "0"], "--nvec values and --env-steps must be >= 1"),
      ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument")],
