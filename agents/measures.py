@@ -1,7 +1,8 @@
 """Measures of spec section 5 per role, computed from a finished market (no RLlib here).
 
-:func:`episode_counts` reads one finished :class:`twin.market.Market` (its deals through
-:func:`twin.metrics.deals_frame` and :func:`twin.metrics.agents_frame`, its event log) and
+:func:`episode_counts` reads one finished :class:`twin.market.Market` (its deals, seats and event
+log: the columns of :func:`twin.metrics.deals_frame` and :func:`twin.metrics.agents_frame` that
+the measures need, read from the deals directly, without building the frames) and
 returns additive counts per ``(role, seats)`` with ``seats`` = ``all`` (every seat of the role)
 or ``learning`` (the role's learning seats), plus a ``market`` row over every seat and deal. :func:`rates` pools the counts of any number of
 episodes into the measures below, so an iteration's rates are exact ratios over all its deals,
@@ -35,12 +36,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from twin.deals import DealState
+from twin.deals import DealState, ExecMode
 from twin.events import EventKind
 from twin.events import PaymentDirection as D
 from twin.ledger import WEI_PER_TOKEN
 from twin.market import GENESIS_TIME_S
-from twin.metrics import agents_frame, deals_frame
+from twin.metrics import OUTCOMES
 
 ROLES = ("rp", "jc", "mediator")
 ROWS = ("market", *ROLES)  # the market row pools every seat and every deal
@@ -55,23 +56,47 @@ MEASURES = ("payoff_tokens", "cheat_rate", "check_rate", "collusion_rate", "wron
 
 def _escrow_integrals(market) -> tuple[np.ndarray, np.ndarray]:
     """Per account: integral of escrow over the episode (token-seconds); slashed to the owner."""
-    n, end = market.n_accounts, market.now
-    integral = np.zeros(n)
-    revenue = np.zeros(n)
+    n, end, owner = market.n_accounts, market.now, market.owner
+    integral = [0.0] * n
+    revenue = [0.0] * n
+    payment, paid_in, refunded, slashed = EventKind.Payment, D.PaidIn, D.Refunded, D.Slashed
     for r in market.log.rows:
-        if r[0] != EventKind.Payment:
+        if r[0] != payment:
             continue
         t, payee, amount, direction, src, dst = r[1], r[3], r[4], r[6], r[7], r[8]
         tokens = amount / WEI_PER_TOKEN
-        if direction == D.PaidIn:
+        if direction == paid_in:
             integral[payee] += tokens * (end - t)
-        elif direction == D.Refunded:
+        elif direction == refunded:
             integral[payee] -= tokens * (end - t)
         else:  # PaidOut, Slashed: out of the source's escrow
             integral[src] -= tokens * (end - t)
-            if direction == D.Slashed and dst == market.owner:
+            if direction == slashed and dst == owner:
                 revenue[src] += tokens
-    return integral, revenue
+    return np.array(integral), np.array(revenue)
+
+
+def _deal_columns(market) -> dict[str, np.ndarray]:
+    """The columns of :func:`twin.metrics.deals_frame` that the measures use, one entry per deal
+    that reached the chain, read from the deals: the parties; executed (``mode != "none"``),
+    cheated, checked, collusive, wrong accepted (a cheated result delivered); submitted
+    (``outcome`` in :data:`SUBMITTED`; a stuck deal's outcome is ``"stuck"``)."""
+    submitted_states = {s for s, name in OUTCOMES.items() if name in SUBMITTED}
+    pending = ExecMode.Pending
+    rows = [
+        (d.jc, d.rp, d.mediator, d.mode != pending, d.cheated, d.checked, d.collusive,
+         d.cheated and d.state in DELIVERED, not d.stuck and d.state in submitted_states)
+        for d in market.deals
+        if d.rp_agreed_at or d.jc_agreed_at
+    ]  # fmt: skip
+    names = ("jc", "rp", "mediator", "executed", "cheated", "checked", "collusive", "wrong",
+             "submitted")  # fmt: skip
+    if not rows:
+        return {c: np.zeros(0, np.int64 if c in ROLES else bool) for c in names}
+    cols = list(zip(*rows, strict=True))
+    return {
+        c: np.array(v, np.int64 if c in ROLES else bool) for c, v in zip(names, cols, strict=True)
+    }
 
 
 def episode_counts(market, seats: Sequence[tuple], value_multiple: float) -> list[dict]:
@@ -79,10 +104,10 @@ def episode_counts(market, seats: Sequence[tuple], value_multiple: float) -> lis
 
     ``seats``: :meth:`twin.env.MarketEnv.seat_table` rows (agent, role, account, kind, policy).
     The deals of a role's row are those in which its seats are that party (``deals_frame``
-    columns ``rp``, ``jc``, ``mediator``); mediators' rows keep the deals they checked.
+    columns ``rp``, ``jc``, ``mediator``); mediators' rows keep the deals they checked. A seat's
+    payoff is ``agents_frame``'s: wealth change minus execution cost.
     """
-    deals = deals_frame(market)
-    agents = agents_frame(market, seats)
+    cols = _deal_columns(market)
     integral, revenue = _escrow_integrals(market)
     duration = max(1, market.now - GENESIS_TIME_S)
     base = market.base_price
@@ -90,17 +115,16 @@ def episode_counts(market, seats: Sequence[tuple], value_multiple: float) -> lis
     for d in market.deals:
         if d.correct and d.state in DELIVERED:
             value[d.jc] += value_multiple * base * d.units / WEI_PER_TOKEN
-    # numpy columns once: boolean masks on arrays are ~10x cheaper than pandas indexing
-    n_deals = len(deals)
-    col = (lambda c, dt: deals[c].to_numpy(dt)) if n_deals else (lambda c, dt: np.zeros(0, dt))
-    party = {r: col(r, np.int64) for r in ROLES}
-    executed = col("mode", object) != "none"
-    cheated, checked = col("cheated", bool), col("checked", bool)
-    collusive, wrong = col("collusive", bool), col("wrong_accepted", bool)
-    submitted = np.isin(col("outcome", object), list(SUBMITTED))
-    a_role, a_seat = agents.role.to_numpy(object), agents.seat.to_numpy(object)
-    a_acct, a_pay = agents.account.to_numpy(np.int64), agents.payoff_tokens.to_numpy(float)
-    groups = [("market", "all", np.ones(len(agents), bool), np.ones(n_deals, bool))]
+    n_deals = len(cols["rp"])
+    party = {r: cols[r] for r in ROLES}
+    executed, cheated, checked = cols["executed"], cols["cheated"], cols["checked"]
+    collusive, wrong, submitted = cols["collusive"], cols["wrong"], cols["submitted"]
+    a_role = np.array([s[1] for s in seats], object)
+    a_seat = np.array([s[3] for s in seats], object)
+    a_acct = np.array([s[2] for s in seats], np.int64)
+    payoff = market.wealth_tokens() - market.genesis_wealth - market.cost_tokens
+    a_pay = payoff[a_acct] if len(a_acct) else np.zeros(0)
+    groups = [("market", "all", np.ones(len(seats), bool), np.ones(n_deals, bool))]
     for role in ROLES:
         for kind in SEATS:
             sel = (a_role == role) & ((a_seat == "learning") if kind == "learning" else True)

@@ -197,3 +197,71 @@ def test_rates_pool_counts_not_ratios(compose):
         (a["cheated"] + b["cheated"]) / (a["executed"] + b["executed"])
     )
     assert pooled.episodes == 2
+
+
+def _counts_from_frames(mk, seats, value_multiple: float) -> list[dict]:
+    """The oracle: the counts of :func:`episode_counts` computed from the collector's pandas
+    frames (``deals_frame``, ``agents_frame``) and the event log, as episode_counts did before it
+    read the deals directly."""
+    from agents.measures import DELIVERED, ROLES, SEATS, SUBMITTED, _escrow_integrals
+    from twin.market import GENESIS_TIME_S
+    from twin.metrics import agents_frame
+
+    deals, agents = deals_frame(mk), agents_frame(mk, seats)
+    integral, revenue = _escrow_integrals(mk)
+    value = np.zeros(mk.n_accounts)
+    for d in mk.deals:
+        if d.correct and d.state in DELIVERED:
+            value[d.jc] += value_multiple * mk.base_price * d.units / 1e18
+    n = len(deals)
+    col = (lambda c, dt: deals[c].to_numpy(dt)) if n else (lambda c, dt: np.zeros(0, dt))
+    checked = col("checked", bool)
+    flags = {"executed": col("mode", object) != "none", "cheated": col("cheated", bool),
+             "submitted": np.isin(col("outcome", object), list(SUBMITTED)), "checked": checked,
+             "collusive": col("collusive", bool), "wrong_accepted": col("wrong_accepted", bool)}  # fmt: skip
+    role, seat = agents.role.to_numpy(object), agents.seat.to_numpy(object)
+    acct, pay = agents.account.to_numpy(np.int64), agents.payoff_tokens.to_numpy(float)
+    groups = [("market", "all", np.ones(len(agents), bool), np.ones(n, bool))]
+    for r in ROLES:
+        for kind in SEATS:
+            sel = (role == r) & ((seat == "learning") if kind == "learning" else True)
+            if kind == "learning" and not sel.any():
+                continue
+            dl = np.isin(col(r, np.int64), acct[sel]) & (checked if r == "mediator" else True)
+            groups.append((r, kind, sel, dl))
+    out = []
+    for r, kind, sel, dl in groups:
+        jc = sel & (role == "jc")
+        out.append({"role": r, "seats": kind, "episodes": 1, "seats_n": int(sel.sum()),
+                    "jc_seats_n": int(jc.sum()), "payoff": float(pay[sel].sum()),
+                    "deals": int(dl.sum()), **{k: int((dl & v).sum()) for k, v in flags.items()},
+                    "locked_token_s": float(integral[acct[sel]].sum()),
+                    "duration_s": float(max(1, mk.now - GENESIS_TIME_S)),
+                    "stranded": float(mk.ledger.locked_tokens[acct[sel]].sum()),
+                    "surplus": float(pay[jc].sum() + value[acct[jc]].sum()),
+                    "revenue": float(revenue[acct[sel]].sum())})  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [("policies.rp.learning_share=0.4", "market.episode_ticks=120"),
+     # the deployed contracts' defects (stranded collateral), random nodes and clients: wrong
+     # results accepted, checks, slashing
+     ("protocol=lilypad_v1_deployed", "policies.rp.policy=random", "policies.jc.policy=random",
+      "market.episode_ticks=120"),
+     # colluding mediators in rings; learning clients and mediators (their own rows)
+     ("collusion=rings", "policies.mediator.policy=colluding_mediator", "policies.jc.policy=always_check",
+      "policies.jc.learning_share=0.5", "policies.mediator.learning_share=0.5", "market.episode_ticks=120")],
+)  # fmt: skip
+def test_episode_counts_equal_the_collector_frames(compose, overrides):
+    # episode_counts reads the deals directly (no pandas: it runs at every episode's end in
+    # training); every count equals the one computed from the collector's frames, exactly
+    _, env, _ = _finished_market(compose, *overrides)
+    mk, seats = env.market, env.seat_table()
+    counts = episode_counts(mk, seats, 1.5)
+    assert counts == _counts_from_frames(mk, seats, 1.5)
+    market = counts[0]
+    assert market["deals"] > 0 and market["executed"] > 0 and market["cheated"] > 0
+    if "protocol=lilypad_v1_deployed" in overrides:
+        assert market["stranded"] > 0 and market["wrong_accepted"] > 0 and market["revenue"] > 0
