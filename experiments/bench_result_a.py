@@ -57,7 +57,7 @@ def trial(cfg, out: Path) -> dict:
     try:
         for _ in range(cfg.train.iterations):
             c, w = time.process_time(), time.perf_counter()
-            env0 = clocks["env"].seconds
+            env0 = clocks.seconds["env"]
             timers = algo.train().get("timers", {})
             cpu, wall = time.process_time() - c, time.perf_counter() - w
             s, learn = (
@@ -67,7 +67,7 @@ def trial(cfg, out: Path) -> dict:
             share = s / max(s + learn, 1e-9)
             row["sampling"] += cpu * share
             row["learning"] += cpu * (1 - share)
-            row["env"] += (clocks["env"].seconds - env0) * cpu / max(wall, 1e-9)
+            row["env"] += (clocks.seconds["env"] - env0) * cpu / max(wall, 1e-9)
         c = time.process_time()
         ckpt = save_checkpoint(algo, cfg, out, cfg.train.iterations, 1)
         row["checkpoint"] = time.process_time() - c

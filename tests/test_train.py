@@ -304,3 +304,17 @@ def test_main_job_trains_then_reports(ray_address, tmp_path):
     for name in ("metrics.parquet", "training.png", "deals.parquet", "agents.parquet",
                  "report.md", "report.png", "episodes.jsonl", "measures.csv"):  # fmt: skip
         assert (out / name).exists(), name
+
+
+def test_bench_result_a_splits_a_trial_into_its_phases(ray_address, tmp_path, capsys):
+    # one tiny trial of Result A in the module's Ray: CPU seconds per phase, their total, and
+    # the env's part of sampling (the timers are read as Timers.seconds)
+    from experiments import bench_result_a
+
+    out = tmp_path / "a.json"
+    bench_result_a.main(["--budget", "tiny", "--cells", "1", "--out", str(out)])
+    (row,) = json.loads(out.read_text())
+    phases = ("imports", "build", "sampling", "learning", "checkpoint", "evaluation")
+    assert all(row[k] > 0 for k in phases) and 0 < row["env"] <= row["sampling"]
+    assert row["total"] == pytest.approx(sum(row[k] for k in phases))
+    assert "mean CPU seconds per trial" in capsys.readouterr().out
