@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from twin.deals import DealState, ExecMode
+from twin.deals import PAID_STATES, ExecMode
 from twin.events import EventKind
 from twin.events import PaymentDirection as D
 from twin.ledger import WEI_PER_TOKEN
@@ -48,7 +48,8 @@ ROWS = ("market", *ROLES)  # the market row pools every seat and every deal
 SEATS = ("all", "learning")
 SUBMITTED = {"submitted", "accepted", "checking", "check_passed", "check_failed",
              "timeout_judge", "timeout_mediate"}  # fmt: skip
-DELIVERED = (DealState.ResultsAccepted, DealState.MediationAccepted, DealState.TimeoutJudgeResults)
+#: the deal states whose outcome is in SUBMITTED (a stuck deal's outcome is "stuck")
+SUBMITTED_STATES = frozenset(s for s, name in OUTCOMES.items() if name in SUBMITTED)
 MEASURES = ("payoff_tokens", "cheat_rate", "check_rate", "collusion_rate", "wrong_accepted_rate",
             "mediation_rate", "collateral_locked_tokens", "stranded_tokens",
             "client_surplus_tokens", "protocol_revenue_tokens", "deals_per_episode")  # fmt: skip
@@ -81,11 +82,10 @@ def _deal_columns(market) -> dict[str, np.ndarray]:
     that reached the chain, read from the deals: the parties; executed (``mode != "none"``),
     cheated, checked, collusive, wrong accepted (a cheated result delivered); submitted
     (``outcome`` in :data:`SUBMITTED`; a stuck deal's outcome is ``"stuck"``)."""
-    submitted_states = {s for s, name in OUTCOMES.items() if name in SUBMITTED}
     pending = ExecMode.Pending
     rows = [
         (d.jc, d.rp, d.mediator, d.mode != pending, d.cheated, d.checked, d.collusive,
-         d.cheated and d.state in DELIVERED, not d.stuck and d.state in submitted_states)
+         d.cheated and d.state in PAID_STATES, not d.stuck and d.state in SUBMITTED_STATES)
         for d in market.deals
         if d.rp_agreed_at or d.jc_agreed_at
     ]  # fmt: skip
@@ -113,7 +113,7 @@ def episode_counts(market, seats: Sequence[tuple], value_multiple: float) -> lis
     base = market.base_price
     value = np.zeros(market.n_accounts)
     for d in market.deals:
-        if d.correct and d.state in DELIVERED:
+        if d.correct and d.state in PAID_STATES:
             value[d.jc] += value_multiple * base * d.units / WEI_PER_TOKEN
     n_deals = len(cols["rp"])
     party = {r: cols[r] for r in ROLES}

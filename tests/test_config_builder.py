@@ -203,7 +203,8 @@ def _counts_from_frames(mk, seats, value_multiple: float) -> list[dict]:
     """The oracle: the counts of :func:`episode_counts` computed from the collector's pandas
     frames (``deals_frame``, ``agents_frame``) and the event log, as episode_counts did before it
     read the deals directly."""
-    from agents.measures import DELIVERED, ROLES, SEATS, SUBMITTED, _escrow_integrals
+    from agents.measures import ROLES, SEATS, SUBMITTED, _escrow_integrals
+    from twin.deals import PAID_STATES
     from twin.market import GENESIS_TIME_S
     from twin.metrics import agents_frame
 
@@ -211,7 +212,7 @@ def _counts_from_frames(mk, seats, value_multiple: float) -> list[dict]:
     integral, revenue = _escrow_integrals(mk)
     value = np.zeros(mk.n_accounts)
     for d in mk.deals:
-        if d.correct and d.state in DELIVERED:
+        if d.correct and d.state in PAID_STATES:
             value[d.jc] += value_multiple * mk.base_price * d.units / 1e18
     n = len(deals)
     col = (lambda c, dt: deals[c].to_numpy(dt)) if n else (lambda c, dt: np.zeros(0, dt))

@@ -57,6 +57,13 @@ TERMINAL_STATES = frozenset(
     }
 )
 
+#: the states in which the RP's result was delivered and it is paid for the job (accepted by the
+#: client or a mediator, or the judge timeout ran): the metrics' "wrong result accepted" when the
+#: result was fake, and what several mechanisms charge or credit (fees, taxes, reputation, ...)
+PAID_STATES = frozenset(
+    {DealState.ResultsAccepted, DealState.MediationAccepted, DealState.TimeoutJudgeResults}
+)
+
 
 class ExecMode(enum.IntEnum):
     """How an RP produces (or does not produce) a deal's result."""

@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from twin.deals import DealState, ExecMode
+from twin.deals import PAID_STATES, DealState, ExecMode
 from twin.events import EventKind, TransferReason
 from twin.events import PaymentDirection as D
 from twin.events import PaymentReason as R
@@ -81,7 +81,7 @@ def deals_frame(market, episode: int = 0, with_ids: bool = False) -> pd.DataFram
             "job_cost_wei": d.job_cost, "state": int(d.state), "outcome": "stuck" if d.stuck else OUTCOMES[d.state],
             "mode": d.mode.name.lower() if d.mode != ExecMode.Pending else "none",
             "cheated": d.cheated, "checked": d.checked, "collusive": d.collusive,
-            "wrong_accepted": d.cheated and d.state in (DealState.ResultsAccepted, DealState.MediationAccepted, DealState.TimeoutJudgeResults),
+            "wrong_accepted": d.cheated and d.state in PAID_STATES,
             "paid_to_rp_wei": paid, "slashed_rp_wei": slashed_rp, "slashed_jc_wei": f.get("slashed_jc_wei", 0),
             "mediation_fee_paid_wei": f.get("mediation_fee_paid_wei", 0), "bribe_wei": f.get("bribe_wei", 0),
             "rp_exec_cost_wei": d.exec_cost,

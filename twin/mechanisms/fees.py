@@ -8,13 +8,9 @@ A JC whose wallet cannot cover the fee pays nothing and the shortfall is counted
 
 from __future__ import annotations
 
-from twin.deals import DealState
+from twin.deals import PAID_STATES
 from twin.events import TransferReason
 from twin.mechanisms.base import Mechanism
-
-PAID_STATES = frozenset(
-    {DealState.ResultsAccepted, DealState.MediationAccepted, DealState.TimeoutJudgeResults}
-)
 
 
 class ProtocolFee(Mechanism):
