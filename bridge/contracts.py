@@ -2,7 +2,8 @@
 
 Every party signs its own transactions from a local account (`parties_from_mnemonic`). Each
 protocol call returns a `TxResult` with the decoded `Payment` / `DealStateChange` /
-`MediationRequested` events of the transaction, in log order; a revert raises `ChainCallError`
+`MediationRequested` (and, under consortium mediation, `MediationVoted`) events of the
+transaction, in log order; a revert raises `ChainCallError`
 naming the function, the caller and the decoded custom error. Chain time can be advanced or set,
 and the chain state snapshotted and restored (anvil).
 
@@ -35,6 +36,7 @@ from bridge.types import (
     DealTerms,
     JackpotPaid,
     MediationRequested,
+    MediationVoted,
     Payment,
     PaymentDirection,
     PaymentReason,
@@ -49,6 +51,7 @@ Account.enable_unaudited_hdwallet_features()
 PAYMENT_TOPIC = "0x" + keccak(text="Payment(string,address,uint256,uint8,uint8)").hex()
 DEAL_STATE_CHANGE_TOPIC = "0x" + keccak(text="DealStateChange(string,uint8)").hex()
 MEDIATION_REQUESTED_TOPIC = "0x" + keccak(text="MediationRequested(string,address)").hex()
+MEDIATION_VOTED_TOPIC = "0x" + keccak(text="MediationVoted(string,address,uint8)").hex()
 TAX_COLLECTED_TOPIC = "0x" + keccak(text="TaxCollected(string,address,uint256)").hex()
 JACKPOT_PAID_TOPIC = "0x" + keccak(text="JackpotPaid(string,address,uint256)").hex()
 
@@ -97,7 +100,10 @@ class LilypadClient:
         self._event_sources: dict[str, set[str]] = {
             self._addresses["payments"].lower(): {PAYMENT_TOPIC},
             self._addresses["storage"].lower(): {DEAL_STATE_CHANGE_TOPIC},
-            self._addresses["mediation"].lower(): {MEDIATION_REQUESTED_TOPIC},
+            self._addresses["mediation"].lower(): {
+                MEDIATION_REQUESTED_TOPIC,
+                MEDIATION_VOTED_TOPIC,
+            },
         }
         if deployment.jackpot:
             self._event_sources[self._addresses["jackpot"].lower()] = {
@@ -258,6 +264,9 @@ class LilypadClient:
             elif topic == DEAL_STATE_CHANGE_TOPIC:
                 deal_id, state = abi_decode(["string", "uint8"], data)
                 out.append(DealStateChange(deal_id, AgreementState(state)))
+            elif topic == MEDIATION_VOTED_TOPIC:
+                deal_id, mediator, vote = abi_decode(["string", "address", "uint8"], data)
+                out.append(MediationVoted(deal_id, to_checksum_address(mediator), int(vote)))
             elif topic in (TAX_COLLECTED_TOPIC, JACKPOT_PAID_TOPIC):
                 deal_id, who, amount = abi_decode(["string", "address", "uint256"], data)
                 kind = TaxCollected if topic == TAX_COLLECTED_TOPIC else JackpotPaid

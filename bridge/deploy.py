@@ -8,7 +8,7 @@ computed in advance from the deployer's nonce (CREATE addresses), and checked af
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
@@ -25,6 +25,7 @@ TOKEN_SYMBOL = "LP"
 DEFAULT_INITIAL_SUPPLY_WEI = 10**9 * 10**18  # 1e9 whole tokens
 MEDIATION_KINDS = ("v1", "consortium")
 MEDIATION_CONTRACTS = {"v1": "LilypadMediation", "consortium": "LilypadMediationConsortium"}
+FEE_SPLITS = ("equal", "majority")
 #: Contract-set variants: "" is ours (the intended v1); "deployed_v1_defects" is a reproduction of
 #: the documented defects of the deployed v1 contracts (spec section 4), for parity checks of the
 #: twin's `lilypad_v1_deployed` preset only. Variant -> (controller, payments) contract names.
@@ -49,6 +50,31 @@ class JackpotOptions:
 
 
 @dataclass(frozen=True)
+class ConsortiumOptions:
+    """Parameters of the consortium mediation contract: the twin's ``mediation.*`` of the same
+    names (``selection=v1_hash``, public votes; docs/contracts.md section 1)."""
+
+    n_mediators: int = 3  # n, mediators drawn per round
+    threshold: int = 2  # k, agreeing votes that decide a round (1 <= k <= n)
+    max_rounds: int = 1  # rounds at most
+    max_nodes: int = 0  # mediators over all rounds at most (0: no cap, else >= n)
+    fee_split: str = "equal"  # "equal" (every voter) or "majority" (voters of the verdict)
+
+    def __post_init__(self) -> None:
+        if self.fee_split not in FEE_SPLITS:
+            raise ValueError(f"fee_split must be one of {FEE_SPLITS}, not {self.fee_split!r}")
+
+    @classmethod
+    def from_twin(cls, mediation: dict) -> ConsortiumOptions:
+        """The options of a twin config's ``mediation`` group (a dict)."""
+        return cls(**{f.name: mediation[f.name] for f in fields(cls) if f.name in mediation})
+
+    def constructor_args(self) -> tuple:
+        return (self.n_mediators, self.threshold, self.max_rounds, self.max_nodes,
+                self.fee_split == "majority")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Deployment:
     """Addresses of one deployed contract set (checksummed hex strings)."""
 
@@ -66,7 +92,8 @@ class Deployment:
     deployer: str = ""
     block_number: int = 0
     jackpot: str = ""  # the tax / jackpot pool ("" = none)
-    consortium_threshold: int = 0  # k of the k-of-n consortium mediation (0 = v1 mediation)
+    #: the consortium mediation's parameters (ConsortiumOptions as a dict; empty for v1)
+    consortium: dict = field(default_factory=dict)
     variant: str = ""  # "" (ours) or "deployed_v1_defects" (reproduction of the deployed defects)
 
     def to_dict(self) -> dict:
@@ -99,7 +126,7 @@ def deploy(
     slashing_destination: str | None = None,
     initial_supply_wei: int = DEFAULT_INITIAL_SUPPLY_WEI,
     mediation_kind: str = "v1",
-    consortium_threshold: int = 2,
+    consortium: ConsortiumOptions | None = None,
     jackpot: JackpotOptions | None = None,
     variant: str = "",
 ) -> Deployment:
@@ -113,8 +140,10 @@ def deploy(
         slashing_destination: receives slashed collateral: an address, "jackpot" (the pool), or
             None for the owner.
         initial_supply_wei: total token supply in base units.
-        mediation_kind: "v1" (one mediator chosen by block timestamp) or "consortium" (k-of-n).
-        consortium_threshold: k of the consortium mediation.
+        mediation_kind: "v1" (one mediator chosen by block timestamp) or "consortium" (k of n
+            in rounds).
+        consortium: the consortium's parameters (default `ConsortiumOptions()`: 2 of 3, one
+            round, the fee to every voter).
         jackpot: rates of the tax / jackpot pool; None deploys no pool.
         variant: "" deploys our contracts (the intended v1); "deployed_v1_defects" deploys the
             reproduction of the deployed v1 contracts' documented defects (controller and
@@ -141,7 +170,10 @@ def deploy(
         slashing = Web3.to_checksum_address(slashing_destination or owner)
     mediation_args: tuple = (at["controller"], at["storage"])
     if mediation_kind == "consortium":
-        mediation_args += (consortium_threshold,)
+        consortium = consortium or ConsortiumOptions()
+        mediation_args += consortium.constructor_args()
+    else:
+        consortium = None
     plan = [
         ("token", "LilypadToken",
          (TOKEN_NAME, TOKEN_SYMBOL, initial_supply_wei, funder, at["payments"])),
@@ -185,6 +217,6 @@ def deploy(
         deployer=deployer.address,
         block_number=block,
         jackpot=at["jackpot"] if jackpot is not None else "",
-        consortium_threshold=consortium_threshold if mediation_kind == "consortium" else 0,
+        consortium=asdict(consortium) if consortium is not None else {},
         variant=variant,
     )

@@ -15,8 +15,11 @@ slashing shares: wallet-to-wallet movements outside the v1 contracts) becomes an
 `transfer` signed by its source.
 
 Steps keep the record's global order (escrow is pooled per address, so order matters) and the
-twin's time of each call. Records of mechanisms whose flows the v1 contracts cannot run (consortium
-mediation, collateral variants) are refused with `UnsupportedRecordError`, naming the config key.
+twin's time of each call. Consortium mediation (`selection=v1_hash`, public votes) replays on
+`LilypadMediationConsortium`: each `MediationVoted` starts the voter's vote call, which carries the
+new round's `MediationRequested` events or the verdict's flows. Records of mechanisms whose flows
+the contracts cannot run (the other selection rules, commit-reveal, collateral variants) are
+refused with `UnsupportedRecordError`, naming the config key.
 """
 
 from __future__ import annotations
@@ -33,13 +36,20 @@ from bridge.types import PaymentDirection as D
 from bridge.types import PaymentReason as R
 from twin.errors import UserError
 
+#: Mediation protocols the contracts run: v1 (`LilypadMediation`) and the consortium
+#: (`LilypadMediationConsortium`, deployed with the record's `mediation.*` parameters).
+MEDIATION_PROTOCOLS = ("v1", "consortium")
+#: Consortium settings the contract needs (dotted key, allowed value, why).
+CONSORTIUM_SETTINGS: tuple[tuple[str, Any, str], ...] = (
+    ("mediation.selection", "v1_hash",
+     "the contract draws mediators by v1's hash rule; the other rules draw from the twin's "
+     "random generator or its off-chain asks and reputations"),
+    ("mediation.commit_reveal", False,
+     "sealed votes and pooled, unlinkable fee payouts are not part of the contract"),
+)  # fmt: skip
 #: Config settings (dotted key, allowed value, why) without which the v1 contracts cannot replay a
 #: record: the flows would differ from the contracts' (docs/replay.md explains each).
 REQUIRED_SETTINGS: tuple[tuple[str, Any, str], ...] = (
-    ("mediation.protocol", "v1",
-     "the twin's consortium draws n mediators and tallies a round once all n have voted, paying "
-     "the voters in draw order; LilypadMediationConsortium asks every deal mediator in deal order "
-     "and decides at the t-th agreeing vote, paying in voting order"),
     ("collateral.results_timing", "after_result",
      "results collateral up front is not part of the v1 contracts"),
     ("collateral.late_grace_s", 0, "late-payment penalties are not part of the v1 contracts"),
@@ -101,7 +111,7 @@ class PlanAccount:
 class TwinEvent:
     """One protocol event of the twin, accounts as twin account indices (-1: none)."""
 
-    kind: str  # DealStateChange, Payment, MediationRequested, Transfer
+    kind: str  # DealStateChange, Payment, MediationRequested, MediationVoted, Transfer
     deal_id: str
     seq: int
     state: int = -1
@@ -112,6 +122,7 @@ class TwinEvent:
     source: int = -1
     destination: int = -1
     mediator: int = -1
+    vote: int = -1  # MediationVoted: 1 accept, 0 reject
 
 
 @dataclass(frozen=True)
@@ -253,17 +264,34 @@ def _lines(path: Path) -> Iterator[tuple[int, dict]]:
                 raise RecordError(f"{path}:{i}: not JSON ({e})") from None
 
 
+def _setting(config: dict, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def mediation_protocol(config: dict) -> str:
+    """The record's mediation protocol (v1 when the config omits it)."""
+    return _setting(config, "mediation.protocol") or "v1"
+
+
 def check_supported(config: dict, where: object = "record") -> None:
     """Raises `UnsupportedRecordError` when the record's config needs flows the contracts lack."""
-    for key, allowed, why in REQUIRED_SETTINGS:
-        value: Any = config
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+    protocol = mediation_protocol(config)
+    if protocol not in MEDIATION_PROTOCOLS:
+        raise UnsupportedRecordError(
+            f"{where}: mediation.protocol={protocol!r} has no contract (allowed: "
+            f"{', '.join(MEDIATION_PROTOCOLS)})"
+        )
+    settings = REQUIRED_SETTINGS + (CONSORTIUM_SETTINGS if protocol == "consortium" else ())
+    for key, allowed, why in settings:
+        value = _setting(config, key)
         if value is None:
             continue  # older records may omit a group: it is then at its v1 default
         if value != allowed:
             raise UnsupportedRecordError(
-                f"{where}: {key}={value!r} cannot be replayed on the v1 contracts (allowed: "
+                f"{where}: {key}={value!r} cannot be replayed on the contracts (allowed: "
                 f"{allowed!r}): {why}"
             )
 
@@ -289,6 +317,7 @@ class _EpisodeBuilder:
         self.mediator: dict[str, int] = {}
         self.steps: list[Step] = []
         self.pending: list[tuple[int, dict]] = []  # events of the current (deal, time) group
+        self.consortium = mediation_protocol(run.get("config", {})) == "consortium"
 
     def _account(self, address: str, line_no: int) -> int:
         try:
@@ -307,10 +336,11 @@ class _EpisodeBuilder:
         if kind != "event":
             return  # actions: the events already carry their effect
         ev = rec["event"]
-        if ev in ("MediationVoted", "VoteRevealed"):
+        if ev == "VoteRevealed" or (ev == "MediationVoted" and rec.get("vote") not in (0, 1)):
             raise UnsupportedRecordError(
-                f"{self.path}:{line_no}: {ev} events come from consortium mediation "
-                "(mediation.protocol=consortium), which the v1 contracts cannot replay"
+                f"{self.path}:{line_no}: {ev} events without a public vote come from commit-reveal "
+                "mediation (mediation.commit_reveal=true), which the contracts cannot replay "
+                "(allowed: false)"
             )
         if ev == "Transfer":
             self._flush(line_no)
@@ -318,7 +348,7 @@ class _EpisodeBuilder:
         elif ev == "CallReverted":
             self._flush(line_no)
             self._reverted(rec, line_no)
-        elif ev in ("DealStateChange", "Payment", "MediationRequested"):
+        elif ev in ("DealStateChange", "Payment", "MediationRequested", "MediationVoted"):
             if self.pending:
                 _, first = self.pending[-1]
                 if first["deal_id"] != rec["deal_id"] or first["time_s"] != rec["time_s"]:
@@ -355,6 +385,8 @@ class _EpisodeBuilder:
             return TwinEvent(kind, did, seq, state=int(rec["state"]))
         if kind == "MediationRequested":
             return TwinEvent(kind, did, seq, mediator=int(rec["mediator"]))
+        if kind == "MediationVoted":
+            return TwinEvent(kind, did, seq, mediator=int(rec["mediator"]), vote=int(rec["vote"]))
         if kind == "Transfer":
             return TwinEvent(kind, did, seq, amount=int(rec["amount_wei"]),
                              source=int(rec["source"]), destination=int(rec["destination"]))  # fmt: skip
@@ -429,6 +461,8 @@ class _EpisodeBuilder:
         state = self.state[did]
         if state is None or (state == S.DealNegotiating and _is_agree_start(group, i, d)):
             return self._agree(group, i, d)
+        if rec["event"] == "MediationVoted":
+            return self._vote(group, i, d)
         # any other call: events up to its DealStateChange (checkResult: + MediationRequested)
         j = i
         while j < len(group) and group[j][1]["event"] != "DealStateChange":
@@ -445,23 +479,51 @@ class _EpisodeBuilder:
                 end += 1
             if end == j + 1:
                 raise self._fail(group, j, "checkResult without MediationRequested")
-            if end - j - 1 > 1:
-                raise UnsupportedRecordError(
-                    f"{self.path}:{group[j][0]}: deal {did}: several MediationRequested events "
-                    "(consortium mediation), which the v1 contracts cannot replay"
-                )
+            if end - j - 1 > 1 and not self.consortium:
+                raise self._fail(group, j, "several MediationRequested events under v1 mediation")
         events = [self._event(r, n) for n, r in group[i:end]]
         for ev in events:
             if ev.kind == "MediationRequested" and call != "checkResult":
                 raise self._fail(group, i, "MediationRequested outside checkResult")
         extra: dict[str, Any] = {}
         if call == "checkResult":
-            self.mediator[did] = events[-1].mediator
+            self.mediator[did] = events[j + 1 - i].mediator  # v1's one; a consortium's first
         if call == "addResult":
             extra["instruction_count"] = _instruction_count(d, group[j][1], events)
         caller = self._caller(call, d)
         self._add_step(call, rec, caller, events, **extra)
         self.state[did] = new_state
+        return end
+
+    def _vote(self, group: list[tuple[int, dict]], i: int, d: DealSpec) -> int:
+        """A consortium mediator's vote (`mediationAcceptResult` or `mediationRejectResult` on
+        the consortium contract, by the voter): `MediationVoted`, then the `MediationRequested`
+        of a new round, or the verdict's payments ending in DSC(5 or 6) (the verdict need not be
+        the deciding voter's vote), or nothing."""
+        line_no, rec = group[i]
+        did = d.deal_id
+        if not self.consortium:
+            raise self._fail(group, i, "a MediationVoted event under v1 mediation")
+        if self.state[did] != S.ResultsChecked:
+            raise self._fail(group, i, "a vote on a deal that is not ResultsChecked")
+        end = i + 1
+        new_state = None
+        if end < len(group) and group[end][1]["event"] == "MediationRequested":
+            while end < len(group) and group[end][1]["event"] == "MediationRequested":
+                end += 1
+        else:
+            j = end
+            while j < len(group) and group[j][1]["event"] == "Payment":
+                j += 1
+            if j < len(group) and group[j][1]["event"] == "DealStateChange":
+                dsc = S(int(group[j][1]["state"]))
+                if dsc in (S.MediationAccepted, S.MediationRejected):
+                    new_state, end = dsc, j + 1
+        events = [self._event(r, n) for n, r in group[i:end]]
+        call = "mediationAcceptResult" if events[0].vote == 1 else "mediationRejectResult"
+        self._add_step(call, rec, events[0].mediator, events)
+        if new_state is not None:
+            self.state[did] = new_state
         return end
 
     def _caller(self, call: str, d: DealSpec) -> int:

@@ -41,7 +41,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,10 @@ from web3 import Web3
 
 from bridge.artifacts import all_abis
 from bridge.contracts import LilypadClient
-from bridge.deploy import Deployment, deploy
+from bridge.deploy import ConsortiumOptions, Deployment, deploy
 from bridge.errors import DecodedError, ErrorDecoder
 from bridge.keys import Keys
-from bridge.plan import EpisodePlan, Step
+from bridge.plan import EpisodePlan, Step, mediation_protocol
 from bridge.transact import (
     GAS_MARGIN_ADD,
     GAS_MARGIN_DEN,
@@ -72,6 +72,7 @@ from bridge.types import (
     DealTerms,
     JackpotPaid,
     MediationRequested,
+    MediationVoted,
     Payment,
     PaymentDirection,
     TaxCollected,
@@ -245,6 +246,8 @@ def _tuple_events(events: Iterable[Any]) -> list[list]:
             out.append(["DealStateChange", ev.deal_id, int(ev.state)])
         elif isinstance(ev, MediationRequested):
             out.append(["MediationRequested", ev.deal_id, ev.mediator])
+        elif isinstance(ev, MediationVoted):
+            out.append(["MediationVoted", ev.deal_id, ev.mediator, int(ev.vote)])
         elif isinstance(ev, TaxCollected | JackpotPaid):
             out.append([type(ev).__name__, ev.deal_id, ev.payer if isinstance(ev, TaxCollected)
                         else ev.payee, int(ev.amount)])  # fmt: skip
@@ -261,6 +264,8 @@ def _short(ev: list) -> str:
         return f"DSC({ev[2]})"
     if kind == "MediationRequested":
         return f"MediationRequested({ev[2]})"
+    if kind == "MediationVoted":
+        return f"MediationVoted({ev[2]}, {ev[3]})"
     if kind == "Transfer":
         return f"Transfer({ev[1]} -> {ev[2]}, {ev[3]})"
     return f"{kind}({', '.join(str(x) for x in ev[1:])})"
@@ -350,7 +355,13 @@ class Replayer:
         self.plan, self.w3, self.keys = plan, w3, keys
         self.out = Path(out_dir)
         self.attach = deployment
+        self.consortium = mediation_protocol(plan.config) == "consortium"
         self.deploy_options = dict(deploy_options or {})
+        if self.consortium:  # the record's consortium, deployed with its parameters
+            self.deploy_options.setdefault("mediation_kind", "consortium")
+            self.deploy_options.setdefault(
+                "consortium", ConsortiumOptions.from_twin(plan.config.get("mediation", {}))
+            )
         self.opt = options or ReplayOptions()
         self.rpc_url = rpc_url or getattr(w3.provider, "endpoint_uri", "") or ""
         self._id = 0
@@ -479,6 +490,7 @@ class Replayer:
                     raise ReplayError(
                         f"deployment.{name}: no contract at {getattr(d, name)} on chain {chain_id}"
                     )
+            self._check_attached_mediation(d)
             # slashed collateral goes where the deployment sends it: the twin's owner is that
             address[plan.owner] = to_checksum_address(d.slashing_destination)
             deployment = d
@@ -535,6 +547,23 @@ class Replayer:
         self._fund_gas(chain_id, state)
         _atomic_write(self.out / STATE_FILE, state)
         return state
+
+    def _check_attached_mediation(self, d: Deployment) -> None:
+        """An attached deployment must run the record's mediation protocol and parameters."""
+        kind = "consortium" if self.consortium else "v1"
+        if d.mediation_kind != kind:
+            raise ReplayError(
+                f"deployment.mediation_kind is {d.mediation_kind!r}, but the record's "
+                f"mediation.protocol is {mediation_protocol(self.plan.config)!r}: attach to a "
+                f"deployment with mediation_kind={kind!r}"
+            )
+        if self.consortium:
+            wanted = asdict(self.deploy_options["consortium"])
+            if d.consortium != wanted:
+                raise ReplayError(
+                    f"deployment.consortium is {d.consortium}, but the record's mediation "
+                    f"parameters are {wanted}"
+                )
 
     def _time_mode(self) -> str:
         if self.opt.time_mode != "auto":
@@ -1120,7 +1149,7 @@ class Replayer:
                 entry["diverged"] = ref
         if chain_events != twin_events:
             differences.append(_event_difference(twin_events, chain_events))
-        for ev in chain_events:
+        for ev in chain_events if not self.consortium else ():  # v1: the chain's one choice
             if ev[0] == "MediationRequested":
                 chosen = self.account_of.get(str(ev[2]).lower())
                 twin_m = next((e.mediator for e in s.events if e.kind == "MediationRequested"), -1)
@@ -1179,6 +1208,8 @@ class Replayer:
             return ["DealStateChange", ev.deal_id, ev.state]
         if ev.kind == "MediationRequested":
             return ["MediationRequested", ev.deal_id, a[ev.mediator]]
+        if ev.kind == "MediationVoted":
+            return ["MediationVoted", ev.deal_id, a[ev.mediator], ev.vote]
         return ["Transfer", a[ev.source], a[ev.destination], ev.amount]
 
     def _chain_events(self, tx: _Tx, receipt: dict) -> list[list]:

@@ -172,6 +172,15 @@ class MediationRequested:
 
 
 @dataclass(frozen=True)
+class MediationVoted:
+    """Consortium mediation option: a drawn mediator's vote (1 accept, 0 reject)."""
+
+    deal_id: str
+    mediator: str
+    vote: int
+
+
+@dataclass(frozen=True)
 class TaxCollected:
     """Jackpot pool option: the job creator paid a tax on a paid job into the pool."""
 
@@ -189,7 +198,9 @@ class JackpotPaid:
     amount: int
 
 
-ProtocolEvent = Payment | DealStateChange | MediationRequested | TaxCollected | JackpotPaid
+ProtocolEvent = (
+    Payment | DealStateChange | MediationRequested | MediationVoted | TaxCollected | JackpotPaid
+)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from web3 import Web3
 
 from bridge.anvil import Anvil
 from bridge.contracts import LilypadClient, parties_from_mnemonic
-from bridge.deploy import JackpotOptions, deploy
+from bridge.deploy import ConsortiumOptions, JackpotOptions, deploy
 from bridge.types import DealTerms
 
 # Published gas of the deployed Lilypad v1 contracts (happy path; no published check path).
@@ -46,8 +46,8 @@ PATHS = {
 # Optional mechanisms (docs/contracts.md): path -> (deployment options, calls).
 OPTION_PATHS = {
     "consortium 2-of-3, accepted": (
-        {"mediation_kind": "consortium", "consortium_threshold": 2},
-        ("checkResult", "vote 1 (accept)", "vote 2 (accept, decides)"),
+        {"mediation_kind": "consortium", "consortium": ConsortiumOptions(3, 2)},
+        ("checkResult", "vote 1 (accept)", "vote 2 (accept)", "vote 3 (accept, decides)"),
     ),
     "jackpot: happy path, taxed": (
         {"jackpot": JackpotOptions(tax_numerator=1, tax_denominator=10)},
@@ -76,9 +76,11 @@ def run_path(client: LilypadClient, parties, path: str, deal_no: int) -> dict[st
         return gas
     gas["checkResult"] = client.check_result(parties["jc"], deal_id).gas_used
     if path.startswith("consortium"):
+        # one round of all three: it is tallied when the last of them has voted
         gas["vote 1 (accept)"] = client.mediation_accept_result(parties["m1"], deal_id).gas_used
-        decide = client.mediation_accept_result(parties["m2"], deal_id)
-        gas["vote 2 (accept, decides)"] = decide.gas_used
+        gas["vote 2 (accept)"] = client.mediation_accept_result(parties["m2"], deal_id).gas_used
+        decide = client.mediation_accept_result(parties["m3"], deal_id)
+        gas["vote 3 (accept, decides)"] = decide.gas_used
     elif path == "check, mediator accepts":
         r = client.mediation_accept_result(parties["m1"], deal_id)
         gas["mediationAcceptResult"] = r.gas_used

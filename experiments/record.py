@@ -22,7 +22,15 @@ import numpy as np
 
 from agents.baselines import JC_ACTIONS, MED_ACTIONS, RP_MODES
 from twin.deals import DealState
-from twin.events import CallReverted, DealStateChange, MediationRequested, Payment, Transfer
+from twin.events import (
+    CallReverted,
+    DealStateChange,
+    MediationRequested,
+    MediationVoted,
+    Payment,
+    Transfer,
+    VoteRevealed,
+)
 from twin.market import ROLE_NAMES
 
 SCHEMA_VERSION = 1
@@ -126,6 +134,10 @@ class EpisodeRecorder:
                 )  # fmt: skip
             elif isinstance(ev, MediationRequested):
                 rec.update(mediator=ev.mediator, mediator_address=addr[ev.mediator])
+            elif isinstance(ev, MediationVoted):
+                rec.update(mediator=ev.mediator, mediator_address=addr[ev.mediator], vote=ev.vote)
+            elif isinstance(ev, VoteRevealed):
+                rec.update(vote=ev.vote)
             elif isinstance(ev, Transfer):
                 rec.update(
                     source=ev.source, source_address=addr[ev.source], destination=ev.destination,

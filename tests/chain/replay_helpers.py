@@ -53,6 +53,14 @@ RECORDS: dict[str, tuple[str, ...]] = {
                               "taxes.forced_error_rate=0.3", "policies.jc.check_probability=1.0"),
     # a ring: a colluding mediator and two cheating nodes that bribe it
     "bribes": SMALL + ("experiment=collusion_ring",),
+    # consortium mediation on LilypadMediationConsortium: 3 of 4 in up to 3 rounds (at most 10
+    # mediators), the fee to the verdict's voters
+    "consortium": ("market.episode_ticks=25", "experiment=mech_consortium_recursive"),
+    # 2 of 3 in up to 4 rounds, no cap, the fee to every voter
+    "consortium_equal": ("market.episode_ticks=25", "experiment=mech_consortium_recursive",
+                         "mediation.n_mediators=3", "mediation.threshold=2",
+                         "mediation.max_nodes=0", "mediation.max_rounds=4",
+                         "mediation.fee_split=equal"),
 }  # fmt: skip
 
 
@@ -63,6 +71,7 @@ SEEDS = {
     "deployed_drain": 0,
     "bribes": 5,
     "forced_errors": 3,
+    "consortium_equal": 3,
 }
 
 
@@ -110,7 +119,8 @@ def addresses(out: Path) -> dict[int, str]:
 
 
 def chain_event_log(w3: Web3, deployment: Deployment) -> list[tuple]:
-    """Every Payment / DealStateChange / MediationRequested the deployment ever emitted, in order."""
+    """Every Payment / DealStateChange / MediationRequested / MediationVoted the deployment ever
+    emitted, in order."""
     client = LilypadClient(w3, deployment)
     logs = rpc(w3, "eth_getLogs", [{"fromBlock": hex(deployment.block_number), "toBlock": "latest",
                                     "address": [deployment.payments, deployment.storage,
@@ -122,6 +132,8 @@ def chain_event_log(w3: Web3, deployment: Deployment) -> list[tuple]:
             out.append((kind, ev.deal_id, ev.payee, ev.amount, int(ev.reason), int(ev.direction)))
         elif kind == "DealStateChange":
             out.append((kind, ev.deal_id, int(ev.state)))
+        elif kind == "MediationVoted":
+            out.append((kind, ev.deal_id, ev.mediator, ev.vote))
         else:
             out.append((kind, ev.deal_id, ev.mediator))
     return out
@@ -141,6 +153,8 @@ def record_event_log(path: Path, address: dict[int, str]) -> list[tuple]:
             out.append(("DealStateChange", r["deal_id"], r["state"]))
         elif r["event"] == "MediationRequested":
             out.append(("MediationRequested", r["deal_id"], address[r["mediator"]]))
+        elif r["event"] == "MediationVoted":
+            out.append(("MediationVoted", r["deal_id"], address[r["mediator"]], r["vote"]))
     return out
 
 

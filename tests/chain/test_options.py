@@ -1,4 +1,4 @@
-"""The optional mechanisms (docs/contracts.md): k-of-n consortium mediation, the tax / jackpot
+"""The optional mechanisms (docs/contracts.md): consortium mediation (k of n, in rounds), the tax / jackpot
 pool, and a constructor-set slashing destination; exact events and balances."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.contracts import LilypadClient
-from bridge.deploy import JackpotOptions
+from bridge.deploy import ConsortiumOptions, JackpotOptions
 from bridge.types import AgreementState as S
-from bridge.types import JackpotPaid, TaxCollected
+from bridge.types import JackpotPaid, MediationVoted, TaxCollected
 from tests.chain.conftest import deploy_funded
 from tests.chain.helpers import (
     DEAL_ID,
@@ -23,11 +23,16 @@ from tests.chain.helpers import (
     pay,
     requested,
 )
+from twin.mediation.consortium import hash_draw
 
 pytestmark = pytest.mark.chain
 
 D = DEAL_ID
 T_ = TOKEN
+
+
+def voted(deal_id: str, mediator: str, vote: int) -> MediationVoted:
+    return MediationVoted(deal_id, mediator, vote)
 
 
 def _fresh(module_level: LilypadClient) -> Iterator[LilypadClient]:
@@ -38,12 +43,24 @@ def _fresh(module_level: LilypadClient) -> Iterator[LilypadClient]:
 
 @pytest.fixture(scope="module")
 def consortium_module(w3, parties) -> LilypadClient:
-    return deploy_funded(w3, parties, mediation_kind="consortium", consortium_threshold=2)[1]
+    options = ConsortiumOptions(n_mediators=2, threshold=2, max_rounds=2, fee_split="equal")
+    return deploy_funded(w3, parties, mediation_kind="consortium", consortium=options)[1]
 
 
 @pytest.fixture
 def consortium(consortium_module) -> Iterator[LilypadClient]:
     yield from _fresh(consortium_module)
+
+
+@pytest.fixture(scope="module")
+def majority_module(w3, parties) -> LilypadClient:
+    options = ConsortiumOptions(n_mediators=3, threshold=2, max_rounds=1, fee_split="majority")
+    return deploy_funded(w3, parties, mediation_kind="consortium", consortium=options)[1]
+
+
+@pytest.fixture
+def majority(majority_module) -> Iterator[LilypadClient]:
+    yield from _fresh(majority_module)
 
 
 @pytest.fixture(scope="module")
@@ -73,121 +90,159 @@ def _supply_is_conserved(client, addr) -> None:
 
 
 # ------------------------------------------------------------------ consortium
+# Draws are v1's hash rule generalised (docs/contracts.md section 1): the expected mediators come
+# from `hash_draw`, the twin's definition of the rule (keccak256 of the block time and the deal
+# id, chained), over the deal's mediators not drawn before, in deal order.
 
 
-def test_consortium_asks_every_mediator_and_two_votes_decide(consortium, parties, addr):
-    c = consortium
-    mediators = (addr["m1"], addr["m2"], addr["m3"])
-    terms = default_terms(addr, mediators=mediators)
-    expect_revert("NotAwaitingMediation", c.mediation_accept_result, parties["m1"], D)
-    _submitted(c, parties, terms)
-    jc, rp = addr["jc"], addr["rp"]
+def _drawn(c, parties, terms, t: int, names: tuple[str, ...], size: int) -> tuple[str, ...]:
+    """Checks the deal at block time `t`; returns the names drawn for the first round."""
+    c.set_next_timestamp(t)
     r = c.check_result(parties["jc"], D)
+    drawn = tuple(names[i] for i in hash_draw(t, D, range(len(names)), size))
+    jc = terms.job_creator
     assert r.events == (
         pay(D, jc, 1 * T_, 2, 2),
-        pay(D, jc, 1 * T_, 4, 0),
+        pay(D, jc, terms.mediation_fee_wei, 4, 0),
         dsc(D, S.ResultsChecked),
-        *(requested(D, m) for m in mediators),
+        *(requested(D, parties[n].address) for n in drawn),
     )
-    assert c.mediator(D) == addr["m1"]
+    return drawn
+
+
+def test_consortium_rounds_draw_by_the_hash_chain_and_pay_every_voter(consortium, parties, addr):
+    # n = 2, k = 2, two rounds, equal split. Five deal mediators: round 1 draws 2; a 1-1 split
+    # has no consensus (k = 2), so the closing vote draws 2 of the 3 left at its block time.
+    c = consortium
+    names = ("m1", "m2", "m3", "jc2", "rp2")
+    terms = default_terms(addr, mediators=tuple(addr[n] for n in names))
+    expect_revert("NotAwaitingMediation", c.mediation_accept_result, parties["m1"], D)
+    _submitted(c, parties, terms)
+    t = c.now() + 10
+    a, b = _drawn(c, parties, terms, t, names, 2)
+    assert c.mediator(D) == addr[a]
+    (outside,) = [n for n in names if n not in (a, b)][:1]
+    expect_revert("NotMediator", c.mediation_accept_result, parties[outside], D)
     before = balances(c, addr)
-    assert c.mediation_accept_result(parties["m2"], D).events == ()  # 1 accept of 2
-    expect_revert("AlreadyVoted", c.mediation_reject_result, parties["m2"], D)
-    expect_revert("NotMediator", c.mediation_accept_result, parties["outsider"], D)
-    assert c.mediation_reject_result(parties["m1"], D).events == ()  # 1 accept, 1 reject
-    assert_moves(before, balances(c, addr), {})
-    r = c.mediation_accept_result(parties["m3"], D)  # 2 accepts: decided
-    # F = 1 token split among the 3 voters in voting order (m2, m1, m3): 333...333 each, the
-    # remainder 1 wei to the first voter. pay = min(C, P) = 1; P - pay = 1; R = 2.
-    share = T_ // 3
+    c.set_next_timestamp(t + 20)
+    assert c.mediation_accept_result(parties[a], D).events == (voted(D, addr[a], 1),)
+    expect_revert("AlreadyVoted", c.mediation_reject_result, parties[a], D)
+    c.set_next_timestamp(t + 30)
+    left = [n for n in names if n not in (a, b)]
+    c_, d_ = (left[i] for i in hash_draw(t + 30, D, range(len(left)), 2))
+    r = c.mediation_reject_result(parties[b], D)
+    assert r.events == (voted(D, addr[b], 0), requested(D, addr[c_]), requested(D, addr[d_]))
+    assert_moves(before, balances(c, addr), {})  # votes without a verdict move nothing
+    expect_revert("AlreadyVoted", c.mediation_accept_result, parties[b], D)  # round 1 is over
+    c.mediation_accept_result(parties[c_], D)
+    r = c.mediation_accept_result(parties[d_], D)  # round 2: 2 accepts >= k, 2 > 0: accepted
+    # C = price 1 x 1 instruction = 1 token, pay = min(C, P = 2) = 1, P - pay = 1, R = m 2 x 1 = 2.
+    # F = 1 token among the 4 voters of both rounds, in draw order: 0.25 token each, no remainder.
+    jc, rp, q = addr["jc"], addr["rp"], T_ // 4
     assert r.events == (
+        voted(D, addr[d_], 1),
         pay(D, rp, 1 * T_, 3, 1),
-        pay(D, addr["m2"], share + 1, 4, 1),
-        pay(D, addr["m1"], share, 4, 1),
-        pay(D, addr["m3"], share, 4, 1),
+        *(pay(D, addr[n], q, 4, 1) for n in (a, b, c_, d_)),
         pay(D, jc, 1 * T_, 0, 2),
         pay(D, rp, 2 * T_, 1, 2),
         dsc(D, S.MediationAccepted),
     )
-    assert_moves(
-        before,
-        balances(c, addr),
-        {
-            "jc": (1 * T_, -3 * T_),
-            "rp": (3 * T_, -2 * T_),
-            "m2": (share + 1, 0),
-            "m1": (share, 0),
-            "m3": (share, 0),
-        },
+    assert_moves(before, balances(c, addr), {"jc": (1 * T_, -3 * T_), "rp": (3 * T_, -2 * T_),
+                                             **{n: (q, 0) for n in (a, b, c_, d_)}})  # fmt: skip
+    expect_revert("NotAwaitingMediation", c.mediation_reject_result, parties[d_], D)
+    drawn, votes, rounds = c.view("mediation", "getCase", D)
+    assert (list(drawn), list(votes), rounds) == (
+        [addr[n] for n in (a, b, c_, d_)],
+        [1, 0, 1, 1],
+        2,
     )
-    expect_revert("NotAwaitingMediation", c.mediation_reject_result, parties["m3"], D)
-    voters, accepts, rejects = c.view("mediation", "getVotes", D)
-    assert (list(voters), accepts, rejects) == ([addr["m2"], addr["m1"], addr["m3"]], 2, 1)
 
 
-def test_consortium_rejection_splits_the_fee_among_its_voters(consortium, parties, addr):
-    c = consortium
-    terms = default_terms(addr, mediators=(addr["m1"], addr["m2"], addr["m3"]))
+def test_consortium_majority_split_pays_the_verdicts_voters(majority, parties, addr):
+    # n = 3, k = 2, one round, majority split. Two rejects do not decide while the round is open;
+    # the last vote (an accept) closes it 1-2: rejected, and F goes to the two rejecters.
+    c = majority
+    names = ("m1", "m2", "m3")
+    terms = default_terms(addr, mediators=tuple(addr[n] for n in names))
     _submitted(c, parties, terms)
-    c.check_result(parties["jc"], D)
-    c.mediation_reject_result(parties["m3"], D)
-    r = c.mediation_reject_result(parties["m1"], D)
+    x, y, z = _drawn(c, parties, terms, c.now() + 10, names, 3)
+    assert c.mediation_reject_result(parties[x], D).events == (voted(D, addr[x], 0),)
+    assert c.mediation_reject_result(parties[y], D).events == (voted(D, addr[y], 0),)
+    before = balances(c, addr)
+    r = c.mediation_accept_result(parties[z], D)
+    # reject: P = 2 back to the JC, F = 1 token / 2 = 0.5 each to x and y, R = 2 slashed.
     jc, rp = addr["jc"], addr["rp"]
     assert r.events == (
+        voted(D, addr[z], 1),
         pay(D, jc, 2 * T_, 0, 2),
-        pay(D, addr["m3"], T_ // 2, 4, 1),
-        pay(D, addr["m1"], T_ // 2, 4, 1),
+        pay(D, addr[x], T_ // 2, 4, 1),
+        pay(D, addr[y], T_ // 2, 4, 1),
         pay(D, rp, 2 * T_, 1, 3),
         dsc(D, S.MediationRejected),
     )
-
-
-def test_consortium_threshold_is_capped_by_the_mediators(consortium, parties, addr):
-    c = consortium
-    _submitted(c, parties, default_terms(addr, mediators=(addr["m2"],)))  # k = 2 > n = 1
-    c.check_result(parties["jc"], D)
-    r = c.mediation_accept_result(parties["m2"], D)
-    assert r.events[-1] == dsc(D, S.MediationAccepted)
-    assert pay(D, addr["m2"], 1 * T_, 4, 1) in r.events
+    assert_moves(before, balances(c, addr), {"jc": (2 * T_, -3 * T_), "rp": (0, -2 * T_),
+                                             x: (T_ // 2, 0), y: (T_ // 2, 0),
+                                             "owner": (2 * T_, 0)})  # fmt: skip
 
 
 def test_consortium_dust_shares_move_nothing(consortium, parties, addr):
     c = consortium
-    terms = default_terms(addr, mediators=(addr["m1"], addr["m2"], addr["m3"]), mediation_fee_wei=2)
+    names = ("m1", "m2", "m3", "jc2", "rp2")
+    terms = default_terms(addr, mediators=tuple(addr[n] for n in names), mediation_fee_wei=3)
     _submitted(c, parties, terms)
-    c.check_result(parties["jc"], D)
-    c.mediation_accept_result(parties["m1"], D)
-    c.mediation_reject_result(parties["m2"], D)
-    r = c.mediation_reject_result(parties["m3"], D)
-    # F = 2 wei among 3 voters: share 0, remainder 2 to m1; zero shares emit nothing.
-    fee_events = [e for e in r.events if getattr(e, "reason", None) == 4]
-    assert fee_events == [pay(D, addr["m1"], 2, 4, 1)]
+    t = c.now() + 10
+    a, b = _drawn(c, parties, terms, t, names, 2)
+    c.mediation_accept_result(parties[a], D)
+    c.set_next_timestamp(t + 30)
+    left = [n for n in names if n not in (a, b)]
+    c_, d_ = (left[i] for i in hash_draw(t + 30, D, range(len(left)), 2))
+    c.mediation_reject_result(parties[b], D)
+    c.mediation_reject_result(parties[c_], D)
+    r = c.mediation_reject_result(parties[d_], D)
+    # F = 3 wei among 4 voters: share 0, the remainder 3 to the first in draw order (a); zero
+    # shares emit nothing.
+    assert [e for e in r.events if getattr(e, "reason", None) == 4] == [pay(D, addr[a], 3, 4, 1)]
 
 
-def test_consortium_without_a_decision_ends_by_timeout(consortium, parties, addr):
+def test_consortium_without_a_round_left_ends_by_timeout(consortium, parties, addr):
+    # Three deal mediators, n = k = 2: a 1-1 round leaves one candidate, a round smaller than k:
+    # no new round; the deal ends by timeoutMediateResult and nobody is paid.
     c = consortium
-    terms = default_terms(addr, mediators=(addr["m1"], addr["m2"]), mediate_results_timeout_s=10)
+    names = ("m1", "m2", "m3")
+    terms = default_terms(
+        addr, mediators=tuple(addr[n] for n in names), mediate_results_timeout_s=60
+    )
     b0 = balances(c, addr)
     _submitted(c, parties, terms)
     t = c.now() + 5
-    c.set_next_timestamp(t)
-    c.check_result(parties["jc"], D)
-    c.mediation_accept_result(parties["m1"], D)
-    c.mediation_reject_result(parties["m2"], D)  # 1-1 with t = 2: no decision possible
-    c.set_next_timestamp(t + 11)
+    a, b = _drawn(c, parties, terms, t, names, 2)
+    c.mediation_accept_result(parties[a], D)
+    assert c.mediation_reject_result(parties[b], D).events == (voted(D, addr[b], 0),)
+    (rest,) = [n for n in names if n not in (a, b)]
+    expect_revert("NotMediator", c.mediation_accept_result, parties[rest], D)
+    c.set_next_timestamp(t + 61)
     r = c.timeout_mediate_result(parties["rp"], D)
     assert r.events[-1] == dsc(D, S.TimeoutMediateResults)
     assert_moves(b0, balances(c, addr), {})  # everyone whole, no mediator paid
 
 
-def test_consortium_threshold_bounds(w3, parties):
+@pytest.mark.parametrize(
+    "options,name",
+    [
+        (ConsortiumOptions(n_mediators=0, threshold=1), "perRound"),
+        (ConsortiumOptions(n_mediators=2, threshold=0), "threshold"),
+        (ConsortiumOptions(n_mediators=2, threshold=3), "threshold"),
+        (ConsortiumOptions(n_mediators=2, threshold=2, max_rounds=0), "maxRounds"),
+        (ConsortiumOptions(n_mediators=3, threshold=2, max_nodes=2), "maxNodes"),
+    ],
+)
+def test_consortium_parameter_bounds(options, name, w3, parties):
     from bridge.deploy import deploy
     from bridge.errors import ChainCallError
 
-    for k in (0, 16):
-        with pytest.raises(ChainCallError) as info:
-            deploy(w3, parties["outsider"], mediation_kind="consortium", consortium_threshold=k)
-        assert info.value.error_name == "InvalidThreshold"
+    with pytest.raises(ChainCallError) as info:
+        deploy(w3, parties["outsider"], mediation_kind="consortium", consortium=options)
+    assert info.value.error_name == "InvalidParameter" and name in str(info.value)
 
 
 # ---------------------------------------------------------------------- jackpot

@@ -198,6 +198,37 @@ def test_mechanisms_replayed_with_transfers_and_slashing_destinations(name, w3, 
         }
 
 
+@pytest.mark.parametrize("name", ["consortium", "consortium_equal"])
+def test_consortium_mediation_replays_to_the_wei(name, w3, records, tmp_path) -> None:
+    # The record's consortium is deployed with its parameters; every vote is the voter's
+    # transaction on LilypadMediationConsortium, whose hash draws (first rounds at checkResult,
+    # new rounds at the closing vote) must request exactly the twin's mediators.
+    record = record_of(name, records)
+    plan = plan_of(record)
+    votes = [s for s in plan.steps if s.function.startswith("mediation")]
+    verdicts = [s for s in votes if any(e.kind == "DealStateChange" for e in s.events)]
+    assert len(votes) > len(verdicts) > 0  # votes that decide, and votes that do not
+    if name == "consortium":  # split rounds draw new ones
+        assert any(e.kind == "MediationRequested" for s in votes for e in s.events)
+    result = replay(w3, plan, tmp_path)
+    assert result.deployment.mediation_kind == "consortium"
+    mediation = plan.config["mediation"]
+    assert result.deployment.consortium == {k: mediation[k] for k in (
+        "n_mediators", "threshold", "max_rounds", "max_nodes", "fee_split")}  # fmt: skip
+    assert_parity(w3, result, plan, record)
+
+
+def test_attaching_a_consortium_record_to_v1_mediation_is_refused(w3, records, tmp_path):
+    from bridge.deploy import Deployment
+    from bridge.keys import Keys
+    from bridge.replay import Replayer, ReplayError
+
+    path = deploy(w3, account_from_mnemonic(0)).save(tmp_path / "deployment.json")
+    plan = plan_of(record_of("consortium", records))
+    with pytest.raises(ReplayError, match="deployment.mediation_kind is 'v1'.*'consortium'"):
+        Replayer(plan, w3, tmp_path / "out", Keys(), Deployment.load(path)).run()
+
+
 def _party_wallet(w3: Web3, owner, variant: str):
     """A deployment (ours or the reproduction) and a PartyWallet contract owned by `owner`."""
     from bridge.abi import AbiCodec

@@ -17,7 +17,7 @@ import pytest
 from bridge.plan import RecordError, UnsupportedRecordError, read_plans
 
 OWNER, SOLVER, JC, RP, MED = 0, 1, 2, 3, 4
-ADDR = [f"0x{i:040x}" for i in range(5)]
+ADDR = [f"0x{i:040x}" for i in range(8)]
 DEAL = "bafkreideal"
 
 
@@ -45,22 +45,26 @@ def pay(t: int, who: int, amount: int, reason: int, direction: int, src=None, ds
 
 
 def write_record(tmp_path: Path, events: list[dict], Ts: int = 6, config: dict | None = None,
-                 balances: list[tuple[int, int]] | None = None) -> Path:  # fmt: skip
+                 balances: list[tuple[int, int]] | None = None,
+                 mediators: tuple[int, ...] = (MED,)) -> Path:  # fmt: skip
+    n = max(5, max(mediators) + 1)  # accounts past 4 are mediators too
+    deal = _deal(Ts)
+    deal["mediators"] = [ADDR[m] for m in mediators]
     lines = [
         {"type": "run", "schema_version": 1, "checkpoint": "", "episodes": 1, "seed": 0,
          "config": config or {"protocol": {"preset": "lilypad_v1"}}},
         {"type": "episode", "episode": 0, "seed": 0, "salt": "t", "genesis_time_s": 1000,
          "tick_s": 10, "owner": ADDR[OWNER],
          "accounts": [{"account": i, "address": ADDR[i],
-                       "role": ["owner", "solver", "jc", "rp", "mediator"][i], "agent": None,
-                       "seat": None, "policy": None, "genesis_wallet_wei": "100"}
-                      for i in range(5)]},
-        _deal(Ts),
+                       "role": ["owner", "solver", "jc", "rp"][i] if i < 4 else "mediator",
+                       "agent": None, "seat": None, "policy": None, "genesis_wallet_wei": "100"}
+                      for i in range(n)]},
+        deal,
     ]  # fmt: skip
     for seq, ev in enumerate(events):
         lines.append({"type": "event", "episode": 0, "tick": ev["time_s"] // 10, "seq": seq,
                       "deal_id": ev.get("deal_id", DEAL), **ev})  # fmt: skip
-    bal = balances or [(100, 0)] * 5
+    bal = balances or [(100, 0)] * n
     lines.append({"type": "episode_end", "episode": 0, "ticks": 9, "time_s": 1090,
                   "events": len(events), "deals": 1,
                   "balances": [{"account": i, "address": ADDR[i], "wallet_wei": str(w),
@@ -179,24 +183,75 @@ def test_transfers_become_token_transfers_signed_by_their_source(tmp_path: Path)
     )
 
 
+CONSORTIUM = {"mediation": {"protocol": "consortium", "selection": "v1_hash",
+                             "commit_reveal": False}}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "config,match",
     [
-        ({"mediation": {"protocol": "consortium"}}, "mediation.protocol='consortium'"),
+        ({"mediation": {"protocol": "consortium", "selection": "uniform"}},
+         "mediation.selection='uniform'"),
+        ({"mediation": {"protocol": "consortium", "selection": "v1_hash", "commit_reveal": True}},
+         "mediation.commit_reveal=True"),
+        ({"mediation": {"protocol": "oracle"}}, "mediation.protocol='oracle'"),
         ({"collateral": {"results_timing": "up_front"}}, "collateral.results_timing"),
         ({"collateral": {"pooling_ratio": 2.0}}, "collateral.pooling_ratio"),
     ],
-)
+)  # fmt: skip
 def test_records_the_contracts_cannot_run_are_refused_by_key(config, match, tmp_path: Path) -> None:
     with pytest.raises(UnsupportedRecordError, match=match):
         read_plans(write_record(tmp_path, AGREE_BOTH, config=config))
 
 
-def test_consortium_votes_are_refused(tmp_path: Path) -> None:
-    events = AGREE_BOTH + [{"event": "MediationVoted", "time_s": 1050, "mediator": MED,
-                            "vote": 1}]  # fmt: skip
-    with pytest.raises(UnsupportedRecordError, match="consortium"):
-        read_plans(write_record(tmp_path, events))
+def voted(t: int, mediator: int, vote: int) -> dict:
+    return {"event": "MediationVoted", "time_s": t, "mediator": mediator, "vote": vote}
+
+
+def requested(t: int, mediator: int) -> dict:
+    return {"event": "MediationRequested", "time_s": t, "mediator": mediator}
+
+
+def test_consortium_votes_are_calls_of_their_voters(tmp_path: Path) -> None:
+    # Mediators 4, 5, 6. checkResult requests the first round (4, 5); 4's accept changes nothing;
+    # 5's reject closes the round 1-1 and requests a new round (6) in the same call; 6's vote
+    # closes that round and brings the verdict. The verdict is a rejection although 6 voted
+    # accept (the plan follows the events, the tally is the contract's): its call is
+    # mediationAcceptResult, signed by 6, ending in DSC(6) with the twin's fee payment to 5.
+    events = AGREE_BOTH + [
+        pay(1020, RP, 30, 1, 0), pay(1020, RP, 6, 2, 2), dsc(1020, 2),
+        pay(1030, JC, 7, 2, 2), pay(1030, JC, 4, 4, 0), dsc(1030, 4),
+        requested(1030, 4), requested(1030, 5),
+        voted(1040, 4, 1), voted(1040, 5, 0), requested(1040, 6),
+        voted(1050, 6, 1), pay(1050, JC, 20, 0, 2), pay(1050, 5, 4, 4, 1, src=JC, dst=5),
+        pay(1050, RP, 30, 1, 3, src=RP, dst=OWNER), dsc(1050, 6),
+    ]  # fmt: skip
+    path = write_record(tmp_path, events, config=CONSORTIUM, mediators=(4, 5, 6))
+    got = calls(path)[3:]
+    assert [(f, c, [e[0] for e in evs]) for f, c, evs, _ in got] == [
+        ("checkResult", JC, ["Pay", "Pay", "DSC", "MediationRequested", "MediationRequested"]),
+        ("mediationAcceptResult", 4, ["MediationVoted"]),
+        ("mediationRejectResult", 5, ["MediationVoted", "MediationRequested"]),
+        ("mediationAcceptResult", 6, ["MediationVoted", "Pay", "Pay", "Pay", "DSC"]),
+    ]
+    (plan,) = read_plans(path)
+    assert [e.vote for s in plan.steps[4:] for e in s.events if e.kind == "MediationVoted"] == [
+        1,
+        0,
+        1,
+    ]
+    assert plan.last_step_of() == {DEAL: 6}  # 2 agrees, addResult, checkResult, 3 votes
+
+
+def test_sealed_votes_and_votes_under_v1_are_refused(tmp_path: Path) -> None:
+    events = AGREE_BOTH + [voted(1050, MED, 2)]
+    with pytest.raises(UnsupportedRecordError, match="mediation.commit_reveal"):
+        read_plans(write_record(tmp_path, events, config=CONSORTIUM))
+    with pytest.raises(RecordError, match="MediationVoted event under v1"):
+        read_plans(write_record(tmp_path, AGREE_BOTH + [
+            pay(1020, RP, 30, 1, 0), pay(1020, RP, 6, 2, 2), dsc(1020, 2),
+            pay(1030, JC, 7, 2, 2), pay(1030, JC, 4, 4, 0), dsc(1030, 4), requested(1030, MED),
+            voted(1040, MED, 1)]))  # fmt: skip
 
 
 def test_events_that_form_no_call_name_the_line_and_the_deal(tmp_path: Path) -> None:
