@@ -101,6 +101,14 @@ class Deployment:
 
     @classmethod
     def from_dict(cls, data: dict) -> Deployment:
+        data = dict(data)
+        if "consortium_threshold" in data:  # a record of the bridge before the round contract
+            if data.pop("consortium_threshold") or data.get("mediation_kind") == "consortium":
+                raise ValueError(
+                    "this deployment's LilypadMediationConsortium is the earlier k-of-n contract "
+                    "(field consortium_threshold), which the bridge no longer drives: deploy again "
+                    "(bridge.deploy.deploy with consortium=ConsortiumOptions(...))"
+                )
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

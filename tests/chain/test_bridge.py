@@ -53,6 +53,12 @@ def test_deployment_round_trips_through_json(module_client: LilypadClient, tmp_p
     data = json.loads(path.read_text())
     with pytest.raises(ValueError, match="unknown"):
         Deployment.from_dict({**data, "typo": 1})
+    # JSON of the earlier bridge: a v1 deployment (consortium_threshold 0) still loads; its
+    # k-of-n consortium contract is refused by name
+    old = {k: v for k, v in data.items() if k != "consortium"}
+    assert Deployment.from_dict({**old, "consortium_threshold": 0}) == deployment
+    with pytest.raises(ValueError, match="earlier k-of-n contract"):
+        Deployment.from_dict({**old, "mediation_kind": "consortium", "consortium_threshold": 2})
 
 
 def test_attach_to_an_existing_deployment(client, w3, parties, addr, tmp_path: Path) -> None:
