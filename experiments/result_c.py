@@ -99,7 +99,7 @@ class Budget:
 
 
 BUDGETS = {
-    "full": Budget(seeds=3, iterations=90, window=10, check_episodes=3),
+    "full": Budget(seeds=5, iterations=90, window=10, check_episodes=3),  # 5 seeds a claim
     "tiny": Budget(
         seeds=1, iterations=2, window=1, check_episodes=1,
         overrides=("train.train_batch_size=100", "train.rollout_fragment_length=50",

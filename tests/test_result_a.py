@@ -87,7 +87,7 @@ def test_threshold_rejects_bad_p(cfg):
 
 def test_grids_and_budgets():
     full = ra.grid("full")
-    assert full.trials == 75 and len(full.seeds) == 3
+    assert full.trials == 125 and len(full.seeds) == 5  # 5 x 5 cells x 5 seeds
     assert set(full.params) == {ra.P_KEY, ra.M_KEY}
     # deterrence ratios 2 p (1 + m) cover 0.1 .. 25.6: cells on both sides of the boundary
     r = [ra.deterrence_ratio(p, m, 0.5) for p in full.check_probabilities for m in full.multiples]
