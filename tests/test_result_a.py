@@ -112,7 +112,7 @@ def test_sweep_overrides():
 
 def test_experiment_config_budgets():
     full, tiny = ra.experiment_config("full"), ra.experiment_config("tiny", [f"{ra.M_KEY}=7"])
-    assert full.train.iterations == 10 and full.train.gae_lambda == 0.95
+    assert full.train.iterations == 16 and full.train.gae_lambda == 0.95
     assert tiny.train.iterations == 1 and tiny.pricing.results_collateral_multiple == 7
 
 
