@@ -55,8 +55,10 @@ Outputs, under the sweep directory (``sweep.dir``, default
 The trial id is a short hash of the trial's full override list (the common overrides, the
 swept values, ``seed=<s>``), so it is the same in every run of the same sweep. **Resume**:
 re-running the same command finds the same sweep directory and runs only the trials without an
-``ok`` result (missing, failed, or interrupted when the sweep was killed); a trial always
-restarts from scratch (its seed then reproduces it). Progress: one line per finished trial
+``ok`` result (missing, failed, or interrupted when the sweep was killed), and those whose result
+was computed with another resolved config (each result file keeps its trial's config: a changed
+experiment file, e.g. a new training budget, makes its trials run again, and the run says so;
+:func:`stale_trials`); a trial always restarts from scratch (its seed then reproduces it). Progress: one line per finished trial
 (done/total, its parameters, key measures, seconds, node, time left) and a summary at the end.
 
 On a cluster, every node needs this package and its dependencies (the same Python
@@ -96,6 +98,7 @@ from twin.config import ConfigError, TwinConfig
 from twin.errors import UserError, one_line
 
 RESULTS = "results"
+CONFIG_KEY = b"twin_config"  # parquet metadata of a result file: the trial's resolved config
 ERRORS = "errors"
 TRIALS = "trials"
 SPEC = "sweep.json"
@@ -509,12 +512,25 @@ def trial_rows(plan: SweepPlan, trial: Trial, measures: dict[str, float], node: 
     return pa.table(cols)
 
 
-def write_trial(sweep_dir: Path, table) -> Path:
-    """Write one trial's table to ``results/<trial_id>.parquet`` (temporary name, then rename)."""
+def config_text(cfg: TwinConfig) -> str:
+    """The resolved config of a trial as YAML (what its result file keeps)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def write_trial(sweep_dir: Path, table, config: TwinConfig | None = None) -> Path:
+    """Write one trial's table to ``results/<trial_id>.parquet`` (temporary name, then rename),
+    with the trial's resolved ``config`` in the file's metadata (key :data:`CONFIG_KEY`), so that
+    a re-run can tell results of another config from its own (:func:`stale_trials`)."""
     import pyarrow.parquet as pq
 
     root = sweep_dir / RESULTS
     root.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[CONFIG_KEY] = config_text(config).encode()
+        table = table.replace_schema_metadata(meta)
     tid = table.column("trial_id")[0].as_py()
     tmp = root / f".{tid}.parquet.tmp"  # a leading dot: never read as part of the dataset
     pq.write_table(table, tmp)
@@ -547,6 +563,31 @@ def load_errors(sweep_dir: Path | str) -> dict[str, str]:
     if not root.is_dir():
         return {}
     return {p.stem: p.read_text() for p in sorted(root.glob("*.txt"))}
+
+
+def stale_trials(plan: SweepPlan, sweep_dir: Path, ids: set[str]) -> dict[str, dict]:
+    """Trials of ``ids`` whose result was computed with another config than the plan's now (the
+    config files changed since, e.g. an experiment's training budget): trial id -> ``{key:
+    (then, now)}``. The trial id hashes the overrides only, so without this check a re-run would
+    keep such results. ``train.ray.*`` (where the trial ran) does not count; result files without
+    a config (sweeps of earlier versions) cannot be checked and are kept."""
+    import pyarrow.parquet as pq
+    from omegaconf import OmegaConf
+
+    from agents.train import config_changes
+
+    out: dict[str, dict] = {}
+    for tid in sorted(ids & set(plan.configs)):
+        meta = pq.read_schema(sweep_dir / RESULTS / f"{tid}.parquet").metadata or {}
+        if CONFIG_KEY not in meta:
+            continue
+        saved = OmegaConf.to_container(OmegaConf.create(meta[CONFIG_KEY].decode()))
+        now = OmegaConf.to_container(OmegaConf.structured(plan.configs[tid]))
+        changes = {k: v for k, v in config_changes(saved, now).items()
+                   if not k.startswith("train.ray.")}  # fmt: skip
+        if changes:
+            out[tid] = changes
+    return out
 
 
 def finished_ids(sweep_dir: Path) -> set[str]:
@@ -712,7 +753,8 @@ def _make_writer(plan: SweepPlan, sweep_dir: Path, progress: Progress):
                 return
             measures = {k: float(v) for k, v in measures.items()}
             node = str(result.get("node", self.node.get(tid, "")))
-            write_trial(sweep_dir, trial_rows(plan, by_id[tid], measures, node, OK))
+            rows = trial_rows(plan, by_id[tid], measures, node, OK)
+            write_trial(sweep_dir, rows, plan.configs.get(tid))
             (sweep_dir / ERRORS / f"{tid}.txt").unlink(missing_ok=True)
             print(progress.line(by_id[tid], OK, measures, node), flush=True)
 
@@ -728,7 +770,7 @@ def _make_writer(plan: SweepPlan, sweep_dir: Path, progress: Progress):
                 f"trial {tid}: {by_id[tid].overrides_text}\nattempts: {attempts}\n\n{error}\n"
             )
             rows = trial_rows(plan, by_id[tid], {"attempts": float(attempts)}, node, FAILED)
-            write_trial(sweep_dir, rows)
+            write_trial(sweep_dir, rows, plan.configs.get(tid))
             note = f"after {attempts} attempts: {_last_line(error)[:120]}"
             print(progress.line(by_id[tid], FAILED, {}, node, note), flush=True)
 
@@ -804,11 +846,20 @@ def run_sweep(overrides: Sequence[str], sweep: SweepConfig | None = None,
     sweep_dir = Path(sweep_dir or sweep.dir or default_sweep_dir(plan)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     finished = finished_ids(sweep_dir)
+    stale = stale_trials(plan, sweep_dir, finished)
+    finished -= set(stale)
     todo = [t for t in plan.trials if t.trial_id not in finished]
     skipped = len(plan.trials) - len(todo)
     print(f"sweep {plan.name}: {len(plan.trials)} trials ({len(plan.trials) // sweep.seeds} "
           f"points x {sweep.seeds} seeds) in {sweep_dir}; {skipped} already have results, "
           f"{len(todo)} to run", flush=True)  # fmt: skip
+    if stale:
+        keys = sorted({k for changes in stale.values() for k in changes})
+        first = stale[next(iter(stale))]
+        example = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(first.items())[:3])
+        print(f"  {len(stale)} of them have results of another config (the config files "
+              f"changed since: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}; e.g. "
+              f"{example}): they run again", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     ran = 0
     if todo:

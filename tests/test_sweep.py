@@ -5,6 +5,7 @@ trials, and a real two-node Ray cluster whose nodes both run trials."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -38,6 +39,7 @@ from experiments.sweep import (
     parse_overrides,
     plan_sweep,
     run_sweep,
+    stale_trials,
     trial_id,
     trial_rows,
     write_trial,
@@ -210,6 +212,31 @@ def test_a_bad_ray_address_fails_at_once_naming_it(address, needle, tmp_path):
 
 
 # -- the results dataset -------------------------------------------------------------------------
+def test_results_of_another_config_are_stale(tmp_path):
+    # The trial id hashes the overrides only. Each result file keeps its trial's resolved config,
+    # so when a config file changes under the same overrides (here: a new training budget), the
+    # re-run tells those results from its own and runs them again.
+    plan = plan_sweep([*TINY, f"{MULTIPLE}=1,2"], SweepConfig(seeds=1))
+    t1, t2 = plan.trials
+    for t in plan.trials:
+        write_trial(tmp_path, trial_rows(plan, t, {"cheat_rate": 0.5}, "n", "ok"),
+                    plan.configs[t.trial_id])  # fmt: skip
+    assert stale_trials(plan, tmp_path, {t1.trial_id, t2.trial_id}) == {}
+    changed = dataclasses.replace(plan.configs[t1.trial_id], train=dataclasses.replace(
+        plan.configs[t1.trial_id].train, iterations=16))  # fmt: skip
+    later = dataclasses.replace(plan, configs={**plan.configs, t1.trial_id: changed})
+    assert stale_trials(later, tmp_path, {t1.trial_id, t2.trial_id}) == {
+        t1.trial_id: {"train.iterations": (1, 16)}}  # fmt: skip
+    # where the trial ran (train.ray.*) does not count; result files without a config are kept
+    moved = dataclasses.replace(plan.configs[t1.trial_id], train=dataclasses.replace(
+        plan.configs[t1.trial_id].train, ray=dataclasses.replace(
+            plan.configs[t1.trial_id].train.ray, num_cpus=7)))  # fmt: skip
+    assert stale_trials(dataclasses.replace(plan, configs={**plan.configs, t1.trial_id: moved}),
+                        tmp_path, {t1.trial_id}) == {}  # fmt: skip
+    write_trial(tmp_path, trial_rows(plan, t1, {"cheat_rate": 0.5}, "n", "ok"))
+    assert stale_trials(later, tmp_path, {t1.trial_id}) == {}
+
+
 def test_results_are_one_long_dataset_typed_per_parameter(tmp_path):
     base, swept, trials = _expand([f"{MULTIPLE}=1,8", f"{CHECK}=0.1,1", "mediation=v1,consortium",
                                    "market.n_mediators=3"])  # fmt: skip
