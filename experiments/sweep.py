@@ -569,8 +569,9 @@ def stale_trials(plan: SweepPlan, sweep_dir: Path, ids: set[str]) -> dict[str, d
     """Trials of ``ids`` whose result was computed with another config than the plan's now (the
     config files changed since, e.g. an experiment's training budget): trial id -> ``{key:
     (then, now)}``. The trial id hashes the overrides only, so without this check a re-run would
-    keep such results. ``train.ray.*`` (where the trial ran) does not count; result files without
-    a config (sweeps of earlier versions) cannot be checked and are kept."""
+    keep such results. ``train.ray.*`` (where the trial ran) does not count. A result file without
+    a config (a sweep of an earlier version) is checked against its trial's ``config.yaml`` when
+    the trial's run is on this machine, and kept otherwise."""
     import pyarrow.parquet as pq
     from omegaconf import OmegaConf
 
@@ -579,9 +580,13 @@ def stale_trials(plan: SweepPlan, sweep_dir: Path, ids: set[str]) -> dict[str, d
     out: dict[str, dict] = {}
     for tid in sorted(ids & set(plan.configs)):
         meta = pq.read_schema(sweep_dir / RESULTS / f"{tid}.parquet").metadata or {}
-        if CONFIG_KEY not in meta:
+        if CONFIG_KEY in meta:
+            text = meta[CONFIG_KEY].decode()
+        elif (sweep_dir / TRIALS / tid / "config.yaml").is_file():  # the trial's run, if here
+            text = (sweep_dir / TRIALS / tid / "config.yaml").read_text()
+        else:
             continue
-        saved = OmegaConf.to_container(OmegaConf.create(meta[CONFIG_KEY].decode()))
+        saved = OmegaConf.to_container(OmegaConf.create(text))
         now = OmegaConf.to_container(OmegaConf.structured(plan.configs[tid]))
         changes = {k: v for k, v in config_changes(saved, now).items()
                    if not k.startswith("train.ray.")}  # fmt: skip

@@ -32,6 +32,7 @@ from experiments.sweep import (
     TAIL_COLUMNS,
     SweepPlan,
     check_address,
+    config_text,
     expand_trials,
     load_errors,
     load_results,
@@ -233,8 +234,15 @@ def test_results_of_another_config_are_stale(tmp_path):
             plan.configs[t1.trial_id].train.ray, num_cpus=7)))  # fmt: skip
     assert stale_trials(dataclasses.replace(plan, configs={**plan.configs, t1.trial_id: moved}),
                         tmp_path, {t1.trial_id}) == {}  # fmt: skip
+    # a result file without a config (an earlier version's sweep): the trial's own config.yaml
+    # if its run is here, else it is kept
     write_trial(tmp_path, trial_rows(plan, t1, {"cheat_rate": 0.5}, "n", "ok"))
     assert stale_trials(later, tmp_path, {t1.trial_id}) == {}
+    run_dir = tmp_path / "trials" / t1.trial_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config_text(plan.configs[t1.trial_id]))
+    assert stale_trials(later, tmp_path, {t1.trial_id}) == {
+        t1.trial_id: {"train.iterations": (1, 16)}}  # fmt: skip
 
 
 def test_results_are_one_long_dataset_typed_per_parameter(tmp_path):
