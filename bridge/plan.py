@@ -508,10 +508,9 @@ class _EpisodeBuilder:
             raise self._fail(group, i, "a vote on a deal that is not ResultsChecked")
         end = i + 1
         new_state = None
-        if end < len(group) and group[end][1]["event"] == "MediationRequested":
-            while end < len(group) and group[end][1]["event"] == "MediationRequested":
-                end += 1
-        else:
+        while end < len(group) and group[end][1]["event"] == "MediationRequested":
+            end += 1
+        if end == i + 1:  # no new round: the verdict's flows, if this vote closes the case
             j = end
             while j < len(group) and group[j][1]["event"] == "Payment":
                 j += 1

@@ -58,8 +58,9 @@ re-running the same command finds the same sweep directory and runs only the tri
 ``ok`` result (missing, failed, or interrupted when the sweep was killed), and those whose result
 was computed with another resolved config (each result file keeps its trial's config: a changed
 experiment file, e.g. a new training budget, makes its trials run again, and the run says so;
-:func:`stale_trials`); a trial always restarts from scratch (its seed then reproduces it). Progress: one line per finished trial
-(done/total, its parameters, key measures, seconds, node, time left) and a summary at the end.
+:func:`stale_trials`); a trial always restarts from scratch (its seed then reproduces it).
+Progress: one line per finished trial (done/total, its parameters, key measures, seconds, node,
+time left) and a summary at the end.
 
 On a cluster, every node needs this package and its dependencies (the same Python
 environment); results travel back to the driver through Tune, so ``results/`` is complete on

@@ -102,8 +102,7 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
         if (msg.sender != address(_controller)) revert NotController(msg.sender);
         if (mediators.length > 255) revert TooManyMediators(dealId, mediators.length);
         Case storage c = _cases[keccak256(bytes(dealId))];
-        uint256 size = _roundSize(0, mediators.length);
-        _draw(c, dealId, mediators, size);
+        _draw(c, dealId, mediators, c.drawn, _roundSize(0, mediators.length));
     }
 
     /// @inheritdoc ILilypadMediation
@@ -183,7 +182,7 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
         } else if (c.rounds < _maxRounds) {
             uint256 left = mediators.length - drawn.length;
             uint256 size = _roundSize(drawn.length, left);
-            if (size >= _threshold) _draw(c, dealId, mediators, size);
+            if (size >= _threshold) _draw(c, dealId, mediators, drawn, size);
         }
     }
 
@@ -196,12 +195,16 @@ contract LilypadMediationConsortium is ILilypadMediation, ReentrancyGuardTransie
         }
     }
 
-    /// @dev Draws a round of `size` from the mediators not drawn yet (in deal order) by the hash
-    /// chain seeded with the block time, and asks each (`MediationRequested`, draw order).
-    function _draw(Case storage c, string calldata dealId, address[] memory mediators, uint256 size)
-        private
-    {
-        bytes memory drawn = c.drawn;
+    /// @dev Draws a round of `size` from the mediators not drawn yet (in deal order; `drawn` is
+    /// `c.drawn`, already read by the caller) by the hash chain seeded with the block time, and
+    /// asks each (`MediationRequested`, draw order).
+    function _draw(
+        Case storage c,
+        string calldata dealId,
+        address[] memory mediators,
+        bytes memory drawn,
+        uint256 size
+    ) private {
         uint256 taken;
         for (uint256 i; i < drawn.length; ++i) {
             taken |= 1 << uint8(drawn[i]);

@@ -1,7 +1,7 @@
 """LilypadMediationConsortium against the twin's consortium, on random cases (hypothesis): random
 deal mediators, fees, vote orders and votes, under several parameter sets. The reference is the
-twin's own code (`twin.mediation.consortium`: `hash_draw`, `tally`, `fee_payees`, `split_fee`) and
-the round size of its docstring, min(n, candidates left, max_nodes - drawn so far). Every vote's
+twin's own code (`twin.mediation.consortium`: `hash_draw`, `tally`, `fee_payees`, `split_fee` and
+the round size, min(n, candidates left, max_nodes - drawn so far)). Every vote's
 events must be the twin's: `MediationVoted`, then the new round's `MediationRequested` events or
 the verdict's flows; every payee's wallet must grow by its share, and a deal whose rounds run out
 must end by `timeoutMediateResult` with nobody paid."""
@@ -21,7 +21,13 @@ from bridge.types import AgreementState as S
 from bridge.types import MediationVoted
 from tests.chain.conftest import deploy_funded
 from tests.chain.helpers import TOKEN, default_terms, dsc, pay, requested
-from twin.mediation.consortium import fee_payees, hash_draw, split_fee, tally
+from twin.mediation.consortium import (
+    ConsortiumMediation,
+    fee_payees,
+    hash_draw,
+    split_fee,
+    tally,
+)
 
 pytestmark = pytest.mark.chain
 
@@ -46,8 +52,8 @@ def deployed(request, w3, parties) -> Iterator[tuple[LilypadClient, ConsortiumOp
 
 
 def _round_size(o: ConsortiumOptions, used: int, left: int) -> int:
-    cap = o.max_nodes - used if o.max_nodes else o.n_mediators
-    return max(0, min(o.n_mediators, left, cap))
+    """The twin's round size, min(n, candidates left, max_nodes - drawn so far), for ``o``."""
+    return ConsortiumMediation(o)._round_size(None, used, left)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

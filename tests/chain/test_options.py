@@ -35,6 +35,10 @@ def voted(deal_id: str, mediator: str, vote: int) -> MediationVoted:
     return MediationVoted(deal_id, mediator, vote)
 
 
+def _consortium(w3, parties, options: ConsortiumOptions) -> LilypadClient:
+    return deploy_funded(w3, parties, mediation_kind="consortium", consortium=options)[1]
+
+
 def _fresh(module_level: LilypadClient) -> Iterator[LilypadClient]:
     snapshot = module_level.snapshot()
     yield module_level
@@ -43,8 +47,7 @@ def _fresh(module_level: LilypadClient) -> Iterator[LilypadClient]:
 
 @pytest.fixture(scope="module")
 def consortium_module(w3, parties) -> LilypadClient:
-    options = ConsortiumOptions(n_mediators=2, threshold=2, max_rounds=2, fee_split="equal")
-    return deploy_funded(w3, parties, mediation_kind="consortium", consortium=options)[1]
+    return _consortium(w3, parties, ConsortiumOptions(2, 2, max_rounds=2, fee_split="equal"))
 
 
 @pytest.fixture
@@ -54,8 +57,7 @@ def consortium(consortium_module) -> Iterator[LilypadClient]:
 
 @pytest.fixture(scope="module")
 def majority_module(w3, parties) -> LilypadClient:
-    options = ConsortiumOptions(n_mediators=3, threshold=2, max_rounds=1, fee_split="majority")
-    return deploy_funded(w3, parties, mediation_kind="consortium", consortium=options)[1]
+    return _consortium(w3, parties, ConsortiumOptions(3, 2, max_rounds=1, fee_split="majority"))
 
 
 @pytest.fixture
