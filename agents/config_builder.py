@@ -14,6 +14,8 @@ stack by default) and touches nothing outside it: no Ray, no registry, no files.
   with scripted seats exposed to RLlib, left out of ``policies_to_train``; a layout may also name
   *frozen* policies (trained modules of an earlier run playing, never trained, beside fresh
   learners: the best-response runs of :mod:`agents.exploit`), whose specs the caller passes;
+- the env runner :class:`agents.env_runner.TwinEnvRunner` (RLlib's multi-agent runner with its
+  per-step bookkeeping cut);
 - the callback :class:`agents.callbacks.MarketMetricsCallback` (market measures per episode).
 
 Policy ids: learning seats map to their role (``rp``, ``jc``, ``mediator``) with
@@ -42,6 +44,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from agents.baselines import REGISTRY
 from agents.callbacks import MarketMetricsCallback
 from agents.env import TwinMultiAgentEnv
+from agents.env_runner import TwinEnvRunner
 from agents.modules import DictObsPPOTorchRLModule, MaskedPPOTorchRLModule, ScriptedRLModule
 from twin.config import ConfigError, TwinConfig
 from twin.configuration import to_config
@@ -228,6 +231,7 @@ def build_algo_config(cfg: TwinConfig, *, layout: SeatLayout | None = None,
             rollout_fragment_length=t.rollout_fragment_length or "auto",
             batch_mode="truncate_episodes",
             num_cpus_per_env_runner=1,
+            env_runner_cls=TwinEnvRunner,
         )
         .learners(num_learners=0)
         .training(

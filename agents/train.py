@@ -144,13 +144,16 @@ def quiet_rllib() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
 
 
-def build_algorithm(cfg: TwinConfig, run_dir: Path):
-    """Build the RLlib algorithm of ``cfg``; its (unused) results dir goes under ``run_dir``."""
+def build_algorithm(cfg: TwinConfig, run_dir: Path, *, env_runner_cls: type | None = None):
+    """Build the RLlib algorithm of ``cfg``; its (unused) results dir goes under ``run_dir``.
+    ``env_runner_cls`` replaces the config's env runner (benchmarks compare RLlib's own)."""
     import ray.tune.trainable.trainable as trainable
 
     from agents.config_builder import build_algo_config
 
     config = build_algo_config(cfg)
+    if env_runner_cls is not None:
+        config.env_runners(env_runner_cls=env_runner_cls)
     quiet_rllib()  # after ray.rllib's import, which sets its own log level
     saved = trainable.DEFAULT_STORAGE_PATH
     trainable.DEFAULT_STORAGE_PATH = str(run_dir / "ray_results")

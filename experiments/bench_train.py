@@ -72,13 +72,27 @@ def bench_config(nvec: int, env_steps: int, overrides: list[str]):
     ])  # fmt: skip
 
 
-def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
-    """Sampling figures for one ``num_envs_per_env_runner`` (Ray must be running)."""
+#: ``--runners`` choices: the training's env runner, or RLlib's own multi-agent runner
+RUNNERS = ("twin", "rllib")
+
+
+def runner_class(name: str) -> type | None:
+    """The env runner class of a ``--runners`` name (None: the training config's own)."""
+    if name == "twin":
+        return None
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    return MultiAgentEnvRunner
+
+
+def run(nvec: int, env_steps: int, overrides: list[str], runner: str = "twin") -> dict:
+    """Sampling figures for one ``num_envs_per_env_runner`` and env runner (Ray must be
+    running)."""
     from agents.train import build_algorithm
 
     cfg = bench_config(nvec, env_steps, overrides)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as d:
-        algo = build_algorithm(cfg, Path(d))
+        algo = build_algorithm(cfg, Path(d), env_runner_cls=runner_class(runner))
         try:
             er = algo.env_runner
             er.sample(num_timesteps=max(nvec, env_steps // 4), random_actions=False)  # warm-up
@@ -96,6 +110,7 @@ def run(nvec: int, env_steps: int, overrides: list[str]) -> dict:
     env_s, market_s, meas_s = (clocks.seconds[k] for k in ("env", "market", "measures"))
     return {
         "num_envs_per_env_runner": nvec,
+        "runner": runner,
         "env_steps": done,
         "agent_steps": agent_steps,
         "agents_per_env_step": agent_steps / max(1, done),
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="num_envs_per_env_runner values to measure")  # fmt: skip
     p.add_argument("--env-steps", type=int, default=2000, help="env steps sampled per setting")
     p.add_argument("--override", action="append", default=[], help="Hydra override (repeatable)")
+    p.add_argument("--runners", nargs="+", choices=RUNNERS, default=["twin"],
+                   help="env runners to measure, alternating at each nvec: twin (the training's "
+                        "agents.env_runner.TwinEnvRunner), rllib (RLlib's MultiAgentEnvRunner)")  # fmt: skip
     p.add_argument("--out", default="", help="write the rows as JSON here")
     a = p.parse_args(argv)
     if any(n < 1 for n in a.nvec) or a.env_steps < 1:
@@ -141,22 +159,22 @@ def _bench(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     quiet_rllib()
     rows = []
-    print(f"{'nvec':>4} {'agents/step':>11} {'agent-steps/s':>14} {'per CPU s':>10} "
+    print(f"{'nvec':>4} {'runner':>6} {'agents/step':>11} {'agent-steps/s':>14} {'per CPU s':>10} "
           f"{'env share':>9} {'market':>7} {'measures':>8} {'us env/step':>11} "
           f"{'us RLlib/step':>13}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as d, ray_session(RayConfig(), Path(d)):
-        for nvec in a.nvec:
-            r = run(nvec, a.env_steps, a.override)
+        for nvec, runner in ((n, r) for n in a.nvec for r in a.runners):
+            r = run(nvec, a.env_steps, a.override, runner)
             rows.append(r)
-            print(f"{nvec:>4} {r['agents_per_env_step']:>11.1f} {r['agent_steps_per_s']:>14,.0f} "
-                  f"{r['agent_steps_per_cpu_s']:>10,.0f} {r['env_share']:>9.1%} "
-                  f"{r['market_share']:>7.1%} {r['measures_share']:>8.1%} "
+            print(f"{nvec:>4} {runner:>6} {r['agents_per_env_step']:>11.1f} "
+                  f"{r['agent_steps_per_s']:>14,.0f} {r['agent_steps_per_cpu_s']:>10,.0f} "
+                  f"{r['env_share']:>9.1%} {r['market_share']:>7.1%} {r['measures_share']:>8.1%} "
                   f"{r['us_per_env_step_in_env']:>11,.0f} {r['us_per_env_step_in_rllib']:>13,.0f}",
                   flush=True)  # fmt: skip
     best = max(rows, key=lambda r: r["agent_steps_per_s"])
     verdict = "meets" if best["env_share"] <= 0.10 else "misses"
     print(f"best: {best['agent_steps_per_s']:,.0f} agent-steps/s at nvec="
-          f"{best['num_envs_per_env_runner']}; env share {best['env_share']:.1%} ({verdict} the "
+          f"{best['num_envs_per_env_runner']} ({best['runner']} runner); env share {best['env_share']:.1%} ({verdict} the "
           "10 % target)")  # fmt: skip
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=2))

@@ -314,8 +314,10 @@ class MarketEnv(ParallelEnv):
             arr = np.asarray(list(map(actions.get, self.possible_agents)))
         except ValueError:  # actions of different shapes
             return None
-        if arr.dtype != np.int64 or arr.ndim != 1:
+        if arr.dtype.kind not in "iu" or arr.ndim != 1:
             return None  # a missing seat (None), a Box action
+        if arr.dtype != np.int64:  # (RLlib's categorical actions arrive as int32)
+            arr = arr.astype(np.int64)
         a, b = self.n["rp"], self.n["rp"] + self.n["jc"]
         rp, jc, med = arr[:a], arr[a:b], arr[b:]
         mode, level = self._rp_actions(rp)

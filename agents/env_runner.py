@@ -1,0 +1,100 @@
+"""The env runner of training: RLlib's ``MultiAgentEnvRunner`` with three per-step costs cut.
+
+RLlib's multi-agent env runner (ray 2.60) spends much of its sampling time on bookkeeping that
+grows with the number of exposed seats and with the length of a ``sample()`` call, not on the
+policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and changes three things:
+
+- **Per-seat step counters, once per call.** After every env step RLlib logs four counters per
+  agent that observed (agent steps and module steps sampled, this iteration and lifetime): four
+  ``MetricsLogger.log_value`` calls per agent-step, about a quarter of the loop's time in a
+  25-seat market. Here each env step counts its agents and modules in a dict, and the totals are
+  logged once at the end of ``sample()``. The counters are sums (``reduce="sum"`` and
+  ``"lifetime_sum"`` without a window), so the reduced metrics are the same numbers.
+- **Finished episodes numpy'ized once.** RLlib converts the episodes finished so far to numpy
+  at the end of *every* loop iteration (``to_numpy`` of an episode already converted validates
+  and walks it again), so a call's cost grows with the episodes finished in it times the steps
+  after. Here the runner keeps episodes as lists while sampling and converts each returned
+  episode once, at the end of ``sample()``: the same arrays.
+- **No copy of the observations.** The vector env deep-copies every sub-env's observation dict
+  after each step, in case the env reuses its buffers. The twin's env hands out rows of matrices
+  built fresh every step (:class:`twin.observe.Observer`), so the copy is switched off.
+
+``tests/test_env_runner.py`` checks that the runner samples the same episodes (observations,
+actions, rewards) and reports the same counters as RLlib's own runner for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.utils.metrics import (
+    NUM_AGENT_STEPS_SAMPLED,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_EPISODES,
+    NUM_EPISODES_LIFETIME,
+    NUM_MODULE_STEPS_SAMPLED,
+    NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+)
+
+
+class TwinEnvRunner(MultiAgentEnvRunner):
+    """``MultiAgentEnvRunner`` with batched step counters, one numpy conversion per episode and
+    no observation copy (see the module docstring)."""
+
+    def __init__(self, *, config, **kwargs: Any) -> None:
+        self._agent_steps: Counter = Counter()
+        self._module_steps: Counter = Counter()
+        super().__init__(config=config, **kwargs)
+        #: the config's episodes_to_numpy, applied once per returned episode (see _sample)
+        self._numpy_episodes = self.episodes_to_numpy
+        self.episodes_to_numpy = False
+
+    def make_env(self) -> None:
+        super().make_env()
+        if self.env is not None:
+            if not hasattr(self.env, "copy"):
+                raise TypeError(
+                    f"TwinEnvRunner expects RLlib's SyncVectorMultiAgentEnv (with a 'copy' "
+                    f"flag), got {type(self.env).__name__}"
+                )
+            self.env.copy = False  # the twin's observations are fresh arrays every step
+
+    def _sample(self, **kwargs: Any):
+        try:
+            episodes = super()._sample(**kwargs)
+        finally:
+            self._log_step_counts()
+        if self._numpy_episodes:
+            for episode in episodes:
+                episode.to_numpy()
+        return episodes
+
+    def _increase_sampled_metrics(self, num_steps, next_obs, episode):
+        self.metrics.log_value(NUM_ENV_STEPS_SAMPLED, num_steps, reduce="sum")
+        self.metrics.log_value(
+            NUM_ENV_STEPS_SAMPLED_LIFETIME, num_steps, reduce="lifetime_sum", with_throughput=True
+        )
+        if episode.is_done:
+            self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
+            self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
+        self._agent_steps.update(next_obs.keys())
+        module_for = episode.module_for
+        self._module_steps.update(module_for(aid) for aid in next_obs)
+        return num_steps
+
+    def _log_step_counts(self) -> None:
+        """Log the per-agent and per-module step counts gathered since the last call (the keys
+        and reductions of RLlib's per-step logging)."""
+        log = self.metrics.log_value
+        for aid, n in self._agent_steps.items():
+            log((NUM_AGENT_STEPS_SAMPLED, str(aid)), n, reduce="sum")
+            log((NUM_AGENT_STEPS_SAMPLED_LIFETIME, str(aid)), n, reduce="lifetime_sum")
+        for mid, n in self._module_steps.items():
+            log((NUM_MODULE_STEPS_SAMPLED, mid), n, reduce="sum")
+            log((NUM_MODULE_STEPS_SAMPLED_LIFETIME, mid), n, reduce="lifetime_sum")
+        self._agent_steps.clear()
+        self._module_steps.clear()

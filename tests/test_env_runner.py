@@ -1,0 +1,118 @@
+"""The training's env runner (:class:`agents.env_runner.TwinEnvRunner`) samples what RLlib's own
+``MultiAgentEnvRunner`` samples: the same episodes, value for value, and the same step counters,
+on one shared local Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+from ray.rllib.utils.metrics import (
+    NUM_AGENT_STEPS_SAMPLED,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED,
+    NUM_EPISODES,
+    NUM_MODULE_STEPS_SAMPLED,
+    NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+)
+
+import twin
+from agents.env_runner import TwinEnvRunner
+from agents.schema import RayConfig
+from agents.train import build_algorithm, ray_session
+
+pytestmark = pytest.mark.slow
+
+# every seat exposed (scripted ones as never-trained modules), 2 markets per runner, episodes
+# of 30 ticks (about 40 steps with the closing ticks): a sample of 150 env steps finishes
+# several episodes in the middle of the call and leaves two cut
+MARKET = (
+    "market.n_job_creators=4",
+    "market.n_resource_providers=5",
+    "market.n_mediators=2",
+    "market.episode_ticks=30",
+    "policies.rp.learning_share=0.4",
+    "train=smoke",
+    "train.scripted_seats=modules",
+    "train.num_envs_per_env_runner=2",
+    "train.rollout_fragment_length=0",
+)
+
+COUNTERS = (NUM_AGENT_STEPS_SAMPLED, NUM_AGENT_STEPS_SAMPLED_LIFETIME, NUM_MODULE_STEPS_SAMPLED,
+            NUM_MODULE_STEPS_SAMPLED_LIFETIME, NUM_ENV_STEPS_SAMPLED, NUM_EPISODES)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """Two ``sample()`` calls of each runner, built from the same config and seed."""
+    out = {}
+    with ray_session(RayConfig(), tmp_path_factory.mktemp("ray")):
+        for cls in (MultiAgentEnvRunner, TwinEnvRunner):
+            algo = build_algorithm(
+                twin.compose(list(MARKET)), tmp_path_factory.mktemp("run"), env_runner_cls=cls
+            )
+            try:
+                er = algo.env_runner
+                assert type(er) is cls
+                calls = [er.sample(num_timesteps=150, random_actions=False) for _ in range(2)]
+                counters = {k: er.metrics.peek(k) for k in COUNTERS}  # reduced values
+                out[cls.__name__] = (calls, counters, er)
+            finally:
+                algo.stop()
+    return out
+
+
+def test_the_default_training_samples_with_the_twin_runner():
+    from agents.config_builder import build_algo_config
+
+    assert build_algo_config(twin.compose(list(MARKET))).env_runner_cls is TwinEnvRunner
+
+
+def test_same_episodes_as_rllibs_runner(samples):
+    """Every returned episode chunk (finished or cut) holds the same agents, observations,
+    actions, rewards and flags, already as numpy arrays."""
+    ref, _, _ = samples["MultiAgentEnvRunner"]
+    new, _, _ = samples["TwinEnvRunner"]
+    finished = 0
+    for ref_call, new_call in zip(ref, new, strict=True):
+        assert len(ref_call) == len(new_call)
+        for a, b in zip(ref_call, new_call, strict=True):
+            assert b.is_numpy and a.is_numpy
+            assert (a.env_t_started, a.env_t, a.is_done) == (b.env_t_started, b.env_t, b.is_done)
+            finished += b.is_done
+            assert sorted(a.agent_episodes) == sorted(b.agent_episodes)
+            for aid, sa in a.agent_episodes.items():
+                sb = b.agent_episodes[aid]
+                for get in ("get_observations", "get_actions", "get_rewards"):
+                    x, y = getattr(sa, get)(), getattr(sb, get)()
+                    if isinstance(x, dict):
+                        assert x.keys() == y.keys()
+                        for k in x:
+                            np.testing.assert_array_equal(x[k], y[k], err_msg=f"{aid} {get} {k}")
+                    else:
+                        np.testing.assert_array_equal(x, y, err_msg=f"{aid} {get}")
+                assert (sa.is_terminated, sa.is_truncated) == (sb.is_terminated, sb.is_truncated)
+    assert finished >= 4  # the case the runner changes: episodes finished inside a call
+
+
+def test_same_step_counters_as_rllibs_runner(samples):
+    """The per-agent and per-module step counters (logged once per call here, once per step
+    by RLlib) reduce to the same numbers, and they count every agent-step sampled."""
+    _, ref, _ = samples["MultiAgentEnvRunner"]
+    calls, new, _ = samples["TwinEnvRunner"]
+    assert new == ref
+    # nothing reduced the counters since the first call: they add up to both calls'
+    # agent-steps, and the lifetime counters equal them
+    steps = sum(e.agent_steps() for call in calls for e in call)
+    assert sum(new[NUM_AGENT_STEPS_SAMPLED].values()) == steps
+    assert sum(new[NUM_MODULE_STEPS_SAMPLED].values()) == steps
+    assert new[NUM_AGENT_STEPS_SAMPLED_LIFETIME] == new[NUM_AGENT_STEPS_SAMPLED]
+    assert len(new[NUM_AGENT_STEPS_SAMPLED]) == 4 + 5 + 2  # every seat
+    assert {"rp", "rp_scripted", "jc_scripted", "mediator_scripted"} <= set(
+        new[NUM_MODULE_STEPS_SAMPLED]
+    )
+
+
+def test_the_vector_env_does_not_copy_observations(samples):
+    assert samples["TwinEnvRunner"][2].env.copy is False
+    assert samples["MultiAgentEnvRunner"][2].env.copy is True
