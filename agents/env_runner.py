@@ -4,10 +4,10 @@ RLlib's multi-agent env runner (ray 2.60) spends much of its sampling time on bo
 grows with the number of exposed seats and with the length of a ``sample()`` call, not on the
 policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and changes three things:
 
-- **Per-seat step counters, once per call.** After every env step RLlib logs four counters per
-  agent that observed (agent steps and module steps sampled, this iteration and lifetime): four
-  ``MetricsLogger.log_value`` calls per agent-step, about a quarter of the loop's time in a
-  25-seat market. Here each env step counts its agents and modules in a dict, and the totals are
+- **Step counters, once per call.** After every env step RLlib logs two env-step counters and
+  four counters per agent that observed (agent steps and module steps sampled, this iteration
+  and lifetime): four ``MetricsLogger.log_value`` calls per agent-step, about a quarter of the
+  loop's time in a 25-seat market. Here each env step adds to plain counters, and the totals are
   logged once at the end of ``sample()``. The counters are sums (``reduce="sum"`` and
   ``"lifetime_sum"`` without a window), so the reduced metrics are the same numbers.
 - **Finished episodes numpy'ized once.** RLlib converts the episodes finished so far to numpy
@@ -46,6 +46,7 @@ class TwinEnvRunner(MultiAgentEnvRunner):
     no observation copy (see the module docstring)."""
 
     def __init__(self, *, config, **kwargs: Any) -> None:
+        self._env_steps = self._episodes = 0
         self._agent_steps: Counter = Counter()
         self._module_steps: Counter = Counter()
         super().__init__(config=config, **kwargs)
@@ -74,22 +75,25 @@ class TwinEnvRunner(MultiAgentEnvRunner):
         return episodes
 
     def _increase_sampled_metrics(self, num_steps, next_obs, episode):
-        self.metrics.log_value(NUM_ENV_STEPS_SAMPLED, num_steps, reduce="sum")
-        self.metrics.log_value(
-            NUM_ENV_STEPS_SAMPLED_LIFETIME, num_steps, reduce="lifetime_sum", with_throughput=True
-        )
-        if episode.is_done:
-            self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
-            self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
+        self._env_steps += num_steps
+        self._episodes += bool(episode.is_done)
         self._agent_steps.update(next_obs.keys())
         module_for = episode.module_for
         self._module_steps.update(module_for(aid) for aid in next_obs)
         return num_steps
 
     def _log_step_counts(self) -> None:
-        """Log the per-agent and per-module step counts gathered since the last call (the keys
-        and reductions of RLlib's per-step logging)."""
+        """Log the env, episode, agent and module step counts gathered since the last call (the
+        keys and reductions of RLlib's per-step logging)."""
         log = self.metrics.log_value
+        if self._env_steps:
+            log(NUM_ENV_STEPS_SAMPLED, self._env_steps, reduce="sum")
+            log(NUM_ENV_STEPS_SAMPLED_LIFETIME, self._env_steps, reduce="lifetime_sum",
+                with_throughput=True)  # fmt: skip
+        if self._episodes:
+            log(NUM_EPISODES, self._episodes, reduce="sum")
+            log(NUM_EPISODES_LIFETIME, self._episodes, reduce="lifetime_sum")
+        self._env_steps = self._episodes = 0
         for aid, n in self._agent_steps.items():
             log((NUM_AGENT_STEPS_SAMPLED, str(aid)), n, reduce="sum")
             log((NUM_AGENT_STEPS_SAMPLED_LIFETIME, str(aid)), n, reduce="lifetime_sum")

@@ -24,8 +24,8 @@ from agents.train import build_algorithm, ray_session
 pytestmark = pytest.mark.slow
 
 # every seat exposed (scripted ones as never-trained modules), 2 markets per runner, episodes
-# of 30 ticks (about 40 steps with the closing ticks): a sample of 150 env steps finishes
-# several episodes in the middle of the call and leaves two cut
+# of 30 ticks (30-80 steps with the closing ticks): two samples of 150 env steps finish a few
+# episodes in the middle of a call (3-4, by the process's hash seed) and leave two cut each
 MARKET = (
     "market.n_job_creators=4",
     "market.n_resource_providers=5",
@@ -92,7 +92,7 @@ def test_same_episodes_as_rllibs_runner(samples):
                     else:
                         np.testing.assert_array_equal(x, y, err_msg=f"{aid} {get}")
                 assert (sa.is_terminated, sa.is_truncated) == (sb.is_terminated, sb.is_truncated)
-    assert finished >= 4  # the case the runner changes: episodes finished inside a call
+    assert finished >= 2, finished  # the case the runner changes: episodes finished inside a call
 
 
 def test_same_step_counters_as_rllibs_runner(samples):
