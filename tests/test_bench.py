@@ -152,7 +152,9 @@ def test_bench_tools_check_out_before_running(capsys, name, args, message):
       "--reference-at 100: must be 0 (skip) or one of --agents 10"),
      ("bench_phases", ["--steps", "0"], "--agents and --steps must be >= 1"),
      ("bench_train", ["--nvec", "0"], "--nvec values and --env-steps must be >= 1"),
-     ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument")],
+     ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument"),
+     ("bench_train", ["--runners", "stock"],
+      "argument --runners: invalid choice: 'stock' (choose from 'twin', 'rllib')")],
 )  # fmt: skip
 def test_bench_tools_reject_bad_arguments(capsys, name, args, message):
     _, err = _usage_error(capsys, _tool(name), args)
