@@ -6,9 +6,9 @@ policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and ch
 
 - **Step counters, once per call.** After every env step RLlib logs two env-step counters and
   four counters per agent that observed (agent steps and module steps sampled, this iteration
-  and lifetime): four ``MetricsLogger.log_value`` calls per agent-step, about a quarter of the
-  loop's time in a 25-seat market. Here each env step adds to plain counters, and the totals are
-  logged once at the end of ``sample()``. The counters are sums (``reduce="sum"`` and
+  and lifetime): four ``MetricsLogger.log_value`` calls per agent-step, about 40 % of RLlib's
+  part of a tick with the 25 seats of the default market exposed. Here each env step adds to
+  plain counters, and the totals are logged once at the end of ``sample()``. The counters are sums (``reduce="sum"`` and
   ``"lifetime_sum"`` without a window), so the reduced metrics are the same numbers.
 - **Finished episodes numpy'ized once.** RLlib converts the episodes finished so far to numpy
   at the end of *every* loop iteration (``to_numpy`` of an episode already converted validates
@@ -18,6 +18,10 @@ policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and ch
 - **No copy of the observations.** The vector env deep-copies every sub-env's observation dict
   after each step, in case the env reuses its buffers. The twin's env hands out rows of matrices
   built fresh every step (:class:`twin.observe.Observer`), so the copy is switched off.
+
+With the default market's 25 seats exposed and 4 markets per runner, the three cuts take RLlib's
+part of a tick from 2.22 ms to 1.37 (counters), 1.15 (numpy once) and 1.05 ms (no copy); with 2
+seats exposed and 8 markets, from 0.32 to 0.26 ms (medians of 3 interleaved runs, 2026-12-07).
 
 ``tests/test_env_runner.py`` checks that the runner samples the same episodes (observations,
 actions, rewards) and reports the same counters as RLlib's own runner for the same seed.
