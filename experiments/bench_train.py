@@ -1,10 +1,12 @@
 """RLlib sampling benchmark: agent-steps per second and the share of sampling spent in the env.
 
-``python -m experiments.bench_train [--nvec 1 4 8] [--env-steps 2000] [--override key=value]``
-builds the training algorithm of the default config (plus overrides) with
-:func:`agents.config_builder.build_algo_config` in a lean local Ray (sampling in the driver, one
-torch thread), then for each ``num_envs_per_env_runner`` calls the local env runner's
-``sample()`` for ``--env-steps`` env steps (after a warm-up call) and reports
+``python -m experiments.bench_train [--nvec 1 4 8] [--env-steps 2000] [--override key=value]
+[--runners twin rllib]`` builds the training algorithm of the default config (plus overrides)
+with :func:`agents.config_builder.build_algo_config` in a lean local Ray (sampling in the driver,
+one torch thread), then for each ``num_envs_per_env_runner`` (and each env runner: the
+training's :class:`agents.env_runner.TwinEnvRunner`, or RLlib's own ``MultiAgentEnvRunner``,
+measured in alternation) calls the local env runner's ``sample()`` for ``--env-steps`` env
+steps (after a warm-up call) and reports
 
 - agent-steps and env-steps sampled per second of wall time (and per CPU second of this
   process, which is robust to other load on the machine);
@@ -174,8 +176,8 @@ def _bench(a: argparse.Namespace) -> None:
     best = max(rows, key=lambda r: r["agent_steps_per_s"])
     verdict = "meets" if best["env_share"] <= 0.10 else "misses"
     print(f"best: {best['agent_steps_per_s']:,.0f} agent-steps/s at nvec="
-          f"{best['num_envs_per_env_runner']} ({best['runner']} runner); env share {best['env_share']:.1%} ({verdict} the "
-          "10 % target)")  # fmt: skip
+          f"{best['num_envs_per_env_runner']} ({best['runner']} runner); env share "
+          f"{best['env_share']:.1%} ({verdict} the 10 % target)")  # fmt: skip
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=2))
 
