@@ -1,9 +1,11 @@
 """RLlib callback that measures every finished episode from the market itself.
 
 At ``on_episode_end`` the env's market is still the finished one (RLlib's vector env resets a
-sub-env on the *next* step), so :class:`MarketMetricsCallback` reads it through the adapter
-(``env.envs[env_index].unwrapped.market``) and logs the additive counts of
-:func:`agents.measures.episode_counts` as one item of the ``twin/episodes`` series. The training
+sub-env on the *next* step), so :class:`MarketMetricsCallback` asks the sub-env
+(``env.envs[env_index].unwrapped``) for its episode's additive counts
+(:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; with the markets in an env process,
+:class:`agents.env_process.RemoteMarket` hands over the counts the process computed when the
+episode ended) and logs them as one item of the ``twin/episodes`` series. The training
 loop pools an iteration's items with :func:`agents.measures.rates`; because counts are logged,
 not rates, the pooled rates are exact whatever the number of env runners.
 """
@@ -14,8 +16,6 @@ from typing import Any
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from agents.measures import episode_counts
-
 METRICS_KEY = ("twin", "episodes")
 
 
@@ -23,10 +23,9 @@ class MarketMetricsCallback(RLlibCallback):
     def on_episode_end(self, *, episode: Any = None, metrics_logger: Any = None,
                        env: Any = None, env_index: int = 0, **kwargs: Any) -> None:  # fmt: skip
         sub = env.envs[env_index].unwrapped if hasattr(env, "envs") else env
-        market = sub.market
-        if market is None or metrics_logger is None:
+        if metrics_logger is None:
             return
-        counts = episode_counts(
-            market, sub.par_env.seat_table(), sub.par_env.cfg.train.client_value_multiple
-        )
+        counts = sub.episode_counts()
+        if counts is None:
+            return
         metrics_logger.log_value(METRICS_KEY, counts, reduce="item_series")

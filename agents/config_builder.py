@@ -220,6 +220,7 @@ def build_algo_config(cfg: TwinConfig, *, layout: SeatLayout | None = None,
                 "twin": env_cfg,
                 "expose": env_cfg.env.expose,
                 "seed": seed,
+                "env_process": t.env_process and t.num_envs_per_env_runner >= 2,
             },
             normalize_actions=False,  # the JC's Box(0, 1) probability is used as is (env clips)
             clip_actions=False,

@@ -73,5 +73,18 @@ class TwinMultiAgentEnv(MultiAgentEnv):
         self.agents = list(self.par_env.agents)
         return obs, rew, term, trunc, infos
 
+    def episode_counts(self) -> list[dict] | None:
+        """The additive measures of the market's episode (:func:`agents.measures.episode_counts`),
+        read by :class:`agents.callbacks.MarketMetricsCallback` when an episode ends; None before
+        the first reset."""
+        from agents.measures import episode_counts
+
+        market = self.market
+        if market is None:
+            return None
+        return episode_counts(
+            market, self.par_env.seat_table(), self.par_env.cfg.train.client_value_multiple
+        )
+
     def close(self) -> None:
         self.par_env.close()

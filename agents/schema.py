@@ -78,6 +78,12 @@ class TrainConfig:
     num_env_runners: int = _knob(
         0, "remote env runner actors (0: sample in the driver, best on 2 cores)", lo=0, hi=4096
     )
+    env_process: bool = _knob(
+        True,
+        "step each env runner's markets in a child process, two lanes of markets overlapping "
+        "RLlib's work (agents/env_runner.py); needs num_envs_per_env_runner >= 2 (with 1 market "
+        "the runner steps it itself); sweeps switch it off when a trial has under 2 CPUs",
+    )
     hidden_sizes: list[int] = _knob(
         doc="hidden layer sizes of the policy and value networks", factory=lambda: [64, 64]
     )

@@ -70,7 +70,8 @@ MAX_SOCKET_DIR = 40  # Ray's unix sockets live ~65 chars below its temp dir (lim
 #: checkpoint schedule, where Ray runs and ``run.*`` (its name and what experiments.main does
 #: after training); everything else decides what the run learns and must stay as it was
 RESUME_MAY_CHANGE = ("train.iterations", "train.resume", "train.checkpoint_every_iters",
-                     "train.keep_checkpoints", "train.ray.", "run.")  # fmt: skip
+                     "train.keep_checkpoints", "train.env_process", "train.ray.",
+                     "run.")  # fmt: skip
 
 
 @dataclass

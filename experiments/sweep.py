@@ -321,7 +321,8 @@ def _hydra_compose(config_name: str, overrides: Sequence[str]):
         raise ConfigError(f"{' '.join(overrides)}: {e}") from None
 
 
-def compose_trials(base: Sequence[str], swept: list, trials: list[Trial]) -> dict[str, TwinConfig]:
+def compose_trials(base: Sequence[str], swept: list, trials: list[Trial],
+                   cpus_per_trial: float = 1.0) -> dict[str, TwinConfig]:  # fmt: skip
     """Compose and validate the config of every trial (raises :class:`ConfigError` on the first
     bad one, naming the key, the value and the trial's overrides).
 
@@ -369,6 +370,10 @@ def compose_trials(base: Sequence[str], swept: list, trials: list[Trial]) -> dic
                 except Exception as e:  # ours, OmegaConf's and Hydra's errors name the key
                     raise ConfigError(f"trial {t.overrides_text!r}: {e}") from None
                 by_point[marker] = cfg
+            if cfg.train.env_process and cpus_per_trial < 2:  # no core for a trial's env process
+                cfg = dataclasses.replace(
+                    cfg, train=dataclasses.replace(cfg.train, env_process=False)
+                )
             configs[t.trial_id] = dataclasses.replace(cfg, seed=t.seed)
     return configs
 
@@ -392,7 +397,7 @@ def plan_sweep(overrides: Sequence[str], sweep: SweepConfig | None = None) -> Sw
     base, swept = parse_overrides(overrides)
     keys = [o.key_or_group for o in swept]
     trials = expand_trials(base, swept, sweep)
-    configs = compose_trials(base, swept, trials)
+    configs = compose_trials(base, swept, trials, sweep.cpus_per_trial)
     run_name = str(next(iter(configs.values())).run.get("name", "default")) if configs else ""
     name = sweep.name or default_name(base, keys, sweep.search)
     return SweepPlan(name, tuple(base), tuple(keys), trials, configs, run_name)

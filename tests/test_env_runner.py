@@ -36,6 +36,7 @@ MARKET = (
     "train.scripted_seats=modules",
     "train.num_envs_per_env_runner=2",
     "train.rollout_fragment_length=0",
+    "train.env_process=false",  # one process's loop: RLlib's draws (tests/test_env_process.py)
 )
 
 COUNTERS = (NUM_AGENT_STEPS_SAMPLED, NUM_AGENT_STEPS_SAMPLED_LIFETIME, NUM_MODULE_STEPS_SAMPLED,

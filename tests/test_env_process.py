@@ -1,0 +1,206 @@
+"""The markets in a child process (``train.env_process``): :class:`agents.env_process.MarketsProcess`
+steps exactly as RLlib's in-process vector env, and :class:`agents.env_runner.TwinEnvRunner`'s
+overlapped loop records exactly the episodes of the in-process loop when actions are greedy."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from ray.rllib.env.vector.sync_vector_multi_agent_env import SyncVectorMultiAgentEnv
+
+import twin
+from agents.callbacks import METRICS_KEY
+from agents.env import TwinMultiAgentEnv
+from agents.env_process import EnvProcessError, MarketsProcess
+from agents.schema import RayConfig
+from agents.train import build_algorithm, ray_session
+
+# a small market: 2 learning RPs exposed (the other seats scripted inside the env); episodes of
+# 20 ticks plus the closing ticks (20-60 steps)
+SMALL = (
+    "market.n_job_creators=3",
+    "market.n_resource_providers=4",
+    "market.n_mediators=2",
+    "market.episode_ticks=20",
+    "policies.rp.learning_share=0.5",
+)
+
+
+def _ctx(seed: int = 11) -> dict:
+    cfg = twin.compose(list(SMALL))
+    return {"twin": cfg, "expose": cfg.env.expose, "seed": seed}
+
+
+def _assert_same(a, b, what: str) -> None:
+    """Equal nested results of a vector env step (lists of per-agent dicts of arrays/scalars)."""
+    assert len(a) == len(b), what
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert x.keys() == y.keys(), f"{what}[{i}]"
+        for k in x:
+            u, v = x[k], y[k]
+            if isinstance(u, dict):
+                assert u.keys() == v.keys(), f"{what}[{i}][{k}]"
+                for kk in u:
+                    np.testing.assert_array_equal(u[kk], v[kk], err_msg=f"{what}[{i}][{k}][{kk}]")
+            else:
+                assert u == v, f"{what}[{i}][{k}]: {u} != {v}"
+
+
+def test_markets_process_steps_as_rllibs_vector_env():
+    """Same reset seeds and actions -> the same observations, rewards, flags and infos, through
+    episode ends (next-step auto-reset), with the two lanes stepped out of order; at each episode
+    end the child's episode measures equal those of the in-process market."""
+    n = 3
+    ctx = _ctx()
+    ref = SyncVectorMultiAgentEnv([lambda: TwinMultiAgentEnv(ctx) for _ in range(n)], copy=False)
+    proc = MarketsProcess(TwinMultiAgentEnv, ctx, n)
+    try:
+        obs_r, info_r = ref.reset(seed=5)
+        obs_p, info_p = proc.reset(seed=5)
+        _assert_same(obs_r, obs_p, "reset obs")
+        _assert_same(info_r, info_p, "reset infos")
+        rng = np.random.default_rng(0)
+        ended = 0
+        for step in range(150):
+            actions = [
+                {a: int(rng.integers(ref.single_action_spaces[a].n)) for a in o} for o in obs_r
+            ]
+            res_r = ref.step(actions)
+            # lane 1 (env 2) sent first, then lane 0 (envs 0-1); answers come in sending order
+            proc.step_async(2, actions[2:])
+            proc.step_async(0, actions[:2])
+            second, first = proc.step_wait(), proc.step_wait()
+            res_p = [a + b for a, b in zip(first, second, strict=True)]
+            for name, x, y in zip(("obs", "rewards", "terminateds", "truncateds", "infos"),
+                                  res_r, res_p, strict=True):  # fmt: skip
+                _assert_same(list(x), list(y), f"step {step} {name}")
+            for i, term in enumerate(res_r[2]):
+                if term["__all__"]:
+                    ended += 1
+                    assert proc.envs[i].episode_counts() == ref.envs[i].unwrapped.episode_counts()
+            obs_r = res_r[0]
+        assert ended >= 4, ended  # several episode ends, hence auto-resets, were compared
+        assert proc.busy_seconds() > 0
+    finally:
+        proc.close()
+        ref.close()
+
+
+def test_an_error_in_a_market_is_raised_with_the_childs_traceback():
+    proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2)
+    try:
+        proc.reset(seed=1)
+        proc.step_async(0, [{"rp_0": "cheat"}])  # not an action of rp_0's space
+        with pytest.raises(EnvProcessError, match="the env process failed:\n.*Traceback"):
+            proc.step_wait()
+    finally:
+        proc.close()
+    assert proc._proc.poll() is not None  # closed: the child has exited
+
+
+def test_a_dead_env_process_is_reported():
+    proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2)
+    try:
+        proc.reset(seed=1)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.step_async(0, [{}])
+        with pytest.raises(EnvProcessError, match=r"died \(exit code -9\)"):
+            proc.step_wait()
+    finally:
+        proc.close()
+
+
+def test_a_bad_env_is_reported_at_start():
+    with pytest.raises(EnvProcessError, match="must be a twin.config.TwinConfig"):
+        MarketsProcess(TwinMultiAgentEnv, {"twin": None}, 2)
+
+
+# -- the overlapped loop against the in-process loop, on one local Ray -----------------------------
+RUN = (*SMALL, "train=smoke", "train.num_envs_per_env_runner=3", "train.rollout_fragment_length=0")
+
+
+def _complete(episodes) -> list:
+    """Signatures of the episodes that started and ended inside the call (every agent's
+    observations, actions and rewards, as bytes)."""
+    sigs = []
+    for e in episodes:
+        if e.env_t_started != 0 or not e.is_done:
+            continue
+        sig = []
+        for aid in sorted(e.agent_episodes):
+            sa = e.agent_episodes[aid]
+            obs = sa.get_observations()
+            sig.append((aid, np.asarray(obs["observation"]).tobytes(),
+                        np.asarray(sa.get_actions()).tobytes(),
+                        np.asarray(sa.get_rewards()).tobytes()))  # fmt: skip
+        sigs.append(tuple(sig))
+    return sigs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Per mode (in-process, child process twice): one greedy call of 400 env steps, then two
+    exploring calls of 150; the episode measures logged; the runner's counters."""
+    out = {}
+    with ray_session(RayConfig(), tmp_path_factory.mktemp("ray")):
+        for name, flag in (("inproc", "false"), ("proc", "true"), ("proc2", "true")):
+            cfg = twin.compose([*RUN, f"train.env_process={flag}"])
+            algo = build_algorithm(cfg, tmp_path_factory.mktemp("run"))
+            try:
+                er = algo.env_runner
+                greedy = er.sample(num_timesteps=400, explore=False)
+                measures = er.metrics.peek(METRICS_KEY)
+                explore = [er.sample(num_timesteps=150) for _ in range(2)]
+                steps = er.metrics.peek("num_env_steps_sampled")
+                out[name] = (type(er.env).__name__, greedy, measures, explore, steps)
+            finally:
+                algo.stop()
+    return out
+
+
+@pytest.mark.slow
+def test_the_runner_uses_a_child_process_only_when_asked(runs):
+    assert runs["inproc"][0] == "SyncVectorMultiAgentEnv"
+    assert runs["proc"][0] == "MarketsProcess"
+
+
+@pytest.mark.slow
+def test_greedy_episodes_are_those_of_the_in_process_loop(runs):
+    """Greedy actions draw nothing at random, so both loops must record the same complete
+    episodes (the calls may end a lane apart, so one may hold an episode more)."""
+    a, b = _complete(runs["inproc"][1]), _complete(runs["proc"][1])
+    small, big = sorted((a, b), key=len)
+    assert len(small) >= 6, (len(a), len(b))
+    assert set(small) <= set(big)
+    assert len(big) - len(small) <= 1
+
+
+@pytest.mark.slow
+def test_episode_measures_come_back_from_the_child(runs):
+    """The callback logged one item per finished episode in both modes, the same items."""
+    a, b = runs["inproc"][2], runs["proc"][2]
+    done_a = sum(e.is_done for e in runs["inproc"][1])
+    done_b = sum(e.is_done for e in runs["proc"][1])
+    assert (len(a), len(b)) == (done_a, done_b)
+    common = min(len(a), len(b)) - 1  # episodes end in the same order per market, not overall
+    key = sorted(map(repr, a))
+    assert sum(repr(x) in key for x in b) >= common
+
+
+@pytest.mark.slow
+def test_overlapped_sampling_is_reproducible_and_counts_its_steps(runs):
+    """Same seed -> the same exploring episodes; a call returns at least what was asked and at
+    most one lane (2 markets) more, and the env-step counter adds them up."""
+    for ca, cb in zip(runs["proc"][3], runs["proc2"][3], strict=True):
+        assert _complete(ca) == _complete(cb)
+        for x, y in zip(ca, cb, strict=True):
+            for aid, sa in x.agent_episodes.items():
+                np.testing.assert_array_equal(sa.get_actions(), y.agent_episodes[aid].get_actions())
+    calls = [runs["proc"][1], *runs["proc"][3]]
+    for call, asked in zip(calls, (400, 150, 150), strict=True):
+        got = sum(e.env_steps() for e in call)
+        assert asked <= got <= asked + 2, (asked, got)
+    assert runs["proc"][4] == sum(e.env_steps() for call in calls for e in call)
