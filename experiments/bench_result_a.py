@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-a-") as d, ray_session(RayConfig(), Path(d)):
         for k, (p_, m) in enumerate(cells[: a.cells]):
             cfg = ra.experiment_config(
-                a.budget, [f"{ra.P_KEY}={p_}", f"{ra.M_KEY}={m}", *a.override]
-            )
+                # markets in the driver, as in the grid's sweep (trials of 1 CPU)
+                a.budget, [f"{ra.P_KEY}={p_}", f"{ra.M_KEY}={m}", "train.env_process=false",
+                           *a.override],
+            )  # fmt: skip
             row = {"p": p_, "m": m, "imports": imports, **trial(cfg, Path(d) / f"t{k}")}
             row["total"] = sum(row[k] for k in ("imports", "build", "sampling", "learning",
                                                 "checkpoint", "evaluation"))  # fmt: skip

@@ -154,7 +154,7 @@ def test_bench_tools_check_out_before_running(capsys, name, args, message):
      ("bench_train", ["--nvec", "0"], "--nvec values and --env-steps must be >= 1"),
      ("bench_train", ["--nvec"], "argument --nvec: expected at least one argument"),
      ("bench_train", ["--runners", "stock"],
-      "argument --runners: invalid choice: 'stock' (choose from 'twin', 'rllib')")],
+      "argument --runners: invalid choice: 'stock' (choose from 'process', 'twin', 'rllib')")],
 )  # fmt: skip
 def test_bench_tools_reject_bad_arguments(capsys, name, args, message):
     _, err = _usage_error(capsys, _tool(name), args)
