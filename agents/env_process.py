@@ -8,6 +8,10 @@ sub-envs without waiting (:meth:`MarketsProcess.step_async`, then :meth:`Markets
 The runner splits its markets into two lanes and steps one lane's markets in the child while it
 runs RLlib's connectors and forward pass for the other's (see :mod:`agents.env_runner`).
 
+A market whose episode ended is reset right after the step's answer is sent, while the runner
+works on it (an auto-reset draws nothing from the step's actions, so doing it early changes
+nothing); its next step hands out that reset's observations.
+
 What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations,
 rewards, flags and infos (pickled), plus, for a market whose episode just ended, its episode
 measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`), since the finished market stays
@@ -69,6 +73,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
         conn.send(("error", traceback.format_exc()))
         return
     autoreset = [False] * num_envs
+    ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
     while True:
         try:
             msg = conn.recv()
@@ -84,7 +89,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     i = lo + j
                     env = envs[i]
                     if autoreset[i]:  # next-step auto-reset, as SyncVectorMultiAgentEnv
-                        obs, info = env.reset()
+                        obs, info = ready.pop(i, None) or env.reset()
                         agents = env.unwrapped.possible_agents
                         rew = dict.fromkeys(agents, 0.0)
                         term = dict.fromkeys(agents, False)
@@ -102,12 +107,21 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     out_info.append(info)
                 busy += clock() - t0
                 conn.send(("ok", (out_obs, out_rew, out_term, out_trunc, out_info, counts)))
+                if counts:  # reset the finished markets now, while the runner works
+                    t0 = clock()
+                    for j in counts:
+                        ready[lo + j] = envs[lo + j].reset()
+                    busy += clock() - t0
             elif cmd == "reset":
                 _, seed = msg
                 t0 = clock()
                 out_obs, out_info = [], []
                 for i, env in enumerate(envs):
-                    obs, info = env.reset(seed=None if seed is None else seed + i)
+                    early = ready.pop(i, None)  # the same draw as a reset now, if unseeded
+                    if early is not None and seed is None:
+                        obs, info = early
+                    else:
+                        obs, info = env.reset(seed=None if seed is None else seed + i)
                     out_obs.append(obs)
                     out_info.append(info)
                     autoreset[i] = False

@@ -51,8 +51,10 @@ def _assert_same(a, b, what: str) -> None:
 
 def test_markets_process_steps_as_rllibs_vector_env():
     """Same reset seeds and actions -> the same observations, rewards, flags and infos, through
-    episode ends (next-step auto-reset), with the two lanes stepped out of order; at each episode
-    end the child's episode measures equal those of the in-process market."""
+    episode ends (next-step auto-reset, which the child does ahead), with the two lanes stepped
+    out of order; at each episode end the child's episode measures equal those of the in-process
+    market. Then an unseeded reset right after an episode end (the child's early reset stands in
+    for it) and a seeded one: still the same."""
     n = 3
     ctx = _ctx()
     ref = SyncVectorMultiAgentEnv([lambda: TwinMultiAgentEnv(ctx) for _ in range(n)], copy=False)
@@ -64,7 +66,9 @@ def test_markets_process_steps_as_rllibs_vector_env():
         _assert_same(info_r, info_p, "reset infos")
         rng = np.random.default_rng(0)
         ended = 0
-        for step in range(150):
+
+        def step_both(step: int) -> bool:
+            nonlocal obs_r, ended
             actions = [
                 {a: int(rng.integers(ref.single_action_spaces[a].n)) for a in o} for o in obs_r
             ]
@@ -77,12 +81,25 @@ def test_markets_process_steps_as_rllibs_vector_env():
             for name, x, y in zip(("obs", "rewards", "terminateds", "truncateds", "infos"),
                                   res_r, res_p, strict=True):  # fmt: skip
                 _assert_same(list(x), list(y), f"step {step} {name}")
+            end = False
             for i, term in enumerate(res_r[2]):
                 if term["__all__"]:
-                    ended += 1
+                    ended, end = ended + 1, True
                     assert proc.envs[i].episode_counts() == ref.envs[i].unwrapped.episode_counts()
             obs_r = res_r[0]
+            return end
+
+        for step in range(150):
+            step_both(step)
         assert ended >= 4, ended  # several episode ends, hence auto-resets, were compared
+        while not step_both(-1):  # up to an episode end: the child resets that market early
+            pass
+        for seed in (None, 9):
+            obs_r, info_r = ref.reset(seed=seed)
+            obs_p, info_p = proc.reset(seed=seed)
+            _assert_same(obs_r, obs_p, f"reset obs, seed {seed}")
+            for step in range(40):
+                step_both(1000 + step)
         assert proc.busy_seconds() > 0
     finally:
         proc.close()
