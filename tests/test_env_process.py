@@ -135,6 +135,34 @@ def test_a_bad_env_is_reported_at_start():
         MarketsProcess(TwinMultiAgentEnv, {"twin": None}, 2)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "used"),
+    [([], True),  # the default: 8 markets per runner, the scripted seats inside the env
+     (["train.env_process=false"], False),
+     (["train.num_envs_per_env_runner=1", "train.rollout_fragment_length=0"], False),  # 1 lane
+     (["train.scripted_seats=modules"], False)],  # every seat exposed: RLlib's work dominates
+)  # fmt: skip
+def test_when_the_markets_go_to_a_child_process(overrides, used):
+    from agents.config_builder import build_algo_config, uses_env_process
+
+    cfg = twin.compose(overrides)
+    assert uses_env_process(cfg) is used
+    assert build_algo_config(cfg).env_config["env_process"] is used
+
+
+@pytest.mark.parametrize(("cpus", "used"), [(1.0, False), (2.0, True)])
+def test_sweeps_keep_a_trials_markets_in_its_process_below_2_cpus(cpus, used):
+    """Two trials of 1 CPU already use both cores: a trial's env process would only compete."""
+    from experiments.sweep import plan_sweep
+    from experiments.sweep_schema import SweepConfig
+
+    plan = plan_sweep([*SMALL, "train.num_envs_per_env_runner=2", "train.rollout_fragment_length=0",
+                       "pricing.results_collateral_multiple=1,2"],
+                      SweepConfig(seeds=1, cpus_per_trial=cpus))  # fmt: skip
+    assert len(plan.configs) == 2
+    assert all(c.train.env_process is used for c in plan.configs.values())
+
+
 # -- the overlapped loop against the in-process loop, on one local Ray -----------------------------
 RUN = (*SMALL, "train=smoke", "train.num_envs_per_env_runner=3", "train.rollout_fragment_length=0")
 
