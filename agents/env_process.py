@@ -63,12 +63,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     busy = 0.0
     try:
         envs = _build_envs(env_cls, ctx, worker_index, num_workers, num_envs)
-        first = envs[0].unwrapped
-        conn.send(("ok", {
-            "possible_agents": list(first.possible_agents),
-            "observation_spaces": dict(first.observation_spaces),
-            "action_spaces": dict(first.action_spaces),
-        }))  # fmt: skip
+        conn.send(("ok", env_spec(envs[0])))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
@@ -141,6 +136,16 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     conn.close()
 
 
+def env_spec(env) -> dict:
+    """The agents and spaces of a sub-env (what :class:`MarketsProcess` needs up front)."""
+    env = env.unwrapped
+    return {
+        "possible_agents": list(env.possible_agents),
+        "observation_spaces": dict(env.observation_spaces),
+        "action_spaces": dict(env.action_spaces),
+    }
+
+
 class RemoteMarket:
     """A sub-env of :class:`MarketsProcess` as the runner and callbacks see it: its spaces, and
     the episode measures of its market's last finished episode."""
@@ -174,7 +179,11 @@ class MarketsProcess:
     Requests are answered in order; :meth:`step_wait` returns the oldest unanswered step.
     """
 
-    def __init__(self, env_cls, env_ctx, num_envs: int) -> None:
+    def __init__(self, env_cls, env_ctx, num_envs: int, spec: dict | None = None) -> None:
+        """``spec``: the sub-envs' ``possible_agents``, ``observation_spaces`` and
+        ``action_spaces`` if the caller knows them (:func:`env_spec` of a local instance); then
+        the child's start-up (about 5 s of imports) overlaps the caller's work and is waited for
+        at the first request, else it is waited for here."""
         mine, theirs = socket.socketpair()
         root = str(Path(__file__).resolve().parent.parent)  # the directory holding agents/
         path = os.environ.get("PYTHONPATH")
@@ -192,7 +201,9 @@ class MarketsProcess:
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
         self._closed = False
-        spec = self._answer()
+        self._hello = spec  # the start-up message still to read, and what it must say
+        if spec is None:
+            spec = self._answer()
         self.num_envs = num_envs
         self.envs = [RemoteMarket(spec) for _ in range(num_envs)]
         self.single_observation_spaces = spec["observation_spaces"]
@@ -212,6 +223,14 @@ class MarketsProcess:
         return self._proc.pid
 
     def _answer(self) -> Any:
+        if self._hello is not None:
+            expected, self._hello = self._hello, None
+            got = self._answer()  # the child's start-up message
+            if got["possible_agents"] != expected["possible_agents"]:
+                raise EnvProcessError(
+                    f"the env process built other agents: {got['possible_agents']} instead of "
+                    f"{expected['possible_agents']}"
+                )
         try:
             status, payload = self._conn.recv()
         except (EOFError, OSError) as e:

@@ -73,7 +73,7 @@ from ray.rllib.utils.metrics import (
     WEIGHTS_SEQ_NO,
 )
 
-from agents.env_process import MarketsProcess
+from agents.env_process import MarketsProcess, env_spec
 
 
 @dataclass
@@ -133,7 +133,12 @@ class TwinEnvRunner(MultiAgentEnvRunner):
                 f"env_process needs at least 2 markets per env runner (two lanes), got "
                 f"num_envs_per_env_runner = {n}"
             )
-        self.env = MarketsProcess(self.config.env, env_ctx, n)
+        # the spaces from a local market, so that the child's start-up overlaps building the
+        # modules and the learner
+        local = self.config.env(env_ctx)
+        spec = env_spec(local)
+        local.close()
+        self.env = MarketsProcess(self.config.env, env_ctx, n, spec=spec)
         self.num_envs = n
         half = (n + 1) // 2
         self._lanes = [_Lane(0, half), _Lane(half, n)]

@@ -14,7 +14,7 @@ from ray.rllib.env.vector.sync_vector_multi_agent_env import SyncVectorMultiAgen
 import twin
 from agents.callbacks import METRICS_KEY
 from agents.env import TwinMultiAgentEnv
-from agents.env_process import EnvProcessError, MarketsProcess
+from agents.env_process import EnvProcessError, MarketsProcess, env_spec
 from agents.schema import RayConfig
 from agents.train import build_algorithm, ray_session
 
@@ -133,6 +133,26 @@ def test_a_dead_env_process_is_reported():
 def test_a_bad_env_is_reported_at_start():
     with pytest.raises(EnvProcessError, match="must be a twin.config.TwinConfig"):
         MarketsProcess(TwinMultiAgentEnv, {"twin": None}, 2)
+
+
+def test_with_the_spaces_given_the_start_is_checked_at_the_first_request():
+    """Given the spaces, the constructor does not wait for the child; the first request reads
+    its start-up message: a failure, or other agents than announced, is raised there."""
+    spec = env_spec(TwinMultiAgentEnv(_ctx()))
+    proc = MarketsProcess(TwinMultiAgentEnv, {"twin": None}, 2, spec=spec)
+    with pytest.raises(EnvProcessError, match="must be a twin.config.TwinConfig"):
+        proc.reset(seed=1)
+    proc.close()
+    proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2, spec={**spec, "possible_agents": ["x"]})
+    with pytest.raises(EnvProcessError, match=r"other agents: \['rp_0', 'rp_1'\] instead of"):
+        proc.reset(seed=1)
+    proc.close()
+    proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2, spec=spec)
+    try:
+        obs, _ = proc.reset(seed=1)
+        assert len(obs) == 2 and sorted(obs[0]) == spec["possible_agents"]
+    finally:
+        proc.close()
 
 
 @pytest.mark.parametrize(
