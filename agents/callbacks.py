@@ -4,8 +4,9 @@ At ``on_episode_end`` the env's market is still the finished one (RLlib's vector
 sub-env on the *next* step), so :class:`MarketMetricsCallback` asks the sub-env
 (``env.envs[env_index].unwrapped``) for its episode's additive counts
 (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; with the markets in an env process,
-:class:`agents.env_process.RemoteMarket` hands over the counts the process computed when the
-episode ended) and logs them as one item of the ``twin/episodes`` series. The training
+:class:`agents.env_process.RemoteMarket` hands over the counts the process computes after the
+step, within the same ``sample()`` call) and logs them as one item of the ``twin/episodes``
+series. The training
 loop pools an iteration's items with :func:`agents.measures.rates`; because counts are logged,
 not rates, the pooled rates are exact whatever the number of env runners.
 """
@@ -25,7 +26,13 @@ class MarketMetricsCallback(RLlibCallback):
         sub = env.envs[env_index].unwrapped if hasattr(env, "envs") else env
         if metrics_logger is None:
             return
-        counts = sub.episode_counts()
-        if counts is None:
-            return
-        metrics_logger.log_value(METRICS_KEY, counts, reduce="item_series")
+
+        def log(counts: list[dict] | None) -> None:
+            if counts is not None:
+                metrics_logger.log_value(METRICS_KEY, counts, reduce="item_series")
+
+        later = getattr(sub, "on_episode_counts", None)  # a market in the env process
+        if later is not None:
+            later(log)
+        else:
+            log(sub.episode_counts())

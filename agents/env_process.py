@@ -12,11 +12,14 @@ A market whose episode ended is reset right after the step's answer is sent, whi
 works on it (an auto-reset draws nothing from the step's actions, so doing it early changes
 nothing); its next step hands out that reset's observations.
 
-What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations,
-rewards, flags and infos (pickled), plus, for a market whose episode just ended, its episode
-measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`), since the finished market stays
-in the child: the stand-in sub-envs (:class:`RemoteMarket`) hand them to
-:class:`agents.callbacks.MarketMetricsCallback`.
+What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations
+(stacked per agent: :func:`pack`), rewards, flags and infos (pickled). When markets' episodes
+end, their episode measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished
+markets stay in the child) follow in a second message, computed after the step's answer has
+gone out, so that the runner works on the step meanwhile; the stand-in sub-envs
+(:class:`RemoteMarket`) hand them to :class:`agents.callbacks.MarketMetricsCallback` when they
+arrive (at the runner's next request to the child, at the latest at the end of its
+``sample()`` call).
 
 The child is a fresh interpreter (``python -m agents.env_process``; not a fork of a process
 running Ray and torch threads, and not ``multiprocessing``'s spawn, which re-imports the caller's
@@ -42,12 +45,55 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from agents.hashseed import HASH_SEED
 
 
 class EnvProcessError(RuntimeError):
     """The env process failed (an exception in a market, or the process died)."""
+
+
+def pack(observations: list[dict]) -> tuple:
+    """The sub-envs' observation dicts as one array per agent (and per field of a dict
+    observation), rows in sub-env order: a few arrays to pickle instead of one per agent, sub-env
+    and field. Observations that are not arrays (or dicts of arrays) go as they are."""
+    rows: dict = {}
+    for obs in observations:
+        for agent, value in obs.items():
+            rows.setdefault(agent, []).append(value)
+    try:
+        stacked = {
+            agent: {k: np.stack([v[k] for v in values]) for k in values[0]}
+            if isinstance(values[0], dict) else np.stack(values)
+            for agent, values in rows.items()
+        }  # fmt: skip
+    except (TypeError, ValueError, KeyError):
+        return ("plain", observations)
+    if not all(
+        isinstance(v, np.ndarray) or all(isinstance(x, np.ndarray) for x in v.values())
+        for values in rows.values() for v in values
+    ):  # fmt: skip
+        return ("plain", observations)
+    return ("stacked", [tuple(obs) for obs in observations], stacked)
+
+
+def unpack(packed: tuple) -> list[dict]:
+    """The observation dicts of :func:`pack` (rows of its arrays: views, not copies)."""
+    if packed[0] == "plain":
+        return packed[1]
+    _, agents, stacked = packed
+    at = dict.fromkeys(stacked, 0)
+    out = []
+    for names in agents:
+        obs = {}
+        for agent in names:
+            i = at[agent]
+            at[agent] = i + 1
+            arr = stacked[agent]
+            obs[agent] = {k: a[i] for k, a in arr.items()} if isinstance(arr, dict) else arr[i]
+        out.append(obs)
+    return out
 
 
 def _build_envs(env_cls, ctx: dict, worker_index: int, num_workers: int, num_envs: int):
@@ -78,7 +124,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
         try:
             if cmd == "step":
                 _, lo, actions = msg
-                out_obs, out_rew, out_term, out_trunc, out_info, counts = [], [], [], [], [], {}
+                out_obs, out_rew, out_term, out_trunc, out_info, ended = [], [], [], [], [], []
                 t0 = clock()
                 for j, action in enumerate(actions):
                     i = lo + j
@@ -94,17 +140,19 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                         obs, rew, term, trunc, info = env.step(action)
                     autoreset[i] = bool(term["__all__"] or trunc.get("__all__", False))
                     if autoreset[i]:
-                        counts[j] = env.episode_counts()
+                        ended.append(j)
                     out_obs.append(obs)
                     out_rew.append(rew)
                     out_term.append(term)
                     out_trunc.append(trunc)
                     out_info.append(info)
                 busy += clock() - t0
-                conn.send(("ok", (out_obs, out_rew, out_term, out_trunc, out_info, counts)))
-                if counts:  # reset the finished markets now, while the runner works
+                conn.send(("ok", (pack(out_obs), out_rew, out_term, out_trunc, out_info, ended)))
+                if ended:  # the finished markets' measures and resets, while the runner works
                     t0 = clock()
-                    for j in counts:
+                    counts = {j: envs[lo + j].episode_counts() for j in ended}
+                    conn.send(("counts", counts))
+                    for j in ended:
                         ready[lo + j] = envs[lo + j].reset()
                     busy += clock() - t0
             elif cmd == "reset":
@@ -121,7 +169,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     out_info.append(info)
                     autoreset[i] = False
                 busy += clock() - t0
-                conn.send(("ok", (out_obs, out_info)))
+                conn.send(("ok", (pack(out_obs), out_info)))
             elif cmd == "busy":
                 conn.send(("ok", busy))
             elif cmd == "close":
@@ -150,11 +198,13 @@ class RemoteMarket:
     """A sub-env of :class:`MarketsProcess` as the runner and callbacks see it: its spaces, and
     the episode measures of its market's last finished episode."""
 
-    def __init__(self, spec: dict) -> None:
+    def __init__(self, spec: dict, owner: MarketsProcess) -> None:
         self.possible_agents = spec["possible_agents"]
         self.observation_spaces = spec["observation_spaces"]
         self.action_spaces = spec["action_spaces"]
+        self._owner = owner
         self._counts: list[dict] | None = None
+        self._waiting: list = []  # callbacks for the measures of the episode that just ended
 
     @property
     def unwrapped(self) -> RemoteMarket:
@@ -167,8 +217,26 @@ class RemoteMarket:
         return self.action_spaces[agent]
 
     def episode_counts(self) -> list[dict] | None:
-        """The measures of the episode that ended at the last step (None before the first)."""
+        """The measures of the episode that ended last (None before the first); waits for the
+        child's message if they are still to come."""
+        if self._counts is None:
+            self._owner.flush_counts()
         return self._counts
+
+    def on_episode_counts(self, fn) -> None:
+        """Call ``fn(counts)`` with the measures of the episode that just ended, when the child's
+        message arrives (at the runner's next request, at the latest at the end of the
+        ``sample()`` call: :meth:`MarketsProcess.flush_counts`)."""
+        if self._counts is not None:
+            fn(self._counts)
+        else:
+            self._waiting.append(fn)
+
+    def _deliver(self, counts: list[dict]) -> None:
+        self._counts = counts
+        waiting, self._waiting = self._waiting, []
+        for fn in waiting:
+            fn(counts)
 
 
 class MarketsProcess:
@@ -200,12 +268,13 @@ class MarketsProcess:
         self._conn.send((env_cls, dict(env_ctx), int(getattr(env_ctx, "worker_index", 0)),
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
+        self._counts_due: list[int] = []  # the first sub-env of each step whose measures are due
         self._closed = False
         self._hello = spec  # the start-up message still to read, and what it must say
         if spec is None:
             spec = self._answer()
         self.num_envs = num_envs
-        self.envs = [RemoteMarket(spec) for _ in range(num_envs)]
+        self.envs = [RemoteMarket(spec, self) for _ in range(num_envs)]
         self.single_observation_spaces = spec["observation_spaces"]
         self.single_action_spaces = spec["action_spaces"]
         self.single_observation_space = gym.spaces.Dict(self.single_observation_spaces)
@@ -222,17 +291,9 @@ class MarketsProcess:
     def pid(self) -> int | None:
         return self._proc.pid
 
-    def _answer(self) -> Any:
-        if self._hello is not None:
-            expected, self._hello = self._hello, None
-            got = self._answer()  # the child's start-up message
-            if got["possible_agents"] != expected["possible_agents"]:
-                raise EnvProcessError(
-                    f"the env process built other agents: {got['possible_agents']} instead of "
-                    f"{expected['possible_agents']}"
-                )
+    def _recv(self) -> tuple:
         try:
-            status, payload = self._conn.recv()
+            return self._conn.recv()
         except (EOFError, OSError) as e:
             try:
                 code = self._proc.wait(timeout=5)
@@ -241,6 +302,18 @@ class MarketsProcess:
             raise EnvProcessError(
                 f"the env process (pid {self._proc.pid}) died (exit code {code})"
             ) from e
+
+    def _answer(self) -> Any:
+        self.flush_counts()  # measures sent before the answer
+        if self._hello is not None:
+            expected, self._hello = self._hello, None
+            got = self._answer()  # the child's start-up message
+            if got["possible_agents"] != expected["possible_agents"]:
+                raise EnvProcessError(
+                    f"the env process built other agents: {got['possible_agents']} instead of "
+                    f"{expected['possible_agents']}"
+                )
+        status, payload = self._recv()
         if status != "ok":
             raise EnvProcessError(f"the env process failed:\n{payload}")
         return payload
@@ -251,7 +324,8 @@ class MarketsProcess:
         if self._pending:
             raise RuntimeError("MarketsProcess.reset with steps still unanswered")
         self._conn.send(("reset", seed))
-        return self._answer()
+        obs, infos = self._answer()
+        return unpack(obs), infos
 
     def step_async(self, lo: int, actions: list[dict]) -> None:
         """Send the actions of sub-envs ``lo .. lo + len(actions) - 1``; do not wait."""
@@ -260,12 +334,26 @@ class MarketsProcess:
 
     def step_wait(self):
         """The results of the oldest unanswered :meth:`step_async`: lists of observations,
-        rewards, terminateds, truncateds and infos of its sub-envs."""
+        rewards, terminateds, truncateds and infos of its sub-envs. The measures of the episodes
+        that ended come in a later message (:meth:`flush_counts`)."""
         lo = self._pending.pop(0)
-        obs, rew, term, trunc, info, counts = self._answer()
-        for j, c in counts.items():
-            self.envs[lo + j]._counts = c
-        return obs, rew, term, trunc, info
+        obs, rew, term, trunc, info, ended = self._answer()
+        if ended:
+            self._counts_due.append(lo)
+            for j in ended:
+                self.envs[lo + j]._counts = None  # until the child's measures arrive
+        return unpack(obs), rew, term, trunc, info
+
+    def flush_counts(self) -> None:
+        """Read the episode measures the child has still to send (it sends them after the step
+        that ended the episodes) and hand them to the callbacks waiting for them."""
+        while self._counts_due:
+            lo = self._counts_due.pop(0)
+            status, payload = self._recv()
+            if status != "counts":
+                raise EnvProcessError(f"the env process failed:\n{payload}")
+            for j, counts in payload.items():
+                self.envs[lo + j]._deliver(counts)
 
     def step(self, actions: list[dict]):
         self.step_async(0, actions)

@@ -172,6 +172,7 @@ class TwinEnvRunner(MultiAgentEnvRunner):
                     )  # fmt: skip
                 else:
                     episodes = super()._sample(**kwargs)
+                self.env.flush_counts()  # the episode measures still to come, in this call
             else:
                 episodes = super()._sample(**kwargs)
         finally:
