@@ -3,7 +3,7 @@
 At ``on_episode_end`` the env's market is still the finished one (RLlib's vector env resets a
 sub-env on the *next* step), so :class:`MarketMetricsCallback` asks the sub-env
 (``env.envs[env_index].unwrapped``) for its episode's additive counts
-(:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; with the markets in an env process,
+(:meth:`agents.env.TwinMultiAgentEnv.on_episode_counts`; with the markets in an env process,
 :class:`agents.env_process.RemoteMarket` hands over the counts the process computes after the
 step, within the same ``sample()`` call) and logs them as one item of the ``twin/episodes``
 series. The training
@@ -31,8 +31,4 @@ class MarketMetricsCallback(RLlibCallback):
             if counts is not None:
                 metrics_logger.log_value(METRICS_KEY, counts, reduce="item_series")
 
-        later = getattr(sub, "on_episode_counts", None)  # a market in the env process
-        if later is not None:
-            later(log)
-        else:
-            log(sub.episode_counts())
+        sub.on_episode_counts(log)  # now in the driver; when they arrive from an env process

@@ -86,5 +86,11 @@ class TwinMultiAgentEnv(MultiAgentEnv):
             market, self.par_env.seat_table(), self.par_env.cfg.train.client_value_multiple
         )
 
+    def on_episode_counts(self, fn) -> None:
+        """Call ``fn`` with :meth:`episode_counts` (at once: the market is here; the stand-in of
+        a market in an env process, :class:`agents.env_process.RemoteMarket`, calls it when the
+        child's measures arrive)."""
+        fn(self.episode_counts())
+
     def close(self) -> None:
         self.par_env.close()

@@ -62,18 +62,18 @@ def pack(observations: list[dict]) -> tuple:
     for obs in observations:
         for agent, value in obs.items():
             rows.setdefault(agent, []).append(value)
+    if not all(
+        isinstance(v, np.ndarray) or all(isinstance(x, np.ndarray) for x in v.values())
+        for values in rows.values() for v in values
+    ):  # fmt: skip
+        return ("plain", observations)
     try:
         stacked = {
             agent: {k: np.stack([v[k] for v in values]) for k in values[0]}
             if isinstance(values[0], dict) else np.stack(values)
             for agent, values in rows.items()
         }  # fmt: skip
-    except (TypeError, ValueError, KeyError):
-        return ("plain", observations)
-    if not all(
-        isinstance(v, np.ndarray) or all(isinstance(x, np.ndarray) for x in v.values())
-        for values in rows.values() for v in values
-    ):  # fmt: skip
+    except (ValueError, KeyError):  # shapes or fields differ between sub-envs
         return ("plain", observations)
     return ("stacked", [tuple(obs) for obs in observations], stacked)
 
@@ -272,7 +272,7 @@ class MarketsProcess:
         self._closed = False
         self._hello = spec  # the start-up message still to read, and what it must say
         if spec is None:
-            spec = self._answer()
+            spec = self._ok()
         self.num_envs = num_envs
         self.envs = [RemoteMarket(spec, self) for _ in range(num_envs)]
         self.single_observation_spaces = spec["observation_spaces"]
@@ -303,20 +303,25 @@ class MarketsProcess:
                 f"the env process (pid {self._proc.pid}) died (exit code {code})"
             ) from e
 
+    def _ok(self) -> Any:
+        """The payload of the next message, which must be an answer."""
+        status, payload = self._recv()
+        if status != "ok":
+            raise EnvProcessError(f"the env process failed:\n{payload}")
+        return payload
+
     def _answer(self) -> Any:
-        self.flush_counts()  # measures sent before the answer
-        if self._hello is not None:
+        """The answer to the oldest request, after the messages the child sent before it."""
+        self.flush_counts()
+        if self._hello is not None:  # the child's start-up message comes first
             expected, self._hello = self._hello, None
-            got = self._answer()  # the child's start-up message
+            got = self._ok()
             if got["possible_agents"] != expected["possible_agents"]:
                 raise EnvProcessError(
                     f"the env process built other agents: {got['possible_agents']} instead of "
                     f"{expected['possible_agents']}"
                 )
-        status, payload = self._recv()
-        if status != "ok":
-            raise EnvProcessError(f"the env process failed:\n{payload}")
-        return payload
+        return self._ok()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if options:

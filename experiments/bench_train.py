@@ -67,11 +67,12 @@ def _instrument(algo) -> Timers:
         for name in ("step_wait", "reset"):
             clocks.wrap(er.env, name, "env")
         clocks.seconds.setdefault("market", float("nan"))
-    for sub in er.env.envs if not isinstance(er.env, MarketsProcess) else ():
-        env = sub.unwrapped
-        for obj, label in ((env, "env"), (env.par_env, "market")):
-            clocks.wrap(obj, "step", label)
-            clocks.wrap(obj, "reset", label)
+    else:
+        for sub in er.env.envs:
+            env = sub.unwrapped
+            for obj, label in ((env, "env"), (env.par_env, "market")):
+                clocks.wrap(obj, "step", label)
+                clocks.wrap(obj, "reset", label)
     clocks.seconds.setdefault("measures", 0.0)
     for cb in getattr(er, "_callbacks", []):
         if isinstance(cb, MarketMetricsCallback):

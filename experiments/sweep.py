@@ -369,11 +369,11 @@ def compose_trials(base: Sequence[str], swept: list, trials: list[Trial],
                     build_algo_config(cfg)  # the RLlib side: seats, batch sizes, modules
                 except Exception as e:  # ours, OmegaConf's and Hydra's errors name the key
                     raise ConfigError(f"trial {t.overrides_text!r}: {e}") from None
+                if cfg.train.env_process and cpus_per_trial < 2:  # no core for an env process
+                    cfg = dataclasses.replace(
+                        cfg, train=dataclasses.replace(cfg.train, env_process=False)
+                    )
                 by_point[marker] = cfg
-            if cfg.train.env_process and cpus_per_trial < 2:  # no core for a trial's env process
-                cfg = dataclasses.replace(
-                    cfg, train=dataclasses.replace(cfg.train, env_process=False)
-                )
             configs[t.trial_id] = dataclasses.replace(cfg, seed=t.seed)
     return configs
 
