@@ -13,7 +13,7 @@ works on it (an auto-reset draws nothing from the step's actions, so doing it ea
 nothing); its next step hands out that reset's observations.
 
 What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations
-(stacked per agent: :func:`pack`), rewards, flags and infos (pickled). When markets' episodes
+(each agent's arrays as one byte string: :func:`pack`), rewards, flags and infos (pickled). When markets' episodes
 end, their episode measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished
 markets stay in the child) follow in a second message, computed after the step's answer has
 gone out, so that the runner works on the step meanwhile; the stand-in sub-envs
@@ -24,7 +24,8 @@ arrive (at the runner's next request to the child, at the latest at the end of i
 The child is a fresh interpreter (``python -m agents.env_process``; not a fork of a process
 running Ray and torch threads, and not ``multiprocessing``'s spawn, which re-imports the caller's
 main script), joined to the runner by a private socket pair. It runs with
-``PYTHONHASHSEED=0`` (:mod:`agents.hashseed`) and one thread per maths library, builds its
+``PYTHONHASHSEED=0`` (:mod:`agents.hashseed`), one thread per maths library and a young-generation
+garbage collection every :data:`GC_YOUNG_THRESHOLD` allocations instead of 700, builds its
 sub-envs exactly as RLlib's runner builds them (the env class called with the
 runner's ``EnvContext``; RLlib's initial reset seeds sub-env ``i`` with ``seed + i``), and keeps
 the seconds it spends inside the sub-envs' ``step``/``reset`` (:meth:`MarketsProcess.busy_seconds`).
@@ -34,6 +35,8 @@ traceback; a child that dies is reported the same way.
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import socket
 import subprocess
@@ -50,48 +53,82 @@ import numpy as np
 from agents.hashseed import HASH_SEED
 
 
+#: the child's threshold of young-generation garbage collections (CPython's default: 700)
+GC_YOUNG_THRESHOLD = 100_000
+
+
 class EnvProcessError(RuntimeError):
     """The env process failed (an exception in a market, or the process died)."""
 
 
+def _blob(values: list) -> tuple | None:
+    """Arrays of one dtype and shape as ``(dtype, shape, their bytes end to end)``; None if they
+    are not."""
+    v0 = values[0]
+    if type(v0) is not np.ndarray:
+        return None
+    dtype, shape = v0.dtype, v0.shape
+    if not all(type(v) is np.ndarray and v.dtype == dtype and v.shape == shape for v in values):
+        return None
+    return (dtype.str, shape, b"".join([v.tobytes() for v in values]))
+
+
+def _rows(blob: tuple) -> np.ndarray:
+    dtype, shape, data = blob
+    n = len(data) // max(1, np.dtype(dtype).itemsize * math.prod(shape))
+    return np.frombuffer(bytearray(data), dtype).reshape((n, *shape))  # writable, like a copy
+
+
 def pack(observations: list[dict]) -> tuple:
-    """The sub-envs' observation dicts as one array per agent (and per field of a dict
-    observation), rows in sub-env order: a few arrays to pickle instead of one per agent, sub-env
-    and field. Observations that are not arrays (or dicts of arrays) go as they are."""
+    """The sub-envs' observation dicts as one byte string per agent (and per field of a dict
+    observation): the agent's arrays end to end, in sub-env order, with their dtype and shape. A
+    few bytes objects cross the pipe instead of one pickled array per agent, sub-env and field
+    (numpy's pickling and stacking cost about 10 us an array, ``tobytes`` well under 1). Agents
+    whose observations are not arrays (or dicts of arrays) of one dtype and shape go as they are.
+    """
     rows: dict = {}
     for obs in observations:
         for agent, value in obs.items():
             rows.setdefault(agent, []).append(value)
-    if not all(
-        isinstance(v, np.ndarray) or all(isinstance(x, np.ndarray) for x in v.values())
-        for values in rows.values() for v in values
-    ):  # fmt: skip
-        return ("plain", observations)
-    try:
-        stacked = {
-            agent: {k: np.stack([v[k] for v in values]) for k in values[0]}
-            if isinstance(values[0], dict) else np.stack(values)
-            for agent, values in rows.items()
-        }  # fmt: skip
-    except (ValueError, KeyError):  # shapes or fields differ between sub-envs
-        return ("plain", observations)
-    return ("stacked", [tuple(obs) for obs in observations], stacked)
+    packed = {}
+    for agent, values in rows.items():
+        v0 = values[0]
+        if type(v0) is dict:
+            keys = tuple(v0)
+            blobs = None
+            if all(type(v) is dict and tuple(v) == keys for v in values):
+                blobs = {k: _blob([v[k] for v in values]) for k in keys}
+                if any(b is None for b in blobs.values()):
+                    blobs = None
+            packed[agent] = ("dict", blobs) if blobs is not None else ("asis", values)
+        else:
+            blob = _blob(values)
+            packed[agent] = ("array", blob) if blob is not None else ("asis", values)
+    return ([tuple(obs) for obs in observations], packed)
 
 
 def unpack(packed: tuple) -> list[dict]:
-    """The observation dicts of :func:`pack` (rows of its arrays: views, not copies)."""
-    if packed[0] == "plain":
-        return packed[1]
-    _, agents, stacked = packed
-    at = dict.fromkeys(stacked, 0)
+    """The observation dicts of :func:`pack`: equal arrays of the same dtypes, writable (rows of
+    one array per agent and field)."""
+    agents, blobs = packed
+    values = {}
+    for agent, (kind, data) in blobs.items():
+        if kind == "array":
+            values[agent] = list(_rows(data))
+        elif kind == "dict":
+            keys = tuple(data)
+            cols = [list(_rows(data[k])) for k in keys]
+            values[agent] = [dict(zip(keys, row)) for row in zip(*cols)]
+        else:
+            values[agent] = data
+    at = dict.fromkeys(blobs, 0)
     out = []
     for names in agents:
         obs = {}
         for agent in names:
             i = at[agent]
             at[agent] = i + 1
-            arr = stacked[agent]
-            obs[agent] = {k: a[i] for k, a in arr.items()} if isinstance(arr, dict) else arr[i]
+            obs[agent] = values[agent][i]
         out.append(obs)
     return out
 
@@ -113,6 +150,11 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
+    # the markets make no reference cycles (young collections here free nothing: 170 of them
+    # over 24 000 market steps of the default market, 0 objects collected, 1 % of the time and
+    # pauses of up to milliseconds the runner waits through), so young collections come 140x
+    # less often; cycles, should a market make some, are still collected
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     autoreset = [False] * num_envs
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
     while True:

@@ -5,6 +5,7 @@ overlapped loop records exactly the episodes of the in-process loop when actions
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 
 import numpy as np
@@ -14,7 +15,7 @@ from ray.rllib.env.vector.sync_vector_multi_agent_env import SyncVectorMultiAgen
 import twin
 from agents.callbacks import METRICS_KEY
 from agents.env import TwinMultiAgentEnv
-from agents.env_process import EnvProcessError, MarketsProcess, env_spec
+from agents.env_process import EnvProcessError, MarketsProcess, env_spec, pack, unpack
 from agents.schema import RayConfig
 from agents.train import build_algorithm, ray_session
 
@@ -47,6 +48,45 @@ def _assert_same(a, b, what: str) -> None:
                     np.testing.assert_array_equal(u[kk], v[kk], err_msg=f"{what}[{i}][{k}][{kk}]")
             else:
                 assert u == v, f"{what}[{i}][{k}]: {u} != {v}"
+
+
+def test_pack_round_trip():
+    """:func:`pack` -> pickle -> :func:`unpack` gives equal observation dicts with the same
+    dtypes, shapes and agents per sub-env, as writable arrays; an agent's arrays of one layout
+    cross as one byte string, anything else as it is."""
+    rng = np.random.default_rng(3)
+
+    def dict_obs():
+        return {"observation": rng.random(5, np.float32), "action_mask": rng.integers(0, 2, 4, np.int8)}
+
+    observations = [
+        {"rp_0": dict_obs(), "rp_1": dict_obs(), "jc_0": rng.random((2, 3))},  # a 2-D array too
+        {"rp_1": dict_obs(), "jc_0": rng.random((2, 3))},  # another set of agents
+        {"rp_0": dict_obs(), "rp_1": {"observation": rng.random(5, np.float32)}, "jc_0": rng.random((2, 3)),
+         "mediator_0": 7},  # rp_1's fields differ here; mediator_0 is no array
+    ]  # fmt: skip
+    observations[0]["rp_0"]["observation"] = np.arange(12, dtype=np.float32)[::2][:5]  # a strided view
+    packed = pack(observations)
+    _, blobs = packed
+    assert blobs["jc_0"][0] == "array" and isinstance(blobs["jc_0"][1][2], bytes)
+    assert blobs["rp_0"][0] == "dict" and all(isinstance(b[2], bytes) for b in blobs["rp_0"][1].values())
+    assert blobs["rp_1"][0] == blobs["mediator_0"][0] == "asis"
+    out = unpack(pickle.loads(pickle.dumps(packed)))
+    assert [list(o) for o in out] == [list(o) for o in observations]  # agents and their order
+    for o, ref in zip(out, observations, strict=True):
+        for agent, value in o.items():
+            if isinstance(value, dict):
+                assert list(value) == list(ref[agent]), agent
+            pairs = value.items() if isinstance(value, dict) else [(None, value)]
+            for k, got in pairs:
+                want = ref[agent] if k is None else ref[agent][k]
+                if isinstance(want, np.ndarray):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{agent} {k}")
+                    assert got.dtype == want.dtype and got.shape == want.shape, (agent, k)
+                    assert got.flags.writeable, (agent, k)
+                else:
+                    assert got == want and type(got) is type(want), (agent, k)
+    assert unpack(pack([])) == []
 
 
 def test_markets_process_steps_as_rllibs_vector_env():
