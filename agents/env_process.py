@@ -52,7 +52,6 @@ import numpy as np
 
 from agents.hashseed import HASH_SEED
 
-
 #: the child's threshold of young-generation garbage collections (CPython's default: 700)
 GC_YOUNG_THRESHOLD = 100_000
 
@@ -118,7 +117,7 @@ def unpack(packed: tuple) -> list[dict]:
         elif kind == "dict":
             keys = tuple(data)
             cols = [list(_rows(data[k])) for k in keys]
-            values[agent] = [dict(zip(keys, row)) for row in zip(*cols)]
+            values[agent] = [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]
         else:
             values[agent] = data
     at = dict.fromkeys(blobs, 0)

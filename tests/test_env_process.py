@@ -57,7 +57,10 @@ def test_pack_round_trip():
     rng = np.random.default_rng(3)
 
     def dict_obs():
-        return {"observation": rng.random(5, np.float32), "action_mask": rng.integers(0, 2, 4, np.int8)}
+        return {
+            "observation": rng.random(5, np.float32),
+            "action_mask": rng.integers(0, 2, 4, np.int8),
+        }
 
     observations = [
         {"rp_0": dict_obs(), "rp_1": dict_obs(), "jc_0": rng.random((2, 3))},  # a 2-D array too
@@ -65,11 +68,14 @@ def test_pack_round_trip():
         {"rp_0": dict_obs(), "rp_1": {"observation": rng.random(5, np.float32)}, "jc_0": rng.random((2, 3)),
          "mediator_0": 7},  # rp_1's fields differ here; mediator_0 is no array
     ]  # fmt: skip
-    observations[0]["rp_0"]["observation"] = np.arange(12, dtype=np.float32)[::2][:5]  # a strided view
+    strided = np.arange(12, dtype=np.float32)[::2][:5]  # a view with a stride
+    observations[0]["rp_0"]["observation"] = strided
     packed = pack(observations)
     _, blobs = packed
     assert blobs["jc_0"][0] == "array" and isinstance(blobs["jc_0"][1][2], bytes)
-    assert blobs["rp_0"][0] == "dict" and all(isinstance(b[2], bytes) for b in blobs["rp_0"][1].values())
+    assert blobs["rp_0"][0] == "dict" and all(
+        isinstance(b[2], bytes) for b in blobs["rp_0"][1].values()
+    )
     assert blobs["rp_1"][0] == blobs["mediator_0"][0] == "asis"
     out = unpack(pickle.loads(pickle.dumps(packed)))
     assert [list(o) for o in out] == [list(o) for o in observations]  # agents and their order
