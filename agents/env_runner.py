@@ -53,6 +53,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_context import EnvContext
@@ -104,6 +105,17 @@ class TwinEnvRunner(MultiAgentEnvRunner):
     def env_process(self) -> bool:
         """True when the markets are stepped in a child process (``env_config["env_process"]``)."""
         return bool(self.config.env_config.get("env_process", False))
+
+    def make_module(self) -> None:
+        """RLlib's module, with its torch modules in eval mode for good: an env runner's module
+        only acts (its weights come from the learner), and RLlib's forward calls would otherwise
+        switch every submodule to eval mode and back at each call
+        (:class:`agents.modules.DictObsPPOTorchRLModule`)."""
+        super().make_module()
+        if self.module is not None:
+            self.module.foreach_module(
+                lambda mid, mod: mod.eval() if isinstance(mod, torch.nn.Module) else mod
+            )
 
     def make_env(self) -> None:
         if self.env_process:

@@ -117,3 +117,42 @@ def test_same_step_counters_as_rllibs_runner(samples):
 def test_the_vector_env_does_not_copy_observations(samples):
     assert samples["TwinEnvRunner"][2].env.copy is False
     assert samples["MultiAgentEnvRunner"][2].env.copy is True
+
+
+def test_the_runners_modules_act_in_eval_mode(samples, monkeypatch):
+    """TwinEnvRunner puts its torch modules in eval mode once, and their forward passes then
+    switch no mode (RLlib's runner leaves its modules in train mode, and RLlib's forward calls
+    switch every submodule to eval mode and back each time); the actions are the same
+    (test_same_episodes_as_rllibs_runner)."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    def torch_modules(er):
+        return {mid: m for mid, m in er.module.items() if isinstance(m, torch.nn.Module)}
+
+    mine = torch_modules(samples["TwinEnvRunner"][2])
+    theirs = torch_modules(samples["MultiAgentEnvRunner"][2])
+    assert mine and mine.keys() == theirs.keys()
+    assert not any(sub.training for m in mine.values() for sub in m.modules())
+    assert all(m.training for m in theirs.values())
+    switches: list = []
+    original = torch.nn.Module.train
+    monkeypatch.setattr(
+        torch.nn.Module,
+        "train",
+        lambda self, mode=True: switches.append(mode) or original(self, mode),
+    )
+    for mid, m in mine.items():
+        obs = m.observation_space.sample()
+        batch = {Columns.OBS: {k: torch.as_tensor(v[None]) for k, v in obs.items()}}
+        torch.manual_seed(0)
+        out = m.forward_exploration(batch)
+        assert not switches, mid
+        torch.manual_seed(0)
+        ref = theirs[mid].forward_exploration(batch)  # switches to eval mode and back
+        # every submodule to eval mode, then back to train mode (about 20 calls each way)
+        assert switches[0] is False and switches[-1] is True and len(switches) > 2, mid
+        switches.clear()
+        torch.testing.assert_close(
+            out[Columns.ACTION_DIST_INPUTS], ref[Columns.ACTION_DIST_INPUTS], rtol=0, atol=0
+        )
