@@ -12,8 +12,9 @@ A market whose episode ended is reset right after the step's answer is sent, whi
 works on it (an auto-reset draws nothing from the step's actions, so doing it early changes
 nothing); its next step hands out that reset's observations.
 
-What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations
-(each agent's arrays as one byte string: :func:`pack`), rewards, flags and infos (pickled). When markets' episodes
+What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations,
+rewards, flags and infos (pickled; the actions and observations :func:`pack`-ed: each agent's
+arrays or numpy scalars as one byte string). When markets' episodes
 end, their episode measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished
 markets stay in the child) follow in a second message, computed after the step's answer has
 gone out, so that the runner works on the step meanwhile; the stand-in sub-envs
@@ -61,30 +62,43 @@ class EnvProcessError(RuntimeError):
 
 
 def _blob(values: list) -> tuple | None:
-    """Arrays of one dtype and shape as ``(dtype, shape, their bytes end to end)``; None if they
-    are not."""
+    """Arrays (of at least one dimension) of one dtype and shape, or numpy scalars of one type,
+    as ``(dtype, shape or None for scalars, their bytes end to end)``; None if they are not."""
     v0 = values[0]
-    if type(v0) is not np.ndarray:
+    t = type(v0)
+    if t is np.ndarray:
+        if not v0.ndim:
+            return None
+        shape = v0.shape
+    elif isinstance(v0, np.generic) and v0.dtype.kind in "biuf":
+        shape = None
+    else:
         return None
-    dtype, shape = v0.dtype, v0.shape
-    if not all(type(v) is np.ndarray and v.dtype == dtype and v.shape == shape for v in values):
+    dtype = v0.dtype
+    if not all(type(v) is t and v.dtype == dtype for v in values):
+        return None
+    if shape is not None and not all(v.shape == shape for v in values):
         return None
     return (dtype.str, shape, b"".join([v.tobytes() for v in values]))
 
 
-def _rows(blob: tuple) -> np.ndarray:
+def _rows(blob: tuple) -> list:
+    """The arrays (or scalars) of :func:`_blob`: rows of one writable array."""
     dtype, shape, data = blob
-    n = len(data) // max(1, np.dtype(dtype).itemsize * math.prod(shape))
-    return np.frombuffer(bytearray(data), dtype).reshape((n, *shape))  # writable, like a copy
+    flat = np.frombuffer(bytearray(data), dtype)  # a bytearray: writable, like a copy
+    if shape is None:
+        return list(flat)  # numpy scalars of the dtype
+    n = len(data) // max(1, flat.itemsize * math.prod(shape))
+    return list(flat.reshape((n, *shape)))
 
 
 def pack(observations: list[dict]) -> tuple:
-    """The sub-envs' observation dicts as one byte string per agent (and per field of a dict
-    observation): the agent's arrays end to end, in sub-env order, with their dtype and shape. A
-    few bytes objects cross the pipe instead of one pickled array per agent, sub-env and field
-    (numpy's pickling and stacking cost about 10 us an array, ``tobytes`` well under 1). Agents
-    whose observations are not arrays (or dicts of arrays) of one dtype and shape go as they are.
-    """
+    """The sub-envs' observation (or action) dicts as one byte string per agent (and per field of
+    a dict observation): the agent's arrays, or numpy scalars, end to end in sub-env order, with
+    their dtype and shape. A few bytes objects cross the pipe instead of one pickled array or
+    scalar per agent, sub-env and field (numpy's pickling costs several microseconds each,
+    ``tobytes`` well under one). Agents whose values are not arrays, numpy scalars or dicts of
+    arrays of one dtype and shape go as they are."""
     rows: dict = {}
     for obs in observations:
         for agent, value in obs.items():
@@ -107,16 +121,16 @@ def pack(observations: list[dict]) -> tuple:
 
 
 def unpack(packed: tuple) -> list[dict]:
-    """The observation dicts of :func:`pack`: equal arrays of the same dtypes, writable (rows of
-    one array per agent and field)."""
+    """The dicts of :func:`pack`: equal arrays and numpy scalars of the same dtypes (the arrays
+    writable rows of one array per agent and field)."""
     agents, blobs = packed
     values = {}
     for agent, (kind, data) in blobs.items():
         if kind == "array":
-            values[agent] = list(_rows(data))
+            values[agent] = _rows(data)
         elif kind == "dict":
             keys = tuple(data)
-            cols = [list(_rows(data[k])) for k in keys]
+            cols = [_rows(data[k]) for k in keys]
             values[agent] = [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]
         else:
             values[agent] = data
@@ -165,6 +179,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
         try:
             if cmd == "step":
                 _, lo, actions = msg
+                actions = unpack(actions)
                 out_obs, out_rew, out_term, out_trunc, out_info, ended = [], [], [], [], [], []
                 t0 = clock()
                 for j, action in enumerate(actions):
@@ -375,7 +390,7 @@ class MarketsProcess:
 
     def step_async(self, lo: int, actions: list[dict]) -> None:
         """Send the actions of sub-envs ``lo .. lo + len(actions) - 1``; do not wait."""
-        self._conn.send(("step", lo, actions))
+        self._conn.send(("step", lo, pack(actions)))
         self._pending.append(lo)
 
     def step_wait(self):

@@ -93,6 +93,17 @@ def test_pack_round_trip():
                 else:
                     assert got == want and type(got) is type(want), (agent, k)
     assert unpack(pack([])) == []
+    # actions: numpy scalars cross as bytes too; 0-d arrays and Python numbers as they are
+    actions = [{"rp_0": np.int64(3), "jc_0": np.float32(0.25), "m": np.array(2), "x": 1},
+               {"rp_0": np.int64(-1), "jc_0": np.float32(1.5), "m": np.array(5), "x": 2}, {}]  # fmt: skip
+    packed = pack(actions)
+    assert {a: kind for a, (kind, _) in packed[1].items()} == {
+        "rp_0": "array", "jc_0": "array", "m": "asis", "x": "asis"
+    }  # fmt: skip
+    out = unpack(pickle.loads(pickle.dumps(packed)))
+    assert out == actions
+    for o, ref in zip(out, actions, strict=True):
+        assert all(type(o[a]) is type(ref[a]) for a in ref)
 
 
 def test_markets_process_steps_as_rllibs_vector_env():
