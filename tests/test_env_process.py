@@ -11,6 +11,14 @@ import signal
 import numpy as np
 import pytest
 from ray.rllib.env.vector.sync_vector_multi_agent_env import SyncVectorMultiAgentEnv
+from ray.rllib.utils.metrics import (
+    CONNECTOR_TIMERS,
+    ENV_STEP_TIMER,
+    ENV_TO_MODULE_CONNECTOR,
+    MODULE_TO_ENV_CONNECTOR,
+    RLMODULE_INFERENCE_TIMER,
+    TIMERS,
+)
 
 import twin
 from agents.callbacks import METRICS_KEY
@@ -277,10 +285,27 @@ def runs(tmp_path_factory):
                 measures = er.metrics.peek(METRICS_KEY)
                 explore = [er.sample(num_timesteps=150) for _ in range(2)]
                 steps = er.metrics.peek("num_env_steps_sampled")
-                out[name] = (type(er.env).__name__, greedy, measures, explore, steps)
+                timers = {
+                    (pipe, piece): value
+                    for pipe in (ENV_TO_MODULE_CONNECTOR, MODULE_TO_ENV_CONNECTOR)
+                    for piece, value in er.metrics.peek((pipe, TIMERS, CONNECTOR_TIMERS)).items()
+                }  # fmt: skip
+                timers.update(
+                    {k: er.metrics.peek(k) for k in (ENV_STEP_TIMER, RLMODULE_INFERENCE_TIMER)}
+                )
+                out[name] = (type(er.env).__name__, greedy, measures, explore, steps, timers)
             finally:
                 algo.stop()
     return out
+
+
+@pytest.mark.slow
+def test_the_overlapped_loop_logs_rllibs_timers(runs):
+    """The same connector-piece, env-step and inference timers as RLlib's loop, each a
+    positive time (the overlapped loop pushes them at the end of each call)."""
+    assert runs["proc"][5].keys() == runs["inproc"][5].keys()
+    assert len(runs["proc"][5]) > 6
+    assert all(v > 0 for v in runs["proc"][5].values())
 
 
 @pytest.mark.slow

@@ -156,3 +156,37 @@ def test_the_runners_modules_act_in_eval_mode(samples, monkeypatch):
         torch.testing.assert_close(
             out[Columns.ACTION_DIST_INPUTS], ref[Columns.ACTION_DIST_INPUTS], rtol=0, atol=0
         )
+
+
+def test_batched_timers_push_what_timed_blocks_push(monkeypatch):
+    """The overlapped loop's timers (agents.env_runner._BatchedTimers) keep each key's time
+    deltas and push them at the end of the call: with a clock that advances by known steps, the
+    logger holds the EMA values that RLlib's own timed blocks give (deltas 1, 2, 4 s under one key
+    and 8 s under another, interleaved); the other methods are the logger's."""
+    import types
+
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+    from ray.rllib.utils.metrics.stats import base
+
+    import agents.env_runner as er_mod
+
+    now = [0.0]
+    fake_time = types.SimpleNamespace(perf_counter=lambda: now[0])
+    monkeypatch.setattr(base, "time", fake_time)  # RLlib's timed blocks
+    monkeypatch.setattr(er_mod, "perf_counter", fake_time.perf_counter)  # the batched ones
+    ref, logger = MetricsLogger(), MetricsLogger()
+    batched = er_mod._BatchedTimers(types.SimpleNamespace(metrics=logger))
+    steps = [("a", 1.0), ("b", 8.0), ("a", 2.0), ("a", 4.0)]
+    for key, dt in steps:
+        with ref.log_time(("t", key)):
+            now[0] += dt
+        with batched.log_time(("t", key)):
+            now[0] += dt
+    assert not logger.stats  # nothing logged before the flush
+    batched.flush()
+    batched.log_value("n", 3, reduce="sum")  # forwarded to the logger
+    for key in ("a", "b"):
+        assert logger.peek(("t", key)) == ref.peek(("t", key)), key
+    # RLlib's EMA (coefficient 0.01): 1, then 0.99 * 1 + 0.01 * 2, then 0.99 * that + 0.01 * 4
+    assert logger.peek(("t", "a")) == pytest.approx(0.99 * (0.99 + 0.02) + 0.04)
+    assert logger.peek(("t", "b")) == 8.0 and logger.peek("n") == 3
