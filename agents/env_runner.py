@@ -1,8 +1,8 @@
-"""The env runner of training: RLlib's ``MultiAgentEnvRunner`` with three per-step costs cut.
+"""The env runner of training: RLlib's ``MultiAgentEnvRunner`` with four per-step costs cut.
 
 RLlib's multi-agent env runner (ray 2.60) spends much of its sampling time on bookkeeping that
 grows with the number of exposed seats and with the length of a ``sample()`` call, not on the
-policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and changes three things:
+policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and changes four things:
 
 - **Step counters, once per call.** After every env step RLlib logs two env-step counters and
   four counters per agent that observed (agent steps and module steps sampled, this iteration
@@ -18,10 +18,18 @@ policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and ch
 - **No copy of the observations.** The vector env deep-copies every sub-env's observation dict
   after each step, in case the env reuses its buffers. The twin's env hands out rows of matrices
   built fresh every step (:class:`twin.observe.Observer`), so the copy is switched off.
+- **Modules in eval mode for good.** RLlib's torch modules switch themselves to eval mode
+  before every ``forward_exploration``/``forward_inference`` call and back to train mode after
+  it: two walks over the ~24 torch submodules, dearer than the forward pass of the small
+  networks. The runner's modules only act (their weights come from the learner), so
+  :meth:`TwinEnvRunner.make_module` puts them in eval mode once and
+  :class:`agents.modules.DictObsPPOTorchRLModule` skips the switch when it is already there.
 
-With the default market's 25 seats exposed and 4 markets per runner, the three cuts take RLlib's
-part of a tick from 2.22 ms to 1.37 (counters), 1.15 (numpy once) and 1.05 ms (no copy); with 2
-seats exposed and 8 markets, from 0.32 to 0.26 ms (medians of 3 interleaved runs, 2026-12-07).
+With the default market's 25 seats exposed and 4 markets per runner, the first three cuts take
+RLlib's part of a tick from 2.22 ms to 1.37 (counters), 1.15 (numpy once) and 1.05 ms (no copy);
+with 2 seats exposed and 8 markets, from 0.32 to 0.26 ms (medians of 3 interleaved runs,
+2026-12-07). The mode switches took about a fifth of the driver's sampling time with the
+markets in a child process (two forward passes a tick; ``cProfile``, 2026-12-07 evening).
 
 ``tests/test_env_runner.py`` checks that the runner samples the same episodes (observations,
 actions, rewards) and reports the same counters as RLlib's own runner for the same seed.
@@ -45,6 +53,9 @@ The episodes are the same *in distribution* as in one process, not the same draw
 forward pass samples its actions apart, so the torch random stream is consumed in another order.
 A run is still reproducible from its seed. ``sample(num_episodes=...)`` and random actions are
 taken with one process's loop over the child's markets (``MarketsProcess.step``), after a reset.
+A lane's step runs about 19 timers (the connector pipelines time each of their pieces); the
+overlapped loop keeps their time deltas and pushes them to the metrics logger at the end of the
+call (:class:`_BatchedTimers`: the same EMA values, at a third of the cost).
 """
 
 from __future__ import annotations

@@ -81,8 +81,8 @@ class TrainConfig:
     env_process: bool = _knob(
         True,
         "step each env runner's markets in a child process, two lanes of markets overlapping "
-        "RLlib's work (agents/env_runner.py): 1.2-1.5x the sampling throughput when few seats "
-        "per market are exposed. Used only with num_envs_per_env_runner >= 2 and "
+        "RLlib's work (agents/env_runner.py): 1.1-1.5x the sampling throughput when few seats "
+        "per market are exposed (when the machine's second core is free). Used only with num_envs_per_env_runner >= 2 and "
         "scripted_seats=env (with every seat exposed RLlib's per-seat work dominates and two "
         "lanes cost more than they save); sweeps switch it off when a trial has under 2 CPUs",
     )
