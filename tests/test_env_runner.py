@@ -175,7 +175,7 @@ def test_batched_timers_push_what_timed_blocks_push(monkeypatch):
     monkeypatch.setattr(base, "time", fake_time)  # RLlib's timed blocks
     monkeypatch.setattr(er_mod, "perf_counter", fake_time.perf_counter)  # the batched ones
     ref, logger = MetricsLogger(), MetricsLogger()
-    batched = er_mod._BatchedTimers(types.SimpleNamespace(metrics=logger))
+    batched = er_mod._BatchedTimers(logger)
     steps = [("a", 1.0), ("b", 8.0), ("a", 2.0), ("a", 4.0)]
     for key, dt in steps:
         with ref.log_time(("t", key)):
