@@ -8,19 +8,23 @@ sub-envs without waiting (:meth:`MarketsProcess.step_async`, then :meth:`Markets
 The runner splits its markets into two lanes and steps one lane's markets in the child while it
 runs RLlib's connectors and forward pass for the other's (see :mod:`agents.env_runner`).
 
-A market whose episode ended is reset right after the step's answer is sent, while the runner
-works on it (an auto-reset draws nothing from the step's actions, so doing it early changes
-nothing); its next step hands out that reset's observations.
+A market whose episode ended is reset after the step's answer is sent, while the runner works
+(an auto-reset draws nothing from the step's actions, so doing it early changes nothing); its
+next step hands out that reset's observations.
 
 What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations,
 rewards, flags and infos (pickled; the actions and observations :func:`pack`-ed: each agent's
 arrays or numpy scalars as one byte string). When markets' episodes
 end, their episode measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished
-markets stay in the child) follow in a second message, computed after the step's answer has
-gone out, so that the runner works on the step meanwhile; the stand-in sub-envs
-(:class:`RemoteMarket`) hand them to :class:`agents.callbacks.MarketMetricsCallback` when they
-arrive (at the runner's next request to the child, at the latest at the end of its
-``sample()`` call).
+markets stay in the child) follow in messages of their own. The child computes them, and the
+early resets, when it has nothing else to do: one piece of work (a market's measures, or its
+reset) at a time, whenever no request is waiting; a market's pending pieces are done first when
+its next step comes. At an episode's end that work (about 3 ms a market in the default market,
+where a step takes a tenth of it, and the markets of a lane end together) would otherwise hold
+up the next lane's step, which the runner then waits for. The stand-in sub-envs
+(:class:`RemoteMarket`) hand the measures to :class:`agents.callbacks.MarketMetricsCallback`
+when they arrive (at the runner's next requests to the child, at the latest at the end of its
+``sample()`` call, which waits for them).
 
 The child is a fresh interpreter (``python -m agents.env_process``; not a fork of a process
 running Ray and torch threads, and not ``multiprocessing``'s spawn, which re-imports the caller's
@@ -170,9 +174,38 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     autoreset = [False] * num_envs
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
+    #: the work left from finished episodes, in order: ("counts", i) sends sub-env i's episode
+    #: measures, ("reset", i) resets it ahead of its next step (after its measures: the reset
+    #: replaces the market they are read from)
+    later: list[tuple[str, int]] = []
+
+    def finish(task: tuple[str, int]) -> None:
+        kind, i = task
+        if kind == "counts":
+            conn.send(("counts", {i: envs[i].episode_counts()}))
+        else:
+            ready[i] = envs[i].reset()
+
+    def finish_env(i: int) -> None:
+        """Do sub-env ``i``'s work left, now (its next step or a reset is here)."""
+        for task in [t for t in later if t[1] == i]:
+            later.remove(task)
+            finish(task)
+
+    _trace = [] if os.environ.get("TWIN_CHILD_TRACE") else None
     while True:
+        if later and not conn.poll():  # nothing asked: a piece of the work left
+            t0 = clock()
+            try:
+                finish(later.pop(0))
+            except BaseException:
+                conn.send(("error", traceback.format_exc()))
+            busy += clock() - t0
+            continue
         try:
+            _tw0 = clock()
             msg = conn.recv()
+            _tw1 = clock()
         except EOFError:  # the runner is gone
             break
         cmd = msg[0]
@@ -186,6 +219,8 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     i = lo + j
                     env = envs[i]
                     if autoreset[i]:  # next-step auto-reset, as SyncVectorMultiAgentEnv
+                        if later:
+                            finish_env(i)
                         obs, info = ready.pop(i, None) or env.reset()
                         agents = env.unwrapped.possible_agents
                         rew = dict.fromkeys(agents, 0.0)
@@ -204,16 +239,15 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     out_info.append(info)
                 busy += clock() - t0
                 conn.send(("ok", (pack(out_obs), out_rew, out_term, out_trunc, out_info, ended)))
-                if ended:  # the finished markets' measures and resets, while the runner works
-                    t0 = clock()
-                    counts = {j: envs[lo + j].episode_counts() for j in ended}
-                    conn.send(("counts", counts))
-                    for j in ended:
-                        ready[lo + j] = envs[lo + j].reset()
-                    busy += clock() - t0
+                if _trace is not None:
+                    _trace.append((lo, _tw0, _tw1, clock(), len(ended), len(later)))
+                # the finished markets' measures and resets, when nothing else is asked
+                later += [(kind, lo + j) for j in ended for kind in ("counts", "reset")]
             elif cmd == "reset":
                 _, seed = msg
                 t0 = clock()
+                while later:  # (the measures first; then every market is reset anyway)
+                    finish(later.pop(0))
                 out_obs, out_info = [], []
                 for i, env in enumerate(envs):
                     early = ready.pop(i, None)  # the same draw as a reset now, if unseeded
@@ -229,6 +263,11 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             elif cmd == "busy":
                 conn.send(("ok", busy))
             elif cmd == "close":
+                if _trace is not None:
+                    import pickle as _p
+
+                    with open(os.environ["TWIN_CHILD_TRACE"], "wb") as _f:
+                        _p.dump(_trace, _f)
                 for env in envs:
                     env.close()
                 conn.send(("ok", None))
@@ -324,7 +363,8 @@ class MarketsProcess:
         self._conn.send((env_cls, dict(env_ctx), int(getattr(env_ctx, "worker_index", 0)),
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
-        self._counts_due: list[int] = []  # the first sub-env of each step whose measures are due
+        self._counts_due: set[int] = set()  # the sub-envs whose episode measures are to come
+        self._early: list[tuple] = []  # answers read while waiting for measures, in order
         self._closed = False
         self._hello = spec  # the start-up message still to read, and what it must say
         if spec is None:
@@ -360,15 +400,26 @@ class MarketsProcess:
             ) from e
 
     def _ok(self) -> Any:
-        """The payload of the next message, which must be an answer."""
-        status, payload = self._recv()
+        """The payload of the next answer (measures that come before it are handed over)."""
+        if self._early:
+            status, payload = self._early.pop(0)
+        else:
+            while True:
+                status, payload = self._recv()
+                if status != "counts":
+                    break
+                self._take_counts(payload)
         if status != "ok":
             raise EnvProcessError(f"the env process failed:\n{payload}")
         return payload
 
+    def _take_counts(self, payload: dict) -> None:
+        for i, counts in payload.items():
+            self._counts_due.discard(i)
+            self.envs[i]._deliver(counts)
+
     def _answer(self) -> Any:
-        """The answer to the oldest request, after the messages the child sent before it."""
-        self.flush_counts()
+        """The answer to the oldest request."""
         if self._hello is not None:  # the child's start-up message comes first
             expected, self._hello = self._hello, None
             got = self._ok()
@@ -399,22 +450,23 @@ class MarketsProcess:
         that ended come in a later message (:meth:`flush_counts`)."""
         lo = self._pending.pop(0)
         obs, rew, term, trunc, info, ended = self._answer()
-        if ended:
-            self._counts_due.append(lo)
-            for j in ended:
-                self.envs[lo + j]._counts = None  # until the child's measures arrive
+        for j in ended:
+            self._counts_due.add(lo + j)
+            self.envs[lo + j]._counts = None  # until the child's measures arrive
         return unpack(obs), rew, term, trunc, info
 
     def flush_counts(self) -> None:
-        """Read the episode measures the child has still to send (it sends them after the step
-        that ended the episodes) and hand them to the callbacks waiting for them."""
+        """Wait for the episode measures the child has still to send (it sends them after the
+        step that ended the episodes, when it has nothing else to do) and hand them to the
+        callbacks waiting for them. Answers that come first are kept for their requests."""
         while self._counts_due:
-            lo = self._counts_due.pop(0)
             status, payload = self._recv()
-            if status != "counts":
+            if status == "counts":
+                self._take_counts(payload)
+            elif status == "ok" and self._pending:
+                self._early.append((status, payload))
+            else:
                 raise EnvProcessError(f"the env process failed:\n{payload}")
-            for j, counts in payload.items():
-                self.envs[lo + j]._deliver(counts)
 
     def step(self, actions: list[dict]):
         self.step_async(0, actions)

@@ -191,8 +191,9 @@ def test_template_actions_equal_acting_every_scripted_seat(compose):
     nodes and mediators (and an exposed seat left without an action)."""
     cfg = compose(*SMALL, "policies.rp.learning_share=0.34")
     env = MarketEnv(cfg)
+    assert env._fixed_groups == {"rp", "mediator"} and env._acting_groups == ["jc"]
+    env.observe_build = dict.fromkeys(("rp", "jc", "mediator"), "features")  # every mask
     obs, _ = env.reset(seed=2)
-    assert env._fixed_groups == {"rp", "mediator"}
     rng = np.random.default_rng(0)
     for step in range(25):
         acts = random_actions(env, obs, rng)
@@ -200,10 +201,10 @@ def test_template_actions_equal_acting_every_scripted_seat(compose):
             acts.pop(next(iter(acts)))
         state = env.market.rng.bit_generator.state  # both ask the JCs' policy: same draws
         fast = env._to_market_actions(acts)
-        fixed, env._fixed_groups = env._fixed_groups, set()
+        acting, env._acting_groups = env._acting_groups, ["rp", "jc", "mediator"]
         env.market.rng.bit_generator.state = state
         every = env._to_market_actions(acts)
-        env._fixed_groups = fixed
+        env._acting_groups = acting
         for f in ("rp_mode", "rp_price_level", "jc_check_prob", "med_collude"):
             x, y = getattr(fast, f), getattr(every, f)
             assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), f
@@ -251,3 +252,159 @@ def test_freeze_gc_once_freezes_once_per_process(compose):
     assert not freeze_gc_once()  # never again: later episodes add nothing frozen
     env.reset(seed=1)  # (frees the market it replaced, which may have been frozen)
     assert gc.get_freeze_count() <= frozen
+
+
+def _every_build_combination():
+    kinds = ("features", "mask", None)
+    return [
+        {"rp": a, "jc": b, "mediator": c}
+        for a in kinds for b in kinds for c in kinds
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("mechanisms", ["v1", "all"])
+def test_an_observer_builds_only_what_is_asked_the_same(compose, mechanisms):
+    """For every combination of what is built per role, tick after tick (focus deals of every
+    role, with every mechanism's columns and masks): a role built with its features has the
+    matrix and mask of the full observation, value for value; one built for its mask only has
+    that mask and a matrix of zero columns; one not built has no mask."""
+    from experiments.bench import ALL_MECHANISMS
+    from twin.observe import Observer
+
+    extra = ALL_MECHANISMS if mechanisms == "all" else ()
+    cfg = compose(*SMALL, "env.expose=all", "market.job_rate_per_tick=0.5", *extra)
+    env = MarketEnv(cfg)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(1)
+    L = len(cfg.pricing.price_levels)
+    builds = _every_build_combination()
+    focus = {"rp": 0, "jc": 0, "mediator": 0}
+    for _ in range(60):
+        mk = env.market
+        full = Observer(mk, L)()
+        for role, q in (("rp", mk.exec_q), ("jc", mk.judge_q), ("mediator", mk.med_q)):
+            focus[role] += bool(q.q)
+        for build in builds:
+            o = Observer(mk, L, build)()
+            for role, x, m in (("rp", "rp", "rp_mask"), ("jc", "jc", "jc_mask"),
+                               ("mediator", "mediator", "mediator_mask")):  # fmt: skip
+                X, M, FX, FM = getattr(o, x), getattr(o, m), getattr(full, x), getattr(full, m)
+                if build[role] == "features":
+                    assert X.dtype == FX.dtype and np.array_equal(X, FX), (build, role)
+                else:
+                    assert X.shape == (len(FX), 0), (build, role)
+                if build[role] is None:
+                    assert M is None, (build, role)
+                else:
+                    assert M.dtype == FM.dtype and np.array_equal(M, FM), (build, role)
+        obs, *_ = env.step(random_actions(env, obs, rng))
+    assert min(focus.values()) >= 3, focus  # every role had decisions pending in some ticks
+
+
+def test_an_observer_names_a_bad_build(compose):
+    from twin.observe import Observer
+
+    env = MarketEnv(compose(*SMALL))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"unknown role 'node'.*'rp', 'jc', 'mediator'"):
+        Observer(env.market, 3, {"node": "mask"})
+    with pytest.raises(ValueError, match=r"build\['jc'\]: 'all' is not one of"):
+        Observer(env.market, 3, {"jc": "all"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "build"),
+    [
+        # learning nodes exposed; clients check from their masks; honest mediators: template
+        ((), {"rp": "features", "jc": "mask", "mediator": None}),
+        # the Modicum attacker reads a feature column; colluding mediators read their masks
+        (
+            ("policies.jc.policy=modicum_attacker", "policies.mediator.policy=colluding_mediator"),
+            {"rp": "features", "jc": "features", "mediator": "mask"},
+        ),
+        # every seat exposed: everything
+        (("env.expose=all",), {"rp": "features", "jc": "features", "mediator": "features"}),
+        # no learning seat, honest nodes and mediators: the nodes are all in the template
+        (("policies.rp.learning_share=0",), {"rp": None, "jc": "mask", "mediator": None}),
+    ],
+)
+def test_the_env_builds_what_its_seats_read(compose, overrides, build):
+    assert MarketEnv(compose(*SMALL, *overrides)).observe_build == build
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("policies.rp.learning_share=0.34",),
+        ("policies.rp.learning_share=0.34", "policies.jc.learning_share=0.5",
+         "policies.mediator.policy=colluding_mediator", "collusion=rings"),
+        ("policies.rp.learning_share=0.34", "env.jc_action=probability",
+         "policies.jc.learning_share=0.5"),
+    ],
+)  # fmt: skip
+def test_building_only_what_is_read_changes_nothing(compose, overrides):
+    """The same seeded episode with the env's own build and with every role built in full:
+    the same observations, rewards and flags for the exposed agents every step, and the same
+    event log and balances, byte for byte (exposed seats left without an action now and then
+    play their scripted policy, which reads the observation rows of the built roles)."""
+    runs = []
+    for full in (False, True):
+        env = MarketEnv(compose(*SMALL, *overrides))
+        every = dict.fromkeys(("rp", "jc", "mediator"), "features")
+        assert env.observe_build != every  # (some role is left out or built for its mask)
+        if full:
+            env.observe_build = every
+        obs, _ = env.reset(seed=4)
+        rng = np.random.default_rng(2)
+        trace = [obs]
+        for step in range(200):
+            acts = random_actions(env, obs, rng)
+            if step % 7 == 0:
+                acts.pop(next(iter(acts)))
+            obs, rew, term, trunc, _ = env.step(acts)
+            trace.append((obs, rew, term, trunc))
+            if not env.agents:
+                break
+        mk = env.market
+        runs.append((trace, mk.log.to_bytes(), repr((mk.ledger.wallet, mk.cost_wei, mk.tick))))
+    (ta, la, ba), (tb, lb, bb) = runs
+    assert la == lb and ba == bb
+    assert len(ta) == len(tb)
+    for k, (x, y) in enumerate(zip(ta, tb, strict=True)):
+        xo, yo = (x, y) if k == 0 else (x[0], y[0])
+        assert xo.keys() == yo.keys(), k
+        for agent in xo:
+            for field in xo[agent]:
+                assert np.array_equal(xo[agent][field], yo[agent][field]), (k, agent, field)
+        if k:
+            assert x[1:] == y[1:], k
+
+
+def test_policies_say_whether_they_read_features():
+    """Only the policies that read observation columns say so; a new policy that overrides
+    ``act_batch`` without saying is taken to read them."""
+    from agents.baselines import REGISTRY, Policy, PolicyContext, make_policy
+
+    ctx = PolicyContext(n_price_levels=3, default_price_level=1)
+    readers = {
+        (group, name)
+        for group, policies in REGISTRY.items()
+        for name in policies
+        if make_policy(group, name, {}, ctx).reads_features
+    }
+    assert readers == {("rp", "ccc_rational"), ("jc", "modicum_attacker")}
+
+    class Mine(Policy):
+        role = "jc"
+
+        def act_batch(self, obs, mask, rng):
+            return obs[:, :1]
+
+    class Quiet(Policy):
+        role = "jc"
+        reads_features = False
+
+        def act_batch(self, obs, mask, rng):
+            return np.zeros((len(obs), 1), np.int64)
+
+    assert Mine.reads_features and not Quiet.reads_features

@@ -171,6 +171,43 @@ def test_markets_process_steps_as_rllibs_vector_env():
         ref.close()
 
 
+def test_measures_come_after_the_next_answer_and_the_answer_is_kept():
+    """The child sends a finished episode's measures (and resets its market) only when no
+    request waits. With the next lane's step already sent when an episode ends, its answer comes
+    before the measures: reading the measures keeps that answer for its ``step_wait``, and both
+    equal those of the in-process markets."""
+    ctx = _ctx()
+    ref = SyncVectorMultiAgentEnv([lambda: TwinMultiAgentEnv(ctx) for _ in range(2)], copy=False)
+    proc = MarketsProcess(TwinMultiAgentEnv, ctx, 2)
+    try:
+        obs, _ = ref.reset(seed=3)
+        proc.reset(seed=3)
+        rng = np.random.default_rng(1)
+        kept = 0
+        for step in range(200):
+            actions = [
+                {a: int(rng.integers(ref.single_action_spaces[a].n)) for a in o} for o in obs
+            ]
+            res = ref.step(actions)
+            proc.step_async(0, actions[:1])
+            proc.step_async(1, actions[1:])  # sent before lane 0's answer is read
+            first = proc.step_wait()
+            if res[2][0]["__all__"]:  # market 0's episode ended: its measures are still to come
+                counts = proc.envs[0].episode_counts()  # read past lane 1's answer
+                kept += len(proc._early)
+                assert counts == ref.envs[0].unwrapped.episode_counts()
+            second = proc.step_wait()
+            got = [a + b for a, b in zip(first, second, strict=True)]
+            for name, x, y in zip(("obs", "rewards", "terminateds", "truncateds", "infos"),
+                                  res, got, strict=True):  # fmt: skip
+                _assert_same(list(x), list(y), f"step {step} {name}")
+            obs = res[0]
+        assert kept >= 2, kept  # the answer came first at several episode ends
+    finally:
+        proc.close()
+        ref.close()
+
+
 def test_an_error_in_a_market_is_raised_with_the_childs_traceback():
     proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2)
     try:

@@ -67,6 +67,14 @@ _gc_frozen = False  # freeze_gc_once() has run in this process
 _JC_CHECK_PROB = np.array([np.nan, 0.0, 1.0, np.nan])
 
 
+def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """``rows`` (ascending, distinct) as a slice if they are a run, else as they are."""
+    if not len(rows):
+        return slice(0, 0)
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    return slice(lo, hi) if hi - lo == len(rows) else rows
+
+
 def freeze_gc_once() -> bool:
     """Move every object alive now to the garbage collector's permanent generation
     (:func:`gc.freeze`), once per process, after a full collection; True if it did so now.
@@ -153,7 +161,17 @@ class MarketEnv(ParallelEnv):
             if fixed is not None:
                 self._apply(self._template, g, rows, fixed)
                 self._fixed_groups.add(g)
+        #: the exposed and the scripted rows of each group as a slice where they are a run of
+        #: rows (they are, but for a group with no seat of one kind: a prefix and the rest): row
+        #: views and plain assignment instead of fancy indexing
+        self._exposed_sel = {g: _as_slice(self.exposed_rows[g]) for g in GROUPS}
+        self._scripted_sel = {g: _as_slice(self.scripted_rows[g]) for g in GROUPS}
+        #: groups whose scripted seats act each step (not from the template)
+        self._acting_groups = [
+            g for g in GROUPS if len(self.scripted_rows[g]) and g not in self._fixed_groups
+        ]
         self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
+        self._exposed_groups = [g for g in GROUPS if self.names[g]]
         self.possible_agents = [a for g in GROUPS for a in self.names[g]]
         self.agents: list[str] = []
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
@@ -163,6 +181,21 @@ class MarketEnv(ParallelEnv):
         self._all_acting = c.env.jc_action != "probability" and all(
             len(self.exposed_rows[g]) == self.n[g] > 0 for g in GROUPS
         )
+        #: what the observer builds of each group (twin.observe.Observer's ``build``): the
+        #: features and masks where a seat reads them (an exposed agent, or scripted seats whose
+        #: policy reads features), the masks only where scripted seats act from their masks, and
+        #: nothing where every seat acts from the template
+        self.observe_build = {g: self._build_of(g) for g in GROUPS}
+
+    def _build_of(self, g: str) -> str | None:
+        if len(self.exposed_rows[g]) or (
+            len(self.scripted_rows[g]) and g not in self._fixed_groups
+            and self.scripted[g].reads_features
+        ):  # fmt: skip
+            return "features"
+        if len(self.scripted_rows[g]) and g not in self._fixed_groups:
+            return "mask"
+        return None
 
     # -- spaces ---------------------------------------------------------------------------------
     @functools.cache  # noqa: B019 - spaces must be the same object per agent
@@ -204,7 +237,7 @@ class MarketEnv(ParallelEnv):
         # every agent's termination / truncation flag, copied each step (a dict copy is 10x
         # cheaper than dict.fromkeys); every agent acts until the market closes
         self._flags = (dict.fromkeys(self.agents, False), dict.fromkeys(self.agents, True))
-        self._observer = Observer(mk, self.n_levels)
+        self._observer = Observer(mk, self.n_levels, self.observe_build)
         self._obs = self._observer()
         if self.freeze_gc:
             freeze_gc_once()
@@ -252,21 +285,21 @@ class MarketEnv(ParallelEnv):
                     strict=True,
                 )
             }
-        mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
+        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
+                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
         out = {}
-        for g, (X, M) in zip(GROUPS, mats, strict=True):
-            names = self.names[g]
-            if not names:
-                continue
+        for g in self._exposed_groups:
+            X, M = mats[g]
+            names, sel = self.names[g], self._exposed_sel[g]
             if len(names) != len(X):
-                X, M = X[self.exposed_rows[g]], M[self.exposed_rows[g]]
+                X, M = X[sel], M[sel]
             if g == "jc" and self.cfg.env.jc_action == "probability":
-                out.update({n: {"observation": x} for n, x in zip(names, list(X), strict=True)})
+                out.update({n: {"observation": x} for n, x in zip(names, X, strict=True)})
             else:
                 out.update(
                     {
                         n: {"observation": x, "action_mask": m}
-                        for n, x, m in zip(names, list(X), list(M), strict=True)
+                        for n, x, m in zip(names, X, M, strict=True)
                     }
                 )
         return out
@@ -279,23 +312,23 @@ class MarketEnv(ParallelEnv):
         mk, o, t = self.market, self._obs, self._template
         a = Actions(t.rp_mode.copy(), t.rp_price_level.copy(), t.jc_check_prob.copy(),
                     t.med_collude.copy())  # fmt: skip
-        mats = ((o.rp, o.rp_mask), (o.jc, o.jc_mask), (o.mediator, o.mediator_mask))
-        get, fixed = actions.get, self._fixed_groups
-        for g, (X, M) in zip(GROUPS, mats, strict=True):
-            rows = self.scripted_rows[g]
-            if g in fixed:
-                pass  # the scripted seats' actions are in the template
-            elif len(rows) == len(X):  # every seat of the group is scripted: no row copies
-                self._apply(a, g, rows, self.scripted[g].act_batch(X, M, mk.rng))
-            elif len(rows):
-                self._apply(a, g, rows, self.scripted[g].act_batch(X[rows], M[rows], mk.rng))
-            names = self.names[g]
-            if not names:
-                continue
-            vals = [get(n) for n in names]
-            rows = self.exposed_rows[g]
+        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
+                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
+        # the scripted seats that act from what they observe (the others are in the template)
+        for g in self._acting_groups:
+            X, M = mats[g]
+            sel = self._scripted_sel[g]
+            if len(self.scripted_rows[g]) != len(X):  # (every seat scripted: no row copies)
+                X, M = X[sel], M[sel]
+            self._apply(a, g, sel, self.scripted[g].act_batch(X, M, mk.rng))
+        get = actions.get
+        for g in self._exposed_groups:
+            X, M = mats[g]
+            vals = [get(n) for n in self.names[g]]
+            rows = self._exposed_sel[g]
             if any(map(operator.is_, vals, repeat(None))):
                 # an exposed seat given no action plays its group's scripted policy this step
+                rows = self.exposed_rows[g]
                 idle = rows[[i for i, v in enumerate(vals) if v is None]]
                 self._apply(a, g, idle, self.scripted[g].act_batch(X[idle], M[idle], mk.rng))
                 keep = [i for i, v in enumerate(vals) if v is not None]
@@ -303,7 +336,9 @@ class MarketEnv(ParallelEnv):
                     continue
                 rows, vals = rows[keep], [vals[i] for i in keep]
             arr = np.asarray(vals)
-            self._apply(a, g, rows, arr.reshape(len(rows), -1))
+            if arr.ndim != 1:  # (array actions: one row per seat, the first entry counts)
+                arr = arr.reshape(len(vals), -1)[:, 0]
+            self._apply(a, g, rows, arr)
         return a
 
     def _every_seat_actions(self, actions: dict) -> Actions | None:
@@ -329,22 +364,22 @@ class MarketEnv(ParallelEnv):
         mode_of, level_of = self._rp_split
         return mode_of.take(choice, mode="clip"), level_of.take(choice, mode="clip")
 
-    def _apply(self, a: Actions, g: str, rows: np.ndarray, vals: np.ndarray) -> None:
-        """Write the actions ``vals`` (one row per seat) of group ``g``'s ``rows`` into ``a``.
+    def _apply(self, a: Actions, g: str, rows, vals: np.ndarray) -> None:
+        """Write the actions ``vals`` (one per seat: a vector, or one row per seat whose first
+        entry counts) of group ``g``'s ``rows`` (an index array or a slice) into ``a``.
         Out-of-range choices are clipped (RP) or mean wait (JC) / honest (mediator)."""
-        if len(rows) == self.n[g]:  # (rows are sorted and distinct: every seat of the group)
-            rows = slice(None)  # plain (not fancy) assignment
+        v = vals[:, 0] if vals.ndim == 2 else vals
+        if g == "jc" and self.cfg.env.jc_action == "probability":
+            a.jc_check_prob[rows] = np.minimum(np.maximum(v.astype(float), 0.0), 1.0)
+            return
+        if v.dtype != np.int64:  # (truncated toward zero, as astype does)
+            v = v.astype(np.int64)
         if g == "rp":
-            a.rp_mode[rows], a.rp_price_level[rows] = self._rp_actions(vals[:, 0].astype(np.int64))
-        elif g == "jc":
-            if self.cfg.env.jc_action == "probability":
-                a.jc_check_prob[rows] = np.minimum(np.maximum(vals[:, 0].astype(float), 0.0), 1.0)
-            else:  # 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN)
-                a.jc_check_prob[rows] = _JC_CHECK_PROB.take(
-                    vals[:, 0].astype(np.int64) + 1, mode="clip"
-                )
+            a.rp_mode[rows], a.rp_price_level[rows] = self._rp_actions(v)
+        elif g == "jc":  # 0 accept (p = 0), 1 check (p = 1), anything else wait (NaN)
+            a.jc_check_prob[rows] = _JC_CHECK_PROB.take(v + 1, mode="clip")
         else:
-            a.med_collude[rows] = vals[:, 0].astype(np.int64) == 1
+            a.med_collude[rows] = v == 1
 
     # -- introspection used by experiments ------------------------------------------------------
     def seat_table(self) -> list[tuple[str, str, int, str, str]]:

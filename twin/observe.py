@@ -67,7 +67,11 @@ def symlog(x):
 
 @dataclass
 class Observation:
-    """Per-role observation matrices (rows: seats of the group) and action masks."""
+    """Per-role observation matrices (rows: seats of the group) and action masks.
+
+    An :class:`Observer` asked to build only some parts (its ``build`` argument) leaves the rest
+    out: a role built for its mask only has a matrix of zero columns (one row per seat, no
+    features), and a role not built at all has that and no mask (None)."""
 
     rp: np.ndarray
     rp_mask: np.ndarray
@@ -75,6 +79,11 @@ class Observation:
     jc_mask: np.ndarray
     mediator: np.ndarray
     mediator_mask: np.ndarray
+
+
+#: what an :class:`Observer` builds of a role: its feature matrix and action mask, only its mask,
+#: or nothing
+BUILD = ("features", "mask", None)
 
 
 def observe(mk, n_price_levels: int) -> Observation:
@@ -89,11 +98,25 @@ class Observer:
     costs, mask templates) is computed once here. Each call returns fresh matrices (callers may
     keep the previous ones), built with a fixed, small number of numpy calls plus Python work
     per *focus deal* (seats with a decision pending), not per seat.
+
+    ``build`` says, per role (``rp``, ``jc``, ``mediator``), what is built each call:
+    ``"features"`` (the matrix and the mask: the default for every role), ``"mask"`` (the mask
+    only) or None (neither); see :class:`Observation`. An env builds only what its seats read
+    (:class:`twin.env.MarketEnv`): with a few learning seats among scripted ones most of the
+    matrices would be thrown away. What is built is the same, value for value, as in a full
+    observation.
     """
 
-    def __init__(self, mk, n_price_levels: int) -> None:
+    def __init__(self, mk, n_price_levels: int, build: dict[str, str | None] | None = None) -> None:
         self.mk = mk
         self.n_levels = n_price_levels
+        self.build = {role: "features" for role in FEATURES}
+        for role, what in (build or {}).items():
+            if role not in FEATURES:
+                raise ValueError(f"Observer build: unknown role {role!r}; roles: {list(FEATURES)}")
+            if what not in BUILD:
+                raise ValueError(f"Observer build[{role!r}]: {what!r} is not one of {list(BUILD)}")
+            self.build[role] = what
         # accounts of a group are contiguous ([owner, solvers, jcs, rps, mediators]): slices
         self.rp0, self.jc0, self.med0 = int(mk.rp_acct[0]), int(mk.jc_acct[0]), int(mk.med_acct[0])
         for acc, a0 in ((mk.rp_acct, self.rp0), (mk.jc_acct, self.jc0), (mk.med_acct, self.med0)):
@@ -128,8 +151,16 @@ class Observer:
                 blocks.append((m, c, k))
                 c += k
             self.blocks[role], self.width[role] = blocks, c
-        #: mechanisms with public features, each asked once per observation
-        self.featured = [m for m in mk.mechanisms if any(m in v for v in self.mechs.values())]
+        #: mechanisms with public features in a role built with its features, each asked once
+        #: per observation
+        built = [r for r, what in self.build.items() if what == "features"]
+        self.featured = [m for m in mk.mechanisms if any(m in self.mechs[r] for r in built)]
+        #: a matrix of zero columns per role (the feature matrix of a role built without it)
+        self.no_features = {
+            "rp": np.empty((mk.n_rp, 0), np.float32),
+            "jc": np.empty((mk.n_jc, 0), np.float32),
+            "mediator": np.empty((mk.n_med, 0), np.float32),
+        }
         self.jc_mask0 = np.zeros((mk.n_jc, 3), np.int8)
         self.jc_mask0[:, 2] = 1
         self.med_mask0 = np.zeros((mk.n_med, 2), np.int8)
@@ -170,10 +201,106 @@ class Observer:
         self.idx = idx
 
     def __call__(self) -> Observation:
-        """Every seat's observation, built as one float32 source vector per step (each value
-        computed once, in float64, then cast) gathered into each role's matrix through an index
-        matrix: a seat without a focus deal reads the template (:meth:`_index_templates`), a seat
-        with one reads its deal's terms. A few numpy calls per step, whatever the features."""
+        """The observation of every seat (of the roles in ``build``), built as one float32
+        source vector per step (each value computed once, in float64, then cast) gathered into
+        each role's matrix through an index matrix: a seat without a focus deal reads the
+        template (:meth:`_index_templates`), a seat with one reads its deal's terms. A few numpy
+        calls per step, whatever the features."""
+        mk = self.mk
+        build = self.build
+        want_rp, want_jc, want_med = build["rp"], build["jc"], build["mediator"]
+
+        # focus deals: Python work per seat with a decision pending (for a role built for its
+        # mask only, just what the mask needs: the rows, and for a JC whether it can check, for a
+        # mediator whether it may collude)
+        rp_rows, rp_logs, rp_raws = (
+            self._rp_focus() if want_rp == "features" else (self._rp_rows(), [], [])
+        ) if want_rp else ([], [], [])  # fmt: skip
+        jc_rows, jc_logs, jc_raws = (
+            self._jc_focus() if want_jc == "features" else self._jc_mask_focus()
+        ) if want_jc else ([], [], [])  # fmt: skip
+        med_rows, med_logs, med_raws = (
+            self._med_focus() if want_med == "features" else self._med_mask_focus()
+        ) if want_med else ([], [], [])  # fmt: skip
+
+        # (the raw values of a role built for its mask only are for its mask: not in the source)
+        jc_raws_s = jc_raws if want_jc == "features" else []
+        med_raws_s = med_raws if want_med == "features" else []
+        if "features" in (want_rp, want_jc, want_med):
+            S = self._source(rp_logs + jc_logs + med_logs, rp_raws, jc_raws_s, med_raws_s)
+        one, l0 = self.one, self.l0
+        r0 = l0 + len(rp_logs) + len(jc_logs) + len(med_logs)  # the focus deals' raw values
+        hooks = mk._hooks["action_mask"]
+
+        # -- resource providers: focus terms in columns 9-16
+        X, M = self.no_features["rp"], None
+        if want_rp:
+            M = self.rp_mask0.copy()
+            if want_rp == "features":
+                idx = self.idx["rp"]
+                if rp_rows:
+                    idx = idx.copy()
+                    # (a row at a time: for the few seats with a decision, cheaper than fancy
+                    # indexing)
+                    for k, row in enumerate(rp_rows):
+                        b, c = l0 + 5 * k, r0 + 2 * k
+                        idx[row, 9:17] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                X = S[idx]
+            for row in rp_rows:
+                M[row, 1:4] = 1
+            for mech in hooks:  # decisions mechanisms open or close (mask: seat, mode, level)
+                mech.action_mask(mk, "rp", M)
+            M = M.reshape(mk.n_rp, 4 * self.n_levels)
+
+        # -- job creators: focus terms in columns 4-15
+        J, JM = self.no_features["jc"], None
+        if want_jc:
+            JM = self.jc_mask0.copy()
+            if want_jc == "features":
+                idx = self.idx["jc"]
+                if jc_rows:
+                    idx = idx.copy()
+                    o, r = l0 + len(rp_logs), r0 + 2 * len(rp_raws)
+                    for k, row in enumerate(jc_rows):
+                        b, c = o + 7 * k, r + 4 * k
+                        idx[row, 4:16] = (one, b, b + 1, b + 2, b + 3, c, b + 4, b + 5, b + 6, c + 1, c + 2, c + 3)  # fmt: skip
+                J = S[idx]
+            for k, row in enumerate(jc_rows):
+                JM[row, 0:2] = (1, jc_raws[k][4])  # accept; check if the fee can be paid
+
+        # -- mediators: focus terms in columns 3-10
+        Z, ZM = self.no_features["mediator"], None
+        if want_med:
+            ZM = self.med_mask0.copy()
+            if want_med == "features":
+                idx = self.idx["mediator"]
+                if med_rows:
+                    idx = idx.copy()
+                    o = l0 + len(rp_logs) + len(jc_logs)
+                    r = r0 + 2 * len(rp_raws) + 4 * len(jc_raws_s)
+                    for k, row in enumerate(med_rows):
+                        b, c = o + 5 * k, r + 2 * k
+                        idx[row, 3:11] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                Z = S[idx]
+            for k, row in enumerate(med_rows):
+                # collude: a member of the mediator's ring is a party
+                ZM[row, 1] = med_raws[k][0] + med_raws[k][1] > 0
+        for mech in hooks:
+            if JM is not None:
+                mech.action_mask(mk, "jc", JM)
+            if ZM is not None:
+                mech.action_mask(mk, "mediator", ZM)
+        if self.featured:
+            self._mechanism_columns(X, J, Z)
+        return Observation(X, M, J, JM, Z, ZM)
+
+    def _source(
+        self, logs: list[float], rp_raws: list, jc_raws: list, med_raws: list
+    ) -> np.ndarray:
+        """The step's source vector: [free CPU share, price level (per RP); public features, 0,
+        1; symlog of (per-account features of every account (an account waits in one queue only,
+        its role's, so the queue counts add up), the RPs' open results, the focus deals' terms);
+        the focus deals' other values]."""
         mk = self.mk
         L = mk.ledger
         rec = mk.recent_totals  # per-tick counts summed over the recent window
@@ -192,75 +319,15 @@ class Observer:
             mean_ask,
             time_left,
         ]
-
-        # focus deals: Python work per seat with a decision pending
-        rp_rows, rp_logs, rp_raws = self._rp_focus()
-        jc_rows, jc_logs, jc_raws = self._jc_focus()
-        med_rows, med_logs, med_raws = self._med_focus()
-
-        # the source vector: [free CPU share, price level (per RP); public features, 0, 1;
-        # symlog of (per-account features of every account (an account waits in one queue only,
-        # its role's, so the queue counts add up), the RPs' open results, the focus deals'
-        # terms); the focus deals' other values]
         pending = mk.exec_q.count + mk.judge_q.count + mk.med_q.count
         open_results = mk.open_results_tokens[:, self.rp]  # fake, honest, skipped (tokens)
-        logs = rp_logs + jc_logs + med_logs
         sym = symlog(np.concatenate((L.wallet_tokens, L.escrow_tokens, mk.open_deals, pending, mk.rep_completed,
                                      mk.rep_checked, mk.rep_failed, open_results.ravel(), logs)))  # fmt: skip
         raws = [v for rw in rp_raws for v in rw]
         raws += [v for rw in jc_raws for v in rw[:4]]  # (the fifth, can check, is a mask)
         raws += [v for rw in med_raws for v in rw]
-        S = np.concatenate((mk.res.free_cpu / self.cap_cpu, mk.res.price / max(1, mk.base_price),
-                            public + [0.0, 1.0], sym, raws), dtype=np.float32)  # fmt: skip
-        one, l0 = self.one, self.l0
-        r0 = l0 + len(logs)  # the focus deals' raw values
-
-        # -- resource providers: focus terms in columns 9-16
-        idx = self.idx["rp"]
-        M = self.rp_mask0.copy()
-        if rp_rows:
-            idx = idx.copy()
-            # (a row at a time: for the few seats with a decision, cheaper than fancy indexing)
-            for k, row in enumerate(rp_rows):
-                b, c = l0 + 5 * k, r0 + 2 * k
-                idx[row, 9:17] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
-                M[row, 1:4] = 1
-        X = S[idx]
-        hooks = mk._hooks["action_mask"]
-        for mech in hooks:  # decisions that mechanisms open or close (mask: seat, mode, level)
-            mech.action_mask(mk, "rp", M)
-        M = M.reshape(mk.n_rp, 4 * self.n_levels)
-
-        # -- job creators: focus terms in columns 4-15
-        idx = self.idx["jc"]
-        JM = self.jc_mask0.copy()
-        if jc_rows:
-            idx = idx.copy()
-            o, r = l0 + len(rp_logs), r0 + 2 * len(rp_rows)
-            for k, row in enumerate(jc_rows):
-                b, c = o + 7 * k, r + 4 * k
-                idx[row, 4:16] = (one, b, b + 1, b + 2, b + 3, c, b + 4, b + 5, b + 6, c + 1, c + 2, c + 3)  # fmt: skip
-                JM[row, 0:2] = (1, jc_raws[k][4])  # accept; check if the fee can be paid
-        J = S[idx]
-
-        # -- mediators: focus terms in columns 3-10
-        idx = self.idx["mediator"]
-        ZM = self.med_mask0.copy()
-        if med_rows:
-            idx = idx.copy()
-            o, r = l0 + len(rp_logs) + len(jc_logs), r0 + 2 * len(rp_rows) + 4 * len(jc_rows)
-            for k, row in enumerate(med_rows):
-                b, c = o + 5 * k, r + 2 * k
-                idx[row, 3:11] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
-                # collude: a member of the mediator's ring is a party
-                ZM[row, 1] = med_raws[k][0] + med_raws[k][1] > 0
-        Z = S[idx]
-        for mech in hooks:
-            mech.action_mask(mk, "jc", JM)
-            mech.action_mask(mk, "mediator", ZM)
-        if self.featured:
-            self._mechanism_columns(X, J, Z)
-        return Observation(X, M, J, JM, Z, ZM)
+        return np.concatenate((mk.res.free_cpu / self.cap_cpu, mk.res.price / max(1, mk.base_price),
+                               public + [0.0, 1.0], sym, raws), dtype=np.float32)  # fmt: skip
 
     # Focus deals, one per seat with a decision pending: (rows, values to symlog (flat, a fixed
     # number per row), raw values per row).
@@ -325,10 +392,38 @@ class Observer:
             raws.append((float(rp_in), float(jc_in)))
         return rows, logs, raws
 
+    # What a role built for its mask only needs of its focus deals: the rows, and the values of
+    # the raw tuples above that the masks read (in the same positions).
+    def _rp_rows(self) -> list[int]:
+        rp0 = self.rp0
+        return [a - rp0 for a in self.mk.exec_q.q]
+
+    def _jc_mask_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk = self.mk
+        deals, wallet, jc0 = mk.deals, mk.ledger.wallet, self.jc0
+        rows, raws = [], []
+        for a, q in mk.judge_q.q.items():
+            d = deals[q[0][0]]
+            rows.append(a - jc0)
+            raws.append((0, 0, 0, 0, wallet[d.jc] + d.judge_collateral >= d.mediation_fee))
+        return rows, [], raws
+
+    def _med_mask_focus(self) -> tuple[list[int], list[float], list[tuple]]:
+        mk = self.mk
+        deals, ring, med0 = mk.deals, self.ring, self.med0
+        rows, raws = [], []
+        for a, q in mk.med_q.q.items():
+            d = deals[q[0][0]]
+            my = ring[a]
+            rows.append(a - med0)
+            raws.append((float(my >= 0 and ring[d.rp] == my), float(my >= 0 and ring[d.jc] == my)))
+        return rows, [], raws
+
     def _mechanism_columns(self, X: np.ndarray, J: np.ndarray, Z: np.ndarray) -> None:
         """Fill the public features of the mechanisms (jackpot size, scores, stakes, odds...) into
         the columns after the base features: each mechanism writes its blocks of every role in
-        place (:meth:`twin.mechanisms.base.Mechanism.write_features`)."""
+        place (:meth:`twin.mechanisms.base.Mechanism.write_features`), for the roles built with
+        their features."""
         mk = self.mk
         fb = FeatureBlocks(mk, {
             "rp": {a - self.rp0: di for a, di in mk.exec_q.first().items()},
@@ -338,8 +433,8 @@ class Observer:
         views: dict[int, dict[str, np.ndarray]] = {id(m): {} for m in self.featured}
         for role, base in (("rp", X), ("jc", J), ("mediator", Z)):
             blocks = self.blocks[role]
-            if not blocks:
-                continue
+            if not blocks or self.build[role] != "features":
+                continue  # (a mechanism finds no block of a role not built)
             # (the blocks start at 0: the index templates read the constant 0 there)
             for m, c, k in blocks:
                 views[id(m)][role] = base[:, c : c + k]

@@ -48,6 +48,16 @@ class PolicyContext:
 class Policy:
     role: str = ""
     name: str = ""
+    #: whether :meth:`act_batch` reads the observation's features (the ``obs`` matrix's columns)
+    #: or only its number of rows and the masks. The env builds the feature matrix of a group of
+    #: scripted seats only for a policy that reads it (else ``obs`` has zero columns). A subclass
+    #: that overrides ``act_batch`` without saying is taken to read them.
+    reads_features: bool = True
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "act_batch" in cls.__dict__ and "reads_features" not in cls.__dict__:
+            cls.reads_features = True
 
     def __init__(self, ctx: PolicyContext, **params: float) -> None:
         self.ctx = ctx
@@ -78,6 +88,7 @@ class Policy:
 class _RPMode(Policy):
     role = "rp"
     mode = 0
+    reads_features = False
 
     def _modes(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.full(n, self.mode, np.int64)
@@ -156,6 +167,7 @@ class ColludeThenBetrayRP(_RPMode):
     decides a v1 deal in the same tick, mode 2 there means inflating the instruction count."""
 
     name = "collude_then_betray"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         n, L = len(obs), self.ctx.n_price_levels
@@ -196,6 +208,7 @@ class RandomRP(Policy):
     """Uniformly random valid action (used by the benchmark)."""
 
     role, name = "rp", "random"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         return _random_multidiscrete(mask, (len(RP_MODES) * self.ctx.n_price_levels,), rng)
@@ -204,17 +217,28 @@ class RandomRP(Policy):
 # -- job creators -----------------------------------------------------------------------------
 class _JC(Policy):
     role = "jc"
+    reads_features = False
 
-    def _p(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _p(self, n: int, rng: np.random.Generator) -> np.ndarray | float:
+        """Each seat's probability of checking (an array, or one float for every seat)."""
         raise NotImplementedError
 
     def act_batch(self, obs, mask, rng):
         n = len(obs)
         p = self._p(n, rng)
         if self.ctx.jc_action == "probability":
-            return p[:, None].astype(np.float32)
-        check = rng.random(n) < p
-        return _allowed_jc(np.where(check, 1, 0), mask)
+            if isinstance(p, np.ndarray):
+                return p[:, None].astype(np.float32)
+            return np.full((n, 1), p, np.float32)
+        return _allowed_checks(rng.random(n) < p, mask)
+
+
+def _allowed_checks(check: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`_allowed_jc` of the choices ``check`` (bool: check, else accept), in fewer steps:
+    check where drawn and allowed, else accept where allowed, else wait."""
+    if mask.shape[1] != 3:
+        return check.astype(np.int64)[:, None]
+    return np.where(check & (mask[:, 1] == 1), 1, np.where(mask[:, 0] == 1, 0, 2))[:, None]
 
 
 def _allowed_jc(choice: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -233,14 +257,14 @@ class AlwaysAcceptJC(_JC):
     name = "always_accept"
 
     def _p(self, n, rng):
-        return np.zeros(n)
+        return 0.0
 
 
 class AlwaysCheckJC(_JC):
     name = "always_check"
 
     def _p(self, n, rng):
-        return np.ones(n)
+        return 1.0
 
 
 class CheckWithProbabilityJC(_JC):
@@ -249,7 +273,7 @@ class CheckWithProbabilityJC(_JC):
     name = "check_with_probability"
 
     def _p(self, n, rng):
-        return np.full(n, float(self.params.get("check_probability", 0.1)))
+        return float(self.params.get("check_probability", 0.1))
 
 
 class ModicumAttackerJC(_JC):
@@ -277,6 +301,7 @@ class NeverJudgeJC(Policy):
     """Never accepts nor checks: lets the judge timeout run."""
 
     role, name = "jc", "never_judge"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         if self.ctx.jc_action == "probability":
@@ -286,6 +311,7 @@ class NeverJudgeJC(Policy):
 
 class RandomJC(Policy):
     role, name = "jc", "random"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         if self.ctx.jc_action == "probability":
@@ -298,6 +324,7 @@ class HonestMediator(Policy):
     """Re-executes and votes on the comparison."""
 
     role, name = "mediator", "honest_mediator"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         return np.zeros((len(obs), 1), np.int64)
@@ -314,6 +341,7 @@ class ColludingMediator(Policy):
     ``defect_probability``."""
 
     role, name = "mediator", "colluding_mediator"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         collude = mask[:, 1:2].astype(np.int64)
@@ -325,6 +353,7 @@ class ColludingMediator(Policy):
 
 class RandomMediator(Policy):
     role, name = "mediator", "random"
+    reads_features = False
 
     def act_batch(self, obs, mask, rng):
         return _random_multidiscrete(mask, (len(MED_ACTIONS),), rng)

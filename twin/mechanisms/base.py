@@ -164,8 +164,10 @@ class Mechanism:
 
     def write_features(self, mk: Market, fb: FeatureBlocks) -> None:
         """Write this mechanism's columns into ``fb.out[role]`` (seats x
-        len(feature_names(role)), zero on entry) for each role it has columns for. The default
-        writes what :meth:`public_features` returns."""
+        len(feature_names(role)), zero on entry) for each role it has columns for and that
+        ``fb.out`` holds: an observer building only some roles (:class:`twin.observe.Observer`'s
+        ``build``) leaves the others out. The default writes what :meth:`public_features`
+        returns."""
         for role, v in self.public_features(mk, fb.focus).items():
             view = fb.out.get(role)
             if view is None:

@@ -373,24 +373,27 @@ class CollateralVariants(Mechanism):
         tick, covers = self._covers_at
         if tick != mk.tick:
             covers = self.covers()  # (empty without pooling: every cover is 1)
-        rp, jc, med = fb.out["rp"], fb.out["jc"], fb.out["mediator"]
-        rp[:, 0] = 1.0
-        if covers:
-            rp[mk.row[list(covers)], 0] = list(covers.values())
-        for r, di in focus.get("rp", {}).items():
-            d = deals[di]
-            rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,
-                                  p.late_payment_floor) if self.late else 1.0  # fmt: skip
-            rp[r, 2] = math.log1p(d.results_up_front / 1e18)
-        jc[:] = 1.0
-        for r, di in focus.get("jc", {}).items():
-            d = deals[di]
-            full = min(d.job_cost, d.payment_collateral)
-            jc[r, 0] = 1.0 - d.late_withheld / full if full else 1.0
-            jc[r, 1] = covers.get(d.rp, 1.0)
-        med[:] = 1.0
-        for r, di in focus.get("mediator", {}).items():
-            med[r, 0] = covers.get(deals[di].rp, 1.0)
+        rp, jc, med = fb.out.get("rp"), fb.out.get("jc"), fb.out.get("mediator")
+        if rp is not None:
+            rp[:, 0] = 1.0
+            if covers:
+                rp[mk.row[list(covers)], 0] = list(covers.values())
+            for r, di in focus.get("rp", {}).items():
+                d = deals[di]
+                rp[r, 1] = late_share(mk.now - d.agreed_at, p.late_grace_s, d.submit_timeout,
+                                      p.late_payment_floor) if self.late else 1.0  # fmt: skip
+                rp[r, 2] = math.log1p(d.results_up_front / 1e18)
+        if jc is not None:
+            jc[:] = 1.0
+            for r, di in focus.get("jc", {}).items():
+                d = deals[di]
+                full = min(d.job_cost, d.payment_collateral)
+                jc[r, 0] = 1.0 - d.late_withheld / full if full else 1.0
+                jc[r, 1] = covers.get(d.rp, 1.0)
+        if med is not None:
+            med[:] = 1.0
+            for r, di in focus.get("mediator", {}).items():
+                med[r, 0] = covers.get(deals[di].rp, 1.0)
 
     def metrics(self, mk) -> dict[str, float]:
         out: dict[str, float] = {}

@@ -674,9 +674,9 @@ class CounterCollusion(Mechanism):
         return FEATURES if role == "rp" else ()
 
     def write_features(self, mk, fb) -> None:
-        X = fb.out["rp"]
+        X = fb.out.get("rp")
         focus_rp = self._focus()
-        if not focus_rp:
+        if X is None or not focus_rp:
             return
         tm, terms_tokens = self.terms, self._terms_tokens
         T = WEI_PER_TOKEN

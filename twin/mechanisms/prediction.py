@@ -428,9 +428,12 @@ class PredictionMarkets(Mechanism):
 
     def write_features(self, mk, fb) -> None:
         prices, out = self._prices, fb.out
-        out["rp"][:, 0] = prices
+        if "rp" in out:
+            out["rp"][:, 0] = prices
         for role in ("jc", "mediator"):
-            col = out[role]
+            col = out.get(role)
+            if col is None:
+                continue
             col[:] = 0.5  # no focus deal: the price of a market not yet open
             rows = fb.rows(role)
             if len(rows):

@@ -120,10 +120,11 @@ class Reputation(Mechanism):
 
     def write_features(self, mk, fb) -> None:
         every, out = self.scores_now(mk.now), fb.out
-        out["rp"][:, 0] = every[mk.rp_acct]
+        if "rp" in out:
+            out["rp"][:, 0] = every[mk.rp_acct]
         for role in ("jc", "mediator"):
             rows = fb.rows(role)
-            if len(rows):
+            if len(rows) and role in out:
                 out[role][rows, 0] = every[fb.rps(role)]
 
     def metrics(self, mk) -> dict[str, float]:

@@ -214,10 +214,11 @@ class Staking(Mechanism):
         if st is None:
             st = self._stake_feature = symlog(self.stake_tokens)
         out = fb.out
-        out["rp"][:, 0] = st
+        if "rp" in out:
+            out["rp"][:, 0] = st
         for role in ("jc", "mediator"):
             rows = fb.rows(role)
-            if len(rows):
+            if len(rows) and role in out:
                 out[role][rows, 0] = st[mk.row[fb.rps(role)]]
 
     def metrics(self, mk) -> dict[str, float]:

@@ -402,7 +402,20 @@ class ConsortiumMediation(Mechanism):
     def write_features(self, mk: Market, fb) -> None:
         p, coll, focus = self.params, mk.collusion, fb.focus
         med = self._med
-        Z = fb.out["mediator"]
+        Z = fb.out.get("mediator")
+        if Z is not None:
+            self._mediator_features(Z, p, coll, focus, med)
+        X, per_deal = fb.out.get("rp"), self._rp_focus
+        if X is None:
+            return
+        for row, di in focus.get("rp", {}).items():
+            v = per_deal.get(di)
+            if v is None:  # a deal's RP, mediators and rings never change: once per deal
+                v = per_deal[di] = self._rp_focus_values(mk, di)
+            if v:
+                X[row] = v  # (a row at a time: cheaper than fancy indexing for the few)
+
+    def _mediator_features(self, Z, p, coll, focus, med) -> None:
         Z[:, 0] = float(self.public)
         if self.public:  # partners' votes are observable only when votes are public
             Z[:, 3] = coll.defected_last[med]
@@ -425,13 +438,6 @@ class ConsortiumMediation(Mechanism):
                 partners = partners_of[m] = frozenset(coll.partners(m).tolist())
             # (a round's mediators are distinct: its partners are the intersection)
             Z[row, 2] = len(partners.intersection(case.rounds[rnd])) / p.n_mediators
-        X, per_deal = fb.out["rp"], self._rp_focus
-        for row, di in focus.get("rp", {}).items():
-            v = per_deal.get(di)
-            if v is None:  # a deal's RP, mediators and rings never change: once per deal
-                v = per_deal[di] = self._rp_focus_values(mk, di)
-            if v:
-                X[row] = v  # (a row at a time: cheaper than fancy indexing for the few)
 
     def _rp_focus_values(self, mk: Market, di: int) -> tuple[float, float] | tuple[()]:
         """The RP features of deal ``di``: the share of its trusted mediators in the RP's ring and
