@@ -92,5 +92,10 @@ class TwinMultiAgentEnv(MultiAgentEnv):
         child's measures arrive)."""
         fn(self.episode_counts())
 
+    def prepare_step(self) -> None:
+        """Compute ahead what the next step needs that the actions do not change
+        (:meth:`twin.env.MarketEnv.prepare_step`); an env process calls it while it waits."""
+        self.par_env.prepare_step()
+
     def close(self) -> None:
         self.par_env.close()

@@ -174,14 +174,19 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     autoreset = [False] * num_envs
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
-    #: the work left from finished episodes, in order: ("counts", i) sends sub-env i's episode
-    #: measures, ("reset", i) resets it ahead of its next step (after its measures: the reset
-    #: replaces the market they are read from)
+    #: work that no request waits for, in order: ("prepare", i) computes ahead what sub-env i's
+    #: next step needs that the actions do not change (its scripted seats' actions:
+    #: ``prepare_step``, where the env has it); ("counts", i) sends the measures of its episode
+    #: that just ended and ("reset", i) resets it ahead of its next step (after its measures:
+    #: the reset replaces the market they are read from)
     later: list[tuple[str, int]] = []
+    prepares = [getattr(env, "prepare_step", None) for env in envs]
 
     def finish(task: tuple[str, int]) -> None:
         kind, i = task
-        if kind == "counts":
+        if kind == "prepare":
+            prepares[i]()
+        elif kind == "counts":
             conn.send(("counts", {i: envs[i].episode_counts()}))
         else:
             ready[i] = envs[i].reset()
@@ -218,9 +223,9 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                 for j, action in enumerate(actions):
                     i = lo + j
                     env = envs[i]
+                    if later:
+                        finish_env(i)
                     if autoreset[i]:  # next-step auto-reset, as SyncVectorMultiAgentEnv
-                        if later:
-                            finish_env(i)
                         obs, info = ready.pop(i, None) or env.reset()
                         agents = env.unwrapped.possible_agents
                         rew = dict.fromkeys(agents, 0.0)
@@ -241,13 +246,20 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                 conn.send(("ok", (pack(out_obs), out_rew, out_term, out_trunc, out_info, ended)))
                 if _trace is not None:
                     _trace.append((lo, _tw0, _tw1, clock(), len(ended), len(later)))
-                # the finished markets' measures and resets, when nothing else is asked
-                later += [(kind, lo + j) for j in ended for kind in ("counts", "reset")]
+                # when nothing else is asked: the next step's scripted actions, then the finished
+                # markets' measures and resets (and their first step's scripted actions)
+                later += [("prepare", lo + j) for j in range(len(actions))
+                          if prepares[lo + j] is not None and j not in ended]  # fmt: skip
+                later += [(kind, lo + j) for j in ended for kind in ("counts", "reset", "prepare")
+                          if kind != "prepare" or prepares[lo + j] is not None]  # fmt: skip
             elif cmd == "reset":
                 _, seed = msg
                 t0 = clock()
-                while later:  # (the measures first; then every market is reset anyway)
-                    finish(later.pop(0))
+                # the measures first (the early resets too, an unseeded reset uses them)
+                tasks, later[:] = later[:], []
+                for task in tasks:
+                    if task[0] != "prepare":
+                        finish(task)
                 out_obs, out_info = [], []
                 for i, env in enumerate(envs):
                     early = ready.pop(i, None)  # the same draw as a reset now, if unseeded
@@ -260,6 +272,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     autoreset[i] = False
                 busy += clock() - t0
                 conn.send(("ok", (pack(out_obs), out_info)))
+                later += [("prepare", i) for i in range(num_envs) if prepares[i] is not None]
             elif cmd == "busy":
                 conn.send(("ok", busy))
             elif cmd == "close":

@@ -408,3 +408,47 @@ def test_policies_say_whether_they_read_features():
             return np.zeros((len(obs), 1), np.int64)
 
     assert Mine.reads_features and not Quiet.reads_features
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("policies.rp.learning_share=0.34",),
+        ("policies.rp.learning_share=0.34", "policies.jc.learning_share=0.5",
+         "policies.mediator.policy=colluding_mediator", "collusion=rings"),
+        ("env.expose=all",),
+    ],
+)  # fmt: skip
+def test_preparing_steps_ahead_changes_nothing(compose, overrides):
+    """The same seeded episode with the scripted seats' actions computed ahead
+    (``prepare_step`` after each reset and step, sometimes twice) and without: the same
+    observations, rewards and event log (exposed seats left without an action now and then
+    play their scripted policy at the step, after the prepared draws, as without)."""
+    runs = []
+    for ahead in (False, True):
+        env = MarketEnv(compose(*SMALL, *overrides))
+        obs, _ = env.reset(seed=6)
+        rng = np.random.default_rng(3)
+        trace = [obs]
+        for step in range(200):
+            if ahead:
+                env.prepare_step()
+                if step % 3 == 0:
+                    env.prepare_step()  # (once per step: the second call does nothing)
+            acts = random_actions(env, obs, rng)
+            if step % 7 == 0:
+                acts.pop(next(iter(acts)))
+            obs, rew, *_ = env.step(acts)
+            trace.append((obs, rew))
+            if not env.agents:
+                break
+        runs.append((trace, env.market.log.to_bytes()))
+    (ta, la), (tb, lb) = runs
+    assert la == lb and len(ta) == len(tb)
+    for k, (x, y) in enumerate(zip(ta, tb, strict=True)):
+        xo, yo = (x, y) if k == 0 else (x[0], y[0])
+        for agent in xo:
+            for field in xo[agent]:
+                assert np.array_equal(xo[agent][field], yo[agent][field]), (k, agent, field)
+        if k:
+            assert x[1] == y[1], k

@@ -190,6 +190,7 @@ def test_dual_deal_deposits_count_as_wealth_until_settlement(compose):
 def test_contract_features_above_int64_amounts(compose):
     # t = 24 tokens = 2.4e19 wei does not fit an int64: the observation still carries its symlog
     from twin.env import MarketEnv
+    from twin.observe import observe
 
     env = MarketEnv(compose("experiment=result_b_colluder", "policies.rp.learning_share=0"))
     env.reset(seed=0)
@@ -197,7 +198,7 @@ def test_contract_features_above_int64_amounts(compose):
     col = names.index("counter_collusion.ccc_collusion_deposit")
     for _ in range(50):
         env.step({})
-        X = env._obs.rp
+        X = observe(env.market, env.n_levels).rp  # (what the scripted nodes read next)
         focus = X[:, names.index("counter_collusion.ccc_focus")] > 0
         if focus.any():
             assert np.allclose(np.expm1(X[focus, col]), 24, rtol=1e-5)

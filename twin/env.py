@@ -67,6 +67,15 @@ _gc_frozen = False  # freeze_gc_once() has run in this process
 _JC_CHECK_PROB = np.array([np.nan, 0.0, 1.0, np.nan])
 
 
+def _matrices(o, g: str) -> tuple[np.ndarray, np.ndarray]:
+    """Group ``g``'s observation matrix and mask in observation ``o``."""
+    if g == "rp":
+        return o.rp, o.rp_mask
+    if g == "jc":
+        return o.jc, o.jc_mask
+    return o.mediator, o.mediator_mask
+
+
 def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
     """``rows`` (ascending, distinct) as a slice if they are a run, else as they are."""
     if not len(rows):
@@ -237,11 +246,30 @@ class MarketEnv(ParallelEnv):
         # every agent's termination / truncation flag, copied each step (a dict copy is 10x
         # cheaper than dict.fromkeys); every agent acts until the market closes
         self._flags = (dict.fromkeys(self.agents, False), dict.fromkeys(self.agents, True))
-        self._observer = Observer(mk, self.n_levels, self.observe_build)
+        # what the agents' answers need, built each step; what only scripted seats read (groups
+        # without an exposed seat), built when their actions are (see prepare_step)
+        b = self.observe_build
+        self._observer = Observer(
+            mk, self.n_levels, {g: b[g] if g in self._exposed_groups else None for g in GROUPS}
+        )
+        later = {g: None if g in self._exposed_groups else b[g] for g in GROUPS}
+        self._scripted_observer = (
+            Observer(mk, self.n_levels, later) if any(later.values()) else None
+        )
         self._obs = self._observer()
+        self._prepared: Actions | None = None
         if self.freeze_gc:
             freeze_gc_once()
         return self._observations(), {a: {} for a in self.agents}
+
+    def prepare_step(self) -> None:
+        """Compute now what the next :meth:`step` needs that the agents' actions do not change:
+        the scripted seats' market actions (from what they observe now). Optional: a step does it
+        itself when it was not done. An env process calls it while it waits for the agents'
+        actions (:mod:`agents.env_process`); the draws are the same, in the same order, either
+        way (nothing else draws from the market's generator between a step and the next)."""
+        if self._prepared is None and self.market is not None and self.agents:
+            self._prepared = self._scripted_actions()
 
     def step(self, actions: dict):
         mk = self.market
@@ -304,23 +332,35 @@ class MarketEnv(ParallelEnv):
                 )
         return out
 
-    def _to_market_actions(self, actions: dict) -> Actions:
-        if self._all_acting:
-            a = self._every_seat_actions(actions)
-            if a is not None:
-                return a
-        mk, o, t = self.market, self._obs, self._template
+    def _scripted_actions(self) -> Actions:
+        """The next step's market actions of the scripted seats: the template's, and those of the
+        scripted seats that act from what they observe (drawing from the market's generator)."""
+        mk, t = self.market, self._template
         a = Actions(t.rp_mode.copy(), t.rp_price_level.copy(), t.jc_check_prob.copy(),
                     t.med_collude.copy())  # fmt: skip
-        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
-                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
-        # the scripted seats that act from what they observe (the others are in the template)
+        if not self._acting_groups:
+            return a
+        o = self._obs
+        s = self._scripted_observer() if self._scripted_observer is not None else None
         for g in self._acting_groups:
-            X, M = mats[g]
+            X, M = _matrices(o if g in self._exposed_groups else s, g)
             sel = self._scripted_sel[g]
             if len(self.scripted_rows[g]) != len(X):  # (every seat scripted: no row copies)
                 X, M = X[sel], M[sel]
             self._apply(a, g, sel, self.scripted[g].act_batch(X, M, mk.rng))
+        return a
+
+    def _to_market_actions(self, actions: dict) -> Actions:
+        a, self._prepared = self._prepared, None  # (prepared for this step only)
+        if self._all_acting:
+            every = self._every_seat_actions(actions)
+            if every is not None:
+                return every
+        mk, o = self.market, self._obs
+        if a is None:
+            a = self._scripted_actions()
+        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
+                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
         get = actions.get
         for g in self._exposed_groups:
             X, M = mats[g]
