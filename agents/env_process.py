@@ -197,7 +197,6 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             later.remove(task)
             finish(task)
 
-    _trace = [] if os.environ.get("TWIN_CHILD_TRACE") else None
     while True:
         if later and not conn.poll():  # nothing asked: a piece of the work left
             t0 = clock()
@@ -208,9 +207,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             busy += clock() - t0
             continue
         try:
-            _tw0 = clock()
             msg = conn.recv()
-            _tw1 = clock()
         except EOFError:  # the runner is gone
             break
         cmd = msg[0]
@@ -244,8 +241,6 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     out_info.append(info)
                 busy += clock() - t0
                 conn.send(("ok", (pack(out_obs), out_rew, out_term, out_trunc, out_info, ended)))
-                if _trace is not None:
-                    _trace.append((lo, _tw0, _tw1, clock(), len(ended), len(later)))
                 # when nothing else is asked: the next step's scripted actions, then the finished
                 # markets' measures and resets (and their first step's scripted actions)
                 later += [("prepare", lo + j) for j in range(len(actions))
@@ -276,11 +271,6 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             elif cmd == "busy":
                 conn.send(("ok", busy))
             elif cmd == "close":
-                if _trace is not None:
-                    import pickle as _p
-
-                    with open(os.environ["TWIN_CHILD_TRACE"], "wb") as _f:
-                        _p.dump(_trace, _f)
                 for env in envs:
                     env.close()
                 conn.send(("ok", None))
