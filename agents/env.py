@@ -92,6 +92,18 @@ class TwinMultiAgentEnv(MultiAgentEnv):
         child's measures arrive)."""
         fn(self.episode_counts())
 
+    @property
+    def vector_ok(self) -> bool:
+        """Whether :meth:`step_vector` applies (:attr:`twin.env.MarketEnv.vector_ok`)."""
+        return self.par_env.vector_ok
+
+    def step_vector(self, actions: np.ndarray):
+        """:meth:`step` with the actions as one vector and the results as arrays
+        (:meth:`twin.env.MarketEnv.step_vector`); what an env process uses."""
+        out = self.par_env.step_vector(actions)
+        self.agents = list(self.par_env.agents)
+        return out
+
     def prepare_step(self) -> None:
         """Compute ahead what the next step needs that the actions do not change
         (:meth:`twin.env.MarketEnv.prepare_step`); an env process calls it while it waits."""

@@ -150,6 +150,34 @@ def unpack(packed: tuple) -> list[dict]:
     return out
 
 
+def _action_matrix(packed: tuple, agents: tuple) -> np.ndarray | None:
+    """The :func:`pack`-ed actions of a lane as one integer matrix (sub-envs x ``agents``), if
+    every sub-env has an action of an integer numpy scalar type for each of ``agents``
+    (RLlib's actions in the discrete spaces); else None."""
+    per_env, blobs = packed
+    if not per_env or any(names != agents for names in per_env):
+        return None
+    out = np.empty((len(per_env), len(agents)), np.int64)
+    for c, agent in enumerate(agents):
+        kind, data = blobs[agent]
+        if kind != "array" or data[1] is not None or np.dtype(data[0]).kind not in "iu":
+            return None
+        out[:, c] = np.frombuffer(data[2], data[0])
+    return out
+
+
+def _block(arrays: list[np.ndarray]) -> tuple:
+    """Arrays of one dtype and shape, end to end: ``(dtype, (n, *shape), bytes)``."""
+    a0 = arrays[0]
+    return (a0.dtype.str, (len(arrays), *a0.shape), b"".join([a.tobytes() for a in arrays]))
+
+
+def _array(block: tuple) -> np.ndarray:
+    """The writable array of a :func:`_block`."""
+    dtype, shape, data = block
+    return np.frombuffer(bytearray(data), dtype).reshape(shape)
+
+
 def _build_envs(env_cls, ctx: dict, worker_index: int, num_workers: int, num_envs: int):
     from ray.rllib.env.env_context import EnvContext
 
@@ -181,6 +209,9 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     #: the reset replaces the market they are read from)
     later: list[tuple[str, int]] = []
     prepares = [getattr(env, "prepare_step", None) for env in envs]
+    # sub-envs that step from an action vector and answer with arrays (step_vector)
+    agent_order = tuple(envs[0].unwrapped.possible_agents)
+    vectors = all(getattr(env, "vector_ok", False) for env in envs)
 
     def finish(task: tuple[str, int]) -> None:
         kind, i = task
@@ -214,6 +245,34 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
         try:
             if cmd == "step":
                 _, lo, actions = msg
+                k = len(actions[0])
+                matrix = None
+                if vectors and not any(autoreset[lo : lo + k]):
+                    matrix = _action_matrix(actions, agent_order)
+                if matrix is not None:
+                    t0 = clock()
+                    blocks, rewards, ended = [], [], []
+                    for j in range(k):
+                        i = lo + j
+                        if later:
+                            finish_env(i)
+                        b, r, done = envs[i].step_vector(matrix[j])
+                        blocks.append(b)
+                        rewards.append(r)
+                        if done:
+                            autoreset[i] = True
+                            ended.append(j)
+                    busy += clock() - t0
+                    conn.send(("ok", ("vector", [
+                        (len(group[0][0]), _block([b[g][0] for b in blocks]),
+                         _block([b[g][1] for b in blocks]))
+                        for g, group in enumerate(zip(*blocks, strict=True))
+                    ], _block(rewards), ended)))  # fmt: skip
+                    later += [("prepare", lo + j) for j in range(k)
+                              if prepares[lo + j] is not None and j not in ended]  # fmt: skip
+                    later += [(kind, lo + j) for j in ended for kind in ("counts", "reset", "prepare")
+                              if kind != "prepare" or prepares[lo + j] is not None]  # fmt: skip
+                    continue
                 actions = unpack(actions)
                 out_obs, out_rew, out_term, out_trunc, out_info, ended = [], [], [], [], [], []
                 t0 = clock()
@@ -240,7 +299,9 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     out_trunc.append(trunc)
                     out_info.append(info)
                 busy += clock() - t0
-                conn.send(("ok", (pack(out_obs), out_rew, out_term, out_trunc, out_info, ended)))
+                conn.send(
+                    ("ok", ("dicts", pack(out_obs), out_rew, out_term, out_trunc, out_info, ended))
+                )
                 # when nothing else is asked: the next step's scripted actions, then the finished
                 # markets' measures and resets (and their first step's scripted actions)
                 later += [("prepare", lo + j) for j in range(len(actions))
@@ -368,6 +429,8 @@ class MarketsProcess:
         self._pending: list[int] = []  # the first sub-env of each unanswered step
         self._counts_due: set[int] = set()  # the sub-envs whose episode measures are to come
         self._early: list[tuple] = []  # answers read while waiting for measures, in order
+        #: step answers so far, by kind: "vector" (arrays, from step_vector) or "dicts"
+        self.answers = {"vector": 0, "dicts": 0}
         self._closed = False
         self._hello = spec  # the start-up message still to read, and what it must say
         if spec is None:
@@ -452,11 +515,45 @@ class MarketsProcess:
         rewards, terminateds, truncateds and infos of its sub-envs. The measures of the episodes
         that ended come in a later message (:meth:`flush_counts`)."""
         lo = self._pending.pop(0)
-        obs, rew, term, trunc, info, ended = self._answer()
+        answer = self._answer()
+        self.answers[answer[0]] += 1
+        if answer[0] == "vector":
+            _, groups, rewards, ended = answer
+            obs, rew, term, trunc, info = self._from_vector(groups, rewards, ended)
+        else:
+            _, obs, rew, term, trunc, info, ended = answer
+            obs = unpack(obs)
         for j in ended:
             self._counts_due.add(lo + j)
             self.envs[lo + j]._counts = None  # until the child's measures arrive
-        return unpack(obs), rew, term, trunc, info
+        return obs, rew, term, trunc, info
+
+    def _from_vector(self, groups: list, rewards: tuple, ended: list[int]) -> tuple:
+        """The per-agent dicts of a ``step_vector`` answer (what the sub-envs' ``step`` returns:
+        :class:`agents.env.TwinMultiAgentEnv`'s observations, rewards, flags and infos)."""
+        names = self.envs[0].possible_agents
+        R = _array(rewards).tolist()
+        obs: list[dict] = [{} for _ in R]
+        start = 0
+        for n, xs, ms in groups:
+            group = names[start : start + n]
+            start += n
+            for o, X, M in zip(obs, _array(xs), _array(ms), strict=True):
+                o.update(
+                    (a, {"observation": x, "action_mask": m})
+                    for a, x, m in zip(group, X, M, strict=True)
+                )
+        rew = [dict(zip(names, r, strict=True)) for r in R]
+        # as TwinMultiAgentEnv.step: every agent terminated when the episode ended, none
+        # truncated, an empty info each
+        live = dict.fromkeys(names, False)
+        live["__all__"] = False
+        over = dict.fromkeys(names, True)
+        over["__all__"] = True
+        term = [(over if j in ended else live).copy() for j in range(len(R))]
+        trunc = [live.copy() for _ in R]
+        info = [{a: {} for a in names} for _ in R]
+        return obs, rew, term, trunc, info
 
     def flush_counts(self) -> None:
         """Wait for the episode measures the child has still to send (it sends them after the

@@ -134,8 +134,11 @@ def test_markets_process_steps_as_rllibs_vector_env():
 
         def step_both(step: int) -> bool:
             nonlocal obs_r, ended
+            # numpy integers as RLlib's (the child steps from an action vector and answers with
+            # arrays), Python ints now and then (the child steps with dicts)
+            kind = int if step % 5 == 0 else np.int64
             actions = [
-                {a: int(rng.integers(ref.single_action_spaces[a].n)) for a in o} for o in obs_r
+                {a: kind(rng.integers(ref.single_action_spaces[a].n)) for a in o} for o in obs_r
             ]
             res_r = ref.step(actions)
             # lane 1 (env 2) sent first, then lane 0 (envs 0-1); answers come in sending order
@@ -166,6 +169,7 @@ def test_markets_process_steps_as_rllibs_vector_env():
             for step in range(40):
                 step_both(1000 + step)
         assert proc.busy_seconds() > 0
+        assert min(proc.answers.values()) > 50, proc.answers  # both kinds of answer compared
     finally:
         proc.close()
         ref.close()

@@ -181,6 +181,13 @@ class MarketEnv(ParallelEnv):
         ]
         self.names = {g: [f"{g}_{i}" for i in self.exposed_rows[g]] for g in GROUPS}
         self._exposed_groups = [g for g in GROUPS if self.names[g]]
+        #: step_vector's input: each exposed group's columns of the action vector
+        self._vector_cols, k = [], 0
+        for g in self._exposed_groups:
+            self._vector_cols.append((g, slice(k, k + len(self.names[g]))))
+            k += len(self.names[g])
+        #: every exposed agent acts through a discrete space and has a mask (step_vector)
+        self.vector_ok = c.env.jc_action != "probability" or "jc" not in self._exposed_groups
         self.possible_agents = [a for g in GROUPS for a in self.names[g]]
         self.agents: list[str] = []
         self._group_of = {a: g for g in GROUPS for a in self.names[g]}
@@ -276,14 +283,9 @@ class MarketEnv(ParallelEnv):
         if mk is None:
             raise RuntimeError("call reset() before step()")
         acts = self._to_market_actions(actions)
-        mk.step(acts)
-        self._obs = self._observer()
-        wealth, cost = mk.wealth_tokens(), mk.cost_tokens  # wealth: a fresh array
-        reward = (wealth - self._wealth) - (cost - self._cost)
-        self._wealth = wealth
-        self._cost = cost.copy()
+        reward = self._tick(acts)
         obs = self._observations()
-        rewards = dict(zip(self.possible_agents, reward[self._agent_acct].tolist(), strict=True))
+        rewards = dict(zip(self.possible_agents, reward.tolist(), strict=True))
         done = mk.done
         live, ended = self._flags if self.agents else ({}, {})
         terms = live.copy()
@@ -292,6 +294,55 @@ class MarketEnv(ParallelEnv):
         if done:
             self.agents = []
         return obs, rewards, terms, truncs, infos
+
+    def step_vector(self, actions: np.ndarray) -> tuple[list, np.ndarray, bool]:
+        """:meth:`step` with the exposed agents' actions as one integer vector
+        (``possible_agents`` order) and its results as arrays instead of per-agent dicts:
+        ``(blocks, rewards, done)``. ``blocks`` holds an ``(observations, masks)`` pair of
+        matrices per group with exposed seats (in ``GROUPS`` order; rows in ``names[group]``
+        order, views of the step's fresh matrices): the rows of :meth:`step`'s observation dicts.
+        ``rewards`` (float64, ``possible_agents`` order) holds the values of its reward dict, and
+        ``done`` says whether the episode ended (every agent is then truncated). For envs whose
+        agents all act through the discrete spaces with masks (:attr:`vector_ok`). An env process
+        steps its markets this way (:mod:`agents.env_process`): no dicts to build and pickle."""
+        if not self.vector_ok:
+            raise ValueError(
+                "step_vector needs every exposed agent to act through a discrete space with a "
+                "mask; with env.jc_action=probability and exposed clients, use step()"
+            )
+        mk = self.market
+        if mk is None:
+            raise RuntimeError("call reset() before step_vector()")
+        a, self._prepared = self._prepared, None
+        if a is None:
+            a = self._scripted_actions()
+        for g, cols in self._vector_cols:
+            self._apply(a, g, self._exposed_sel[g], actions[cols])
+        reward = self._tick(a)
+        o = self._obs
+        blocks = []
+        for g in self._exposed_groups:
+            X, M = _matrices(o, g)
+            if len(self.names[g]) != len(X):
+                sel = self._exposed_sel[g]
+                X, M = X[sel], M[sel]
+            blocks.append((X, M))
+        done = mk.done
+        if done:
+            self.agents = []
+        return blocks, reward, done
+
+    def _tick(self, acts: Actions) -> np.ndarray:
+        """Step the market with ``acts``, observe it, and return the exposed agents' rewards
+        (``possible_agents`` order)."""
+        mk = self.market
+        mk.step(acts)
+        self._obs = self._observer()
+        wealth, cost = mk.wealth_tokens(), mk.cost_tokens  # wealth: a fresh array
+        reward = (wealth - self._wealth) - (cost - self._cost)
+        self._wealth = wealth
+        self._cost = cost.copy()
+        return reward[self._agent_acct]
 
     def render(self) -> None:
         return None
