@@ -12,16 +12,25 @@ A market whose episode ended is reset after the step's answer is sent, while the
 (an auto-reset draws nothing from the step's actions, so doing it early changes nothing); its
 next step hands out that reset's observations.
 
-What crosses the pipe each step: the actions of a lane's sub-envs, and back their observations,
-rewards, flags and infos (pickled; the actions and observations :func:`pack`-ed: each agent's
-arrays or numpy scalars as one byte string). When markets' episodes
-end, their episode measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished
-markets stay in the child) follow in messages of their own. The child computes them, and the
-early resets, when it has nothing else to do: one piece of work (a market's measures, or its
-reset) at a time, whenever no request is waiting; a market's pending pieces are done first when
-its next step comes. At an episode's end that work (about 3 ms a market in the default market,
-where a step takes a tenth of it, and the markets of a lane end together) would otherwise hold
-up the next lane's step, which the runner then waits for. The stand-in sub-envs
+What crosses the pipe each step: the actions of a lane's sub-envs (:func:`pack`-ed: each agent's
+numpy scalars as one byte string), and back their results. Where the sub-envs can
+(``step_vector``: every exposed agent acts through a discrete space with a mask) and RLlib's
+actions are integers, the child steps each market from one action vector and answers with
+arrays: per group of exposed seats, the observation and mask rows of the lane's markets end to
+end, and the rewards; the runner builds from them the dicts the sub-envs' ``step`` returns
+(:meth:`MarketsProcess._from_vector`), so the child builds, packs and pickles no per-agent dicts.
+Otherwise (and in the step that hands out a reset's observations) the child answers with the
+sub-envs' dicts: observations :func:`pack`-ed, rewards, flags and infos pickled.
+
+The child also does, when it has nothing else to do, the work no request waits for: one piece at
+a time, whenever no request is waiting, and a market's pending pieces first when its next step
+comes. After a step, the next step's actions of the scripted seats (``prepare_step``:
+:meth:`twin.env.MarketEnv.prepare_step`; the same draws in the same order), which takes them off
+the time the runner waits for. When markets' episodes end, their episode measures
+(:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished markets stay in the child) and
+their resets: the measures go in messages of their own. At an episode's end that work (about
+3 ms a market in the default market, where a step takes a tenth of it, and the markets of a lane
+end together) would otherwise hold up the next lane's step. The stand-in sub-envs
 (:class:`RemoteMarket`) hand the measures to :class:`agents.callbacks.MarketMetricsCallback`
 when they arrive (at the runner's next requests to the child, at the latest at the end of its
 ``sample()`` call, which waits for them).
@@ -533,16 +542,20 @@ class MarketsProcess:
         :class:`agents.env.TwinMultiAgentEnv`'s observations, rewards, flags and infos)."""
         names = self.envs[0].possible_agents
         R = _array(rewards).tolist()
+        k = len(R)
         obs: list[dict] = [{} for _ in R]
         start = 0
         for n, xs, ms in groups:
             group = names[start : start + n]
             start += n
-            for o, X, M in zip(obs, _array(xs), _array(ms), strict=True):
-                o.update(
-                    (a, {"observation": x, "action_mask": m})
-                    for a, x, m in zip(group, X, M, strict=True)
-                )
+            X, M = _array(xs), _array(ms)  # (markets, seats, columns)
+            rows = list(X.reshape(k * n, X.shape[-1]))  # (one list of row views: cheapest)
+            masks = list(M.reshape(k * n, M.shape[-1]))
+            i = 0
+            for o in obs:
+                for a in group:
+                    o[a] = {"observation": rows[i], "action_mask": masks[i]}
+                    i += 1
         rew = [dict(zip(names, r, strict=True)) for r in R]
         # as TwinMultiAgentEnv.step: every agent terminated when the episode ended, none
         # truncated, an empty info each

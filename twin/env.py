@@ -39,6 +39,16 @@ Rewards
 Episodes
     ``market.episode_ticks`` ticks of trading, then the market closes (no new offers) and keeps
     stepping until every deal has settled; then every agent is truncated.
+
+What is computed
+    Only what some seat reads: the observation matrices of the groups with exposed seats, or
+    whose scripted policy reads features; only the masks of groups whose scripted seats act from
+    them; nothing for groups whose scripted seats act from the template
+    (:attr:`MarketEnv.observe_build`, :class:`twin.observe.Observer`'s ``build``). The scripted
+    seats' actions can be computed ahead, between steps (:meth:`MarketEnv.prepare_step`), and
+    :meth:`MarketEnv.step_vector` steps from an action vector and answers with arrays: both for
+    an env process (:mod:`agents.env_process`). None of this changes a draw or a value
+    (``tests/test_env.py``).
 """
 
 from __future__ import annotations
