@@ -237,6 +237,16 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             later.remove(task)
             finish(task)
 
+    def after_step(lo: int, k: int, ended: list[int]) -> None:
+        """Queue the work a step of sub-envs ``lo .. lo + k - 1`` leaves: the next step's
+        scripted actions, then the finished markets' measures and resets (and their first
+        step's scripted actions)."""
+        later.extend(("prepare", lo + j) for j in range(k) if prepares[lo + j] and j not in ended)
+        for j in ended:
+            later.extend((("counts", lo + j), ("reset", lo + j)))
+            if prepares[lo + j]:
+                later.append(("prepare", lo + j))
+
     while True:
         if later and not conn.poll():  # nothing asked: a piece of the work left
             t0 = clock()
@@ -272,15 +282,12 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                             autoreset[i] = True
                             ended.append(j)
                     busy += clock() - t0
-                    conn.send(("ok", ("vector", [
-                        (len(group[0][0]), _block([b[g][0] for b in blocks]),
-                         _block([b[g][1] for b in blocks]))
-                        for g, group in enumerate(zip(*blocks, strict=True))
-                    ], _block(rewards), ended)))  # fmt: skip
-                    later += [("prepare", lo + j) for j in range(k)
-                              if prepares[lo + j] is not None and j not in ended]  # fmt: skip
-                    later += [(kind, lo + j) for j in ended for kind in ("counts", "reset", "prepare")
-                              if kind != "prepare" or prepares[lo + j] is not None]  # fmt: skip
+                    groups = []  # per group of exposed seats: its size, rows and masks
+                    for g in range(len(blocks[0])):
+                        rows, masks = [b[g][0] for b in blocks], [b[g][1] for b in blocks]
+                        groups.append((len(rows[0]), _block(rows), _block(masks)))
+                    conn.send(("ok", ("vector", groups, _block(rewards), ended)))
+                    after_step(lo, k, ended)
                     continue
                 actions = unpack(actions)
                 out_obs, out_rew, out_term, out_trunc, out_info, ended = [], [], [], [], [], []
@@ -311,12 +318,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                 conn.send(
                     ("ok", ("dicts", pack(out_obs), out_rew, out_term, out_trunc, out_info, ended))
                 )
-                # when nothing else is asked: the next step's scripted actions, then the finished
-                # markets' measures and resets (and their first step's scripted actions)
-                later += [("prepare", lo + j) for j in range(len(actions))
-                          if prepares[lo + j] is not None and j not in ended]  # fmt: skip
-                later += [(kind, lo + j) for j in ended for kind in ("counts", "reset", "prepare")
-                          if kind != "prepare" or prepares[lo + j] is not None]  # fmt: skip
+                after_step(lo, len(actions), ended)
             elif cmd == "reset":
                 _, seed = msg
                 t0 = clock()
@@ -337,7 +339,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     autoreset[i] = False
                 busy += clock() - t0
                 conn.send(("ok", (pack(out_obs), out_info)))
-                later += [("prepare", i) for i in range(num_envs) if prepares[i] is not None]
+                later.extend(("prepare", i) for i in range(num_envs) if prepares[i])
             elif cmd == "busy":
                 conn.send(("ok", busy))
             elif cmd == "close":

@@ -452,3 +452,35 @@ def test_preparing_steps_ahead_changes_nothing(compose, overrides):
                 assert np.array_equal(xo[agent][field], yo[agent][field]), (k, agent, field)
         if k:
             assert x[1] == y[1], k
+
+
+def test_step_vector_is_step_with_arrays(compose):
+    """The same seeded episode through ``step`` (dicts) and ``step_vector`` (an action vector,
+    arrays back): the same observation and mask rows, rewards, episode end and event log. A
+    vector of the wrong length, or an env whose clients act with probabilities, is refused."""
+    cfg = compose(*SMALL, "policies.rp.learning_share=0.67", "policies.mediator.learning_share=0.5")
+    a, b = MarketEnv(cfg), MarketEnv(cfg)
+    assert b.vector_ok and b.possible_agents == ["rp_0", "rp_1", "mediator_0"]
+    obs, _ = a.reset(seed=8)
+    b.reset(seed=8)
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        acts = random_actions(a, obs, rng)
+        obs, rew, term, trunc, _ = a.step(acts)
+        blocks, rewards, done = b.step_vector(np.array([acts[n] for n in b.possible_agents]))
+        rows = [(x, m) for X, M in blocks for x, m in zip(X, M, strict=True)]
+        for name, (x, m) in zip(a.possible_agents, rows, strict=True):
+            assert np.array_equal(obs[name]["observation"], x) and x.dtype == np.float32
+            assert np.array_equal(obs[name]["action_mask"], m) and m.dtype == np.int8
+        assert rewards.tolist() == [rew[n] for n in a.possible_agents]
+        assert done == all(trunc.values()) and b.agents == a.agents
+        if done:
+            break
+    assert done and a.market.log.to_bytes() == b.market.log.to_bytes()
+    b.reset(seed=1)
+    with pytest.raises(ValueError, match=r"2 actions for 3 agents \(rp_0, rp_1, mediator_0\)"):
+        b.step_vector(np.array([0, 0]))
+    c = MarketEnv(compose(*SMALL, "env.jc_action=probability", "policies.jc.learning_share=0.5"))
+    c.reset(seed=0)
+    with pytest.raises(ValueError, match="jc_action=probability"):
+        c.step_vector(np.zeros(len(c.possible_agents), np.int64))

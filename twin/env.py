@@ -323,6 +323,11 @@ class MarketEnv(ParallelEnv):
         mk = self.market
         if mk is None:
             raise RuntimeError("call reset() before step_vector()")
+        if len(actions) != len(self.possible_agents):
+            raise ValueError(
+                f"step_vector: {len(actions)} actions for {len(self.possible_agents)} agents "
+                f"({', '.join(self.possible_agents)})"
+            )
         a, self._prepared = self._prepared, None
         if a is None:
             a = self._scripted_actions()
