@@ -328,20 +328,11 @@ class MarketEnv(ParallelEnv):
                 f"step_vector: {len(actions)} actions for {len(self.possible_agents)} agents "
                 f"({', '.join(self.possible_agents)})"
             )
-        a, self._prepared = self._prepared, None
-        if a is None:
-            a = self._scripted_actions()
+        a = self._next_actions()
         for g, cols in self._vector_cols:
             self._apply(a, g, self._exposed_sel[g], actions[cols])
         reward = self._tick(a)
-        o = self._obs
-        blocks = []
-        for g in self._exposed_groups:
-            X, M = _matrices(o, g)
-            if len(self.names[g]) != len(X):
-                sel = self._exposed_sel[g]
-                X, M = X[sel], M[sel]
-            blocks.append((X, M))
+        blocks = [self._exposed_matrices(self._obs, g) for g in self._exposed_groups]
         done = mk.done
         if done:
             self.agents = []
@@ -379,14 +370,10 @@ class MarketEnv(ParallelEnv):
                     strict=True,
                 )
             }
-        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
-                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
         out = {}
         for g in self._exposed_groups:
-            X, M = mats[g]
-            names, sel = self.names[g], self._exposed_sel[g]
-            if len(names) != len(X):
-                X, M = X[sel], M[sel]
+            names = self.names[g]
+            X, M = self._exposed_matrices(o, g)
             if g == "jc" and self.cfg.env.jc_action == "probability":
                 out.update({n: {"observation": x} for n, x in zip(names, X, strict=True)})
             else:
@@ -416,20 +403,31 @@ class MarketEnv(ParallelEnv):
             self._apply(a, g, sel, self.scripted[g].act_batch(X, M, mk.rng))
         return a
 
+    def _next_actions(self) -> Actions:
+        """This step's market actions of the scripted seats: those prepared ahead
+        (:meth:`prepare_step`, for this step only), else computed now."""
+        a, self._prepared = self._prepared, None
+        return a if a is not None else self._scripted_actions()
+
+    def _exposed_matrices(self, o, g: str) -> tuple[np.ndarray, np.ndarray]:
+        """Group ``g``'s observation and mask rows of its exposed seats in observation ``o``."""
+        X, M = _matrices(o, g)
+        if len(self.names[g]) != len(X):
+            sel = self._exposed_sel[g]
+            X, M = X[sel], M[sel]
+        return X, M
+
     def _to_market_actions(self, actions: dict) -> Actions:
-        a, self._prepared = self._prepared, None  # (prepared for this step only)
         if self._all_acting:
             every = self._every_seat_actions(actions)
             if every is not None:
+                self._prepared = None  # (prepared for this step only)
                 return every
         mk, o = self.market, self._obs
-        if a is None:
-            a = self._scripted_actions()
-        mats = {"rp": (o.rp, o.rp_mask), "jc": (o.jc, o.jc_mask),
-                "mediator": (o.mediator, o.mediator_mask)}  # fmt: skip
+        a = self._next_actions()
         get = actions.get
         for g in self._exposed_groups:
-            X, M = mats[g]
+            X, M = _matrices(o, g)
             vals = [get(n) for n in self.names[g]]
             rows = self._exposed_sel[g]
             if any(map(operator.is_, vals, repeat(None))):

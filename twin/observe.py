@@ -237,15 +237,10 @@ class Observer:
         if want_rp:
             M = self.rp_mask0.copy()
             if want_rp == "features":
-                idx = self.idx["rp"]
-                if rp_rows:
-                    idx = idx.copy()
-                    # (a row at a time: for the few seats with a decision, cheaper than fancy
-                    # indexing)
-                    for k, row in enumerate(rp_rows):
-                        b, c = l0 + 5 * k, r0 + 2 * k
-                        idx[row, 9:17] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
-                X = S[idx]
+                X = self._gather(S, "rp", rp_rows, slice(9, 17), [
+                    (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                    for b, c in ((l0 + 5 * k, r0 + 2 * k) for k in range(len(rp_rows)))
+                ])  # fmt: skip
             for row in rp_rows:
                 M[row, 1:4] = 1
             for mech in hooks:  # decisions mechanisms open or close (mask: seat, mode, level)
@@ -257,14 +252,11 @@ class Observer:
         if want_jc:
             JM = self.jc_mask0.copy()
             if want_jc == "features":
-                idx = self.idx["jc"]
-                if jc_rows:
-                    idx = idx.copy()
-                    o, r = l0 + len(rp_logs), r0 + 2 * len(rp_raws)
-                    for k, row in enumerate(jc_rows):
-                        b, c = o + 7 * k, r + 4 * k
-                        idx[row, 4:16] = (one, b, b + 1, b + 2, b + 3, c, b + 4, b + 5, b + 6, c + 1, c + 2, c + 3)  # fmt: skip
-                J = S[idx]
+                o, r = l0 + len(rp_logs), r0 + 2 * len(rp_raws)
+                J = self._gather(S, "jc", jc_rows, slice(4, 16), [
+                    (one, b, b + 1, b + 2, b + 3, c, b + 4, b + 5, b + 6, c + 1, c + 2, c + 3)
+                    for b, c in ((o + 7 * k, r + 4 * k) for k in range(len(jc_rows)))
+                ])  # fmt: skip
             for k, row in enumerate(jc_rows):
                 JM[row, 0:2] = (1, jc_raws[k][4])  # accept; check if the fee can be paid
 
@@ -273,15 +265,12 @@ class Observer:
         if want_med:
             ZM = self.med_mask0.copy()
             if want_med == "features":
-                idx = self.idx["mediator"]
-                if med_rows:
-                    idx = idx.copy()
-                    o = l0 + len(rp_logs) + len(jc_logs)
-                    r = r0 + 2 * len(rp_raws) + 4 * len(jc_raws_s)
-                    for k, row in enumerate(med_rows):
-                        b, c = o + 5 * k, r + 2 * k
-                        idx[row, 3:11] = (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
-                Z = S[idx]
+                o = l0 + len(rp_logs) + len(jc_logs)
+                r = r0 + 2 * len(rp_raws) + 4 * len(jc_raws_s)
+                Z = self._gather(S, "mediator", med_rows, slice(3, 11), [
+                    (one, b, b + 1, b + 2, b + 3, b + 4, c, c + 1)
+                    for b, c in ((o + 5 * k, r + 2 * k) for k in range(len(med_rows)))
+                ])  # fmt: skip
             for k, row in enumerate(med_rows):
                 # collude: a member of the mediator's ring is a party
                 ZM[row, 1] = med_raws[k][0] + med_raws[k][1] > 0
@@ -293,6 +282,20 @@ class Observer:
         if self.featured:
             self._mechanism_columns(X, J, Z)
         return Observation(X, M, J, JM, Z, ZM)
+
+    def _gather(
+        self, S: np.ndarray, role: str, rows: list[int], cols: slice, terms: list
+    ) -> np.ndarray:
+        """``role``'s matrix from the source vector ``S``: the template's index matrix, with the
+        focus seats' ``rows`` reading their deal's entries ``terms`` (one tuple per row) in
+        columns ``cols`` (a row at a time: for the few seats with a decision, cheaper than fancy
+        indexing)."""
+        idx = self.idx[role]
+        if rows:
+            idx = idx.copy()
+            for row, t in zip(rows, terms, strict=True):
+                idx[row, cols] = t
+        return S[idx]
 
     def _source(
         self, logs: list[float], rp_raws: list, jc_raws: list, med_raws: list
