@@ -161,11 +161,16 @@ def unpack(packed: tuple) -> list[dict]:
 
 def _action_matrix(packed: tuple, agents: tuple) -> np.ndarray | None:
     """The :func:`pack`-ed actions of a lane as one integer matrix (sub-envs x ``agents``), if
-    every sub-env has an action of an integer numpy scalar type for each of ``agents``
-    (RLlib's actions in the discrete spaces); else None."""
+    every sub-env has an action of an integer numpy scalar type for each of ``agents`` and for
+    no other agent (RLlib's actions in the discrete spaces, in whatever order its dicts hold
+    them: RLlib builds them by iterating sets of agent ids); else None."""
     per_env, blobs = packed
-    if not per_env or any(names != agents for names in per_env):
+    if not per_env:
         return None
+    expected = set(agents)
+    for names in per_env:
+        if names != agents and (len(names) != len(agents) or set(names) != expected):
+            return None
     out = np.empty((len(per_env), len(agents)), np.int64)
     for c, agent in enumerate(agents):
         kind, data = blobs[agent]
