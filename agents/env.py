@@ -73,17 +73,19 @@ class TwinMultiAgentEnv(MultiAgentEnv):
         self.agents = list(self.par_env.agents)
         return obs, rew, term, trunc, infos
 
-    def episode_counts(self) -> list[dict] | None:
+    def episode_counts(self, market=None) -> list[dict] | None:
         """The additive measures of the market's episode (:func:`agents.measures.episode_counts`),
         read by :class:`agents.callbacks.MarketMetricsCallback` when an episode ends; None before
-        the first reset."""
+        the first reset. ``market``: a finished market kept past the reset that replaced it (an
+        env process computes its measures after the reset, off the path of the next step);
+        default the current one."""
         from agents.measures import episode_counts
 
-        market = self.market
+        market = self.market if market is None else market
         if market is None:
             return None
         return episode_counts(
-            market, self.par_env.seat_table(), self.par_env.cfg.train.client_value_multiple
+            market, self.par_env.seat_table(market), self.par_env.cfg.train.client_value_multiple
         )
 
     def on_episode_counts(self, fn) -> None:

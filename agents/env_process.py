@@ -26,11 +26,12 @@ The child also does, when it has nothing else to do, the work no request waits f
 a time, whenever no request is waiting, and a market's pending pieces first when its next step
 comes. After a step, the next step's actions of the scripted seats (``prepare_step``:
 :meth:`twin.env.MarketEnv.prepare_step`; the same draws in the same order), which takes them off
-the time the runner waits for. When markets' episodes end, their episode measures
-(:meth:`agents.env.TwinMultiAgentEnv.episode_counts`; the finished markets stay in the child) and
-their resets: the measures go in messages of their own. At an episode's end that work (about
-3 ms a market in the default market, where a step takes a tenth of it, and the markets of a lane
-end together) would otherwise hold up the next lane's step. The stand-in sub-envs
+the time the runner waits for. When markets' episodes end, their resets, and then their episode
+measures (:meth:`agents.env.TwinMultiAgentEnv.episode_counts`, read from the finished markets,
+which the child keeps until then), which go in messages of their own. At an episode's end that
+work (about 1.2 ms a market in the default market, where a step takes a tenth of it, and the
+markets of a lane end together) would otherwise hold up the next lane's step; a market's next
+step waits at most for its reset, never for its measures. The stand-in sub-envs
 (:class:`RemoteMarket`) hand the measures to :class:`agents.callbacks.MarketMetricsCallback`
 when they arrive (at the runner's next requests to the child, at the latest at the end of its
 ``sample()`` call, which waits for them).
@@ -218,39 +219,45 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
     #: work that no request waits for, in order: ("prepare", i) computes ahead what sub-env i's
     #: next step needs that the actions do not change (its scripted seats' actions:
-    #: ``prepare_step``, where the env has it); ("counts", i) sends the measures of its episode
-    #: that just ended and ("reset", i) resets it ahead of its next step (after its measures:
-    #: the reset replaces the market they are read from)
-    later: list[tuple[str, int]] = []
+    #: ``prepare_step``, where the env has it); ("reset", i) resets it ahead of its next step;
+    #: ("counts", i, market) sends the measures of its episode that just ended, read from that
+    #: episode's market (kept: the reset replaces it), so that only the reset is in the way of
+    #: the sub-env's next step, not its measures
+    later: list[tuple] = []
     prepares = [getattr(env, "prepare_step", None) for env in envs]
     # sub-envs that step from an action vector and answer with arrays (step_vector)
     agent_order = tuple(envs[0].unwrapped.possible_agents)
     vectors = all(getattr(env, "vector_ok", False) for env in envs)
 
-    def finish(task: tuple[str, int]) -> None:
-        kind, i = task
+    def finish(task: tuple) -> None:
+        kind, i = task[0], task[1]
         if kind == "prepare":
             prepares[i]()
         elif kind == "counts":
-            conn.send(("counts", {i: envs[i].episode_counts()}))
+            market = task[2]
+            counts = envs[i].episode_counts() if market is None else envs[i].episode_counts(market)
+            conn.send(("counts", {i: counts}))
         else:
             ready[i] = envs[i].reset()
 
     def finish_env(i: int) -> None:
-        """Do sub-env ``i``'s work left, now (its next step or a reset is here)."""
-        for task in [t for t in later if t[1] == i]:
+        """Do sub-env ``i``'s work that its next step needs, now (that step is here): its reset
+        and its scripted actions; its measures stay queued."""
+        for task in [t for t in later if t[1] == i and t[0] != "counts"]:
             later.remove(task)
             finish(task)
 
     def after_step(lo: int, k: int, ended: list[int]) -> None:
         """Queue the work a step of sub-envs ``lo .. lo + k - 1`` leaves: the next step's
-        scripted actions, then the finished markets' measures and resets (and their first
-        step's scripted actions)."""
+        scripted actions, the finished markets' resets (and their first step's scripted
+        actions), then the finished markets' measures."""
         later.extend(("prepare", lo + j) for j in range(k) if prepares[lo + j] and j not in ended)
         for j in ended:
-            later.extend((("counts", lo + j), ("reset", lo + j)))
+            later.append(("reset", lo + j))
             if prepares[lo + j]:
                 later.append(("prepare", lo + j))
+        for j in ended:  # the measures last: no step waits for them
+            later.append(("counts", lo + j, getattr(envs[lo + j], "market", None)))
 
     while True:
         if later and not conn.poll():  # nothing asked: a piece of the work left
@@ -327,7 +334,8 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             elif cmd == "reset":
                 _, seed = msg
                 t0 = clock()
-                # the measures first (the early resets too, an unseeded reset uses them)
+                # the work left but the scripted actions (the early resets too: an unseeded
+                # reset uses them; the measures, read from the finished markets)
                 tasks, later[:] = later[:], []
                 for task in tasks:
                     if task[0] != "prepare":
@@ -378,8 +386,10 @@ class RemoteMarket:
         self.observation_spaces = spec["observation_spaces"]
         self.action_spaces = spec["action_spaces"]
         self._owner = owner
-        self._counts: list[dict] | None = None
-        self._waiting: list = []  # callbacks for the measures of the episode that just ended
+        self._counts: list[dict] | None = None  # the measures of the last episode delivered
+        #: per ended episode whose measures are still to come, oldest first: the callbacks
+        #: waiting for them (the child sends each market's measures in the order its episodes end)
+        self._due: list[list] = []
 
     @property
     def unwrapped(self) -> RemoteMarket:
@@ -393,8 +403,8 @@ class RemoteMarket:
 
     def episode_counts(self) -> list[dict] | None:
         """The measures of the episode that ended last (None before the first); waits for the
-        child's message if they are still to come."""
-        if self._counts is None:
+        child's messages if they are still to come."""
+        if self._due:
             self._owner.flush_counts()
         return self._counts
 
@@ -402,15 +412,19 @@ class RemoteMarket:
         """Call ``fn(counts)`` with the measures of the episode that just ended, when the child's
         message arrives (at the runner's next request, at the latest at the end of the
         ``sample()`` call: :meth:`MarketsProcess.flush_counts`)."""
-        if self._counts is not None:
-            fn(self._counts)
+        if self._due:
+            self._due[-1].append(fn)
         else:
-            self._waiting.append(fn)
+            fn(self._counts)
+
+    def _ended(self) -> None:
+        """An episode of this market ended: its measures are to come."""
+        self._due.append([])
 
     def _deliver(self, counts: list[dict]) -> None:
+        """The measures of the oldest ended episode whose measures were to come."""
         self._counts = counts
-        waiting, self._waiting = self._waiting, []
-        for fn in waiting:
+        for fn in self._due.pop(0):
             fn(counts)
 
 
@@ -443,7 +457,7 @@ class MarketsProcess:
         self._conn.send((env_cls, dict(env_ctx), int(getattr(env_ctx, "worker_index", 0)),
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
-        self._counts_due: set[int] = set()  # the sub-envs whose episode measures are to come
+        self._counts_due = 0  # the ended episodes whose measures are still to come
         self._early: list[tuple] = []  # answers read while waiting for measures, in order
         #: step answers so far, by kind: "vector" (arrays, from step_vector) or "dicts"
         self.answers = {"vector": 0, "dicts": 0}
@@ -497,7 +511,7 @@ class MarketsProcess:
 
     def _take_counts(self, payload: dict) -> None:
         for i, counts in payload.items():
-            self._counts_due.discard(i)
+            self._counts_due -= 1
             self.envs[i]._deliver(counts)
 
     def _answer(self) -> Any:
@@ -540,8 +554,8 @@ class MarketsProcess:
             _, obs, rew, term, trunc, info, ended = answer
             obs = unpack(obs)
         for j in ended:
-            self._counts_due.add(lo + j)
-            self.envs[lo + j]._counts = None  # until the child's measures arrive
+            self._counts_due += 1
+            self.envs[lo + j]._ended()  # its measures come in a later message
         return obs, rew, term, trunc, info
 
     def _from_vector(self, groups: list, rewards: tuple, ended: list[int]) -> tuple:

@@ -24,7 +24,8 @@ Figures:
   (:class:`twin.env.MarketEnv`), and in the episode-end market measures
   (:class:`agents.callbacks.MarketMetricsCallback`); with the markets in a child process, the
   driver's waits for the child's results (:meth:`agents.env_process.MarketsProcess.step_wait`,
-  ``reset``), while the child's own time inside the markets (overlapping the driver's work) is
+  ``reset``, and ``flush_counts``: the episode measures still to come at the end of a
+  ``sample()`` call), while the child's own time inside the markets (overlapping the driver's work) is
   reported apart as ``child busy``. The rest is RLlib (connectors, RLModule forward passes,
   episode bookkeeping).
 
@@ -64,7 +65,7 @@ def _instrument(algo) -> Timers:
     clocks = Timers()
     er = algo.env_runner
     if isinstance(er.env, MarketsProcess):
-        for name in ("step_wait", "reset"):
+        for name in ("step_wait", "reset", "flush_counts"):
             clocks.wrap(er.env, name, "env")
         clocks.seconds.setdefault("market", float("nan"))
     else:

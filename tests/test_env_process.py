@@ -235,6 +235,37 @@ def test_measures_come_after_the_next_answer_and_the_answer_is_kept():
         ref.close()
 
 
+def test_measures_reach_their_own_episodes_callbacks_in_order():
+    """The child sends a market's measures in the order its episodes end, whenever it has the
+    time: when a second episode ends before the first's measures arrive, each callback still
+    gets its own episode's measures, and ``episode_counts`` waits for the last episode's."""
+    from agents.env_process import RemoteMarket
+
+    class Owner:  # stands in for MarketsProcess: its flush delivers what is still to come
+        def __init__(self) -> None:
+            self.queue: list = []
+
+        def flush_counts(self) -> None:
+            while self.queue:
+                market._deliver(self.queue.pop(0))
+
+    owner = Owner()
+    spec = {"possible_agents": ["rp_0"], "observation_spaces": {}, "action_spaces": {}}
+    market = RemoteMarket(spec, owner)
+    got = []
+    market._ended()  # episode A ends; its callback waits
+    market.on_episode_counts(lambda c: got.append(("A", c)))
+    market._ended()  # episode B ends before A's measures arrived
+    market.on_episode_counts(lambda c: got.append(("B", c)))
+    market._deliver(["a"])
+    assert got == [("A", ["a"])]
+    owner.queue.append(["b"])
+    assert market.episode_counts() == ["b"]  # waits for B's (the last episode's) measures
+    assert got == [("A", ["a"]), ("B", ["b"])]
+    market.on_episode_counts(lambda c: got.append(("B again", c)))  # nothing due: at once
+    assert got[-1] == ("B again", ["b"])
+
+
 def test_an_error_in_a_market_is_raised_with_the_childs_traceback():
     proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2)
     try:

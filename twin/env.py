@@ -486,14 +486,12 @@ class MarketEnv(ParallelEnv):
             a.med_collude[rows] = v == 1
 
     # -- introspection used by experiments ------------------------------------------------------
-    def seat_table(self) -> list[tuple[str, str, int, str, str]]:
-        """(agent name, group, account, seat kind, policy name) for every seat."""
+    def seat_table(self, market: Market | None = None) -> list[tuple[str, str, int, str, str]]:
+        """(agent name, group, account, seat kind, policy name) for every seat of ``market``
+        (default: the current one; a finished market kept past a reset is another)."""
+        mk = self.market if market is None else market
         out = []
-        acct = {
-            "rp": self.market.rp_acct,
-            "jc": self.market.jc_acct,
-            "mediator": self.market.med_acct,
-        }
+        acct = {"rp": mk.rp_acct, "jc": mk.jc_acct, "mediator": mk.med_acct}
         for g in GROUPS:
             learning = set(self.learning_rows[g].tolist())
             for r in range(self.n[g]):
