@@ -12,15 +12,18 @@ A market whose episode ended is reset after the step's answer is sent, while the
 (an auto-reset draws nothing from the step's actions, so doing it early changes nothing); its
 next step hands out that reset's observations.
 
-What crosses the pipe each step: the actions of a lane's sub-envs (:func:`pack`-ed: each agent's
-numpy scalars as one byte string), and back their results. Where the sub-envs can
-(``step_vector``: every exposed agent acts through a discrete space with a mask) and RLlib's
-actions are integers, the child steps each market from one action vector and answers with
-arrays: per group of exposed seats, the observation and mask rows of the lane's markets end to
-end, and the rewards; the runner builds from them the dicts the sub-envs' ``step`` returns
+What crosses the pipe each step: the actions of a lane's sub-envs, and back their results. Where
+the sub-envs can (``step_vector``: every exposed agent acts through a discrete space with a mask)
+and RLlib's actions are numpy integers (in whatever agent order its dicts hold them), the actions
+go as one int64 matrix (sub-envs x agents), the child steps each market from its row and answers
+with arrays: per group of exposed seats, the observation and mask rows of the lane's markets end
+to end, and the rewards; the runner builds from them the dicts the sub-envs' ``step`` returns
 (:meth:`MarketsProcess._from_vector`), so the child builds, packs and pickles no per-agent dicts.
-Otherwise (and in the step that hands out a reset's observations) the child answers with the
-sub-envs' dicts: observations :func:`pack`-ed, rewards, flags and infos pickled.
+Otherwise the actions go :func:`pack`-ed (each agent's values as one byte string), and (as in the
+step that hands out a reset's observations) the child answers with the sub-envs' dicts:
+observations :func:`pack`-ed, rewards, flags and infos pickled. Messages are pickled with the
+plain pickler (:class:`_Conn`), and a side waiting for the other's message polls for it a few
+milliseconds before it blocks (:data:`SPIN_SECONDS`).
 
 The child also does, when it has nothing else to do, the work no request waits for: one piece at
 a time, whenever no request is waiting, and a market's pending pieces first when its next step
@@ -53,6 +56,8 @@ from __future__ import annotations
 import gc
 import math
 import os
+import pickle
+import select
 import socket
 import subprocess
 import sys
@@ -69,6 +74,46 @@ from agents.hashseed import HASH_SEED
 
 #: the child's threshold of young-generation garbage collections (CPython's default: 700)
 GC_YOUNG_THRESHOLD = 100_000
+
+#: how long (seconds) either side, with nothing else to do, polls the socket for the other's next
+#: message before it blocks in a read. Waking a process blocked in a read is dear on a virtual
+#: machine: the writer's send took about 50 us instead of 5 (the wake-up is charged to it), and the
+#: woken child stepped its markets a fifth slower; between a lane's answer and its next request
+#: there is about a millisecond of the runner's work. After this long (the runner is learning, or
+#: gone) the waiting side blocks and uses no CPU.
+SPIN_SECONDS = 0.005
+
+
+class _Conn(Connection):
+    """A ``multiprocessing`` connection whose ``send`` pickles with the plain pickler.
+    ``Connection.send`` pickles with ``multiprocessing``'s ``ForkingPickler``, which copies its
+    table of reducers at every call: 26 us a message in a runner that has imported torch and
+    RLlib (they register reducers there), against 2 us. What crosses here (numbers, bytes,
+    arrays, dicts, spaces, the env class by reference) needs none of those reducers."""
+
+    def send(self, obj: Any) -> None:
+        self._check_closed()
+        self._check_writable()
+        self._send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _poller(fileno: int) -> select.poll:
+    """A poll object on ``fileno`` for input (one system call a poll, not a selector built per
+    call as ``Connection.poll`` does)."""
+    p = select.poll()
+    p.register(fileno, select.POLLIN)
+    return p
+
+
+def _spin(poller: select.poll, seconds: float) -> None:
+    """Poll until a message (or the peer's end) is there or ``seconds`` have passed."""
+    if poller.poll(0):
+        return
+    clock = time.perf_counter
+    end = clock() + seconds
+    while clock() < end:
+        if poller.poll(0):
+            return
 
 
 class EnvProcessError(RuntimeError):
@@ -160,25 +205,24 @@ def unpack(packed: tuple) -> list[dict]:
     return out
 
 
-def _action_matrix(packed: tuple, agents: tuple) -> np.ndarray | None:
-    """The :func:`pack`-ed actions of a lane as one integer matrix (sub-envs x ``agents``), if
-    every sub-env has an action of an integer numpy scalar type for each of ``agents`` and for
-    no other agent (RLlib's actions in the discrete spaces, in whatever order its dicts hold
-    them: RLlib builds them by iterating sets of agent ids); else None."""
-    per_env, blobs = packed
-    if not per_env:
+def _int_matrix(actions: list[dict], agents: tuple) -> np.ndarray | None:
+    """A lane's action dicts as one int64 matrix (sub-envs x ``agents``) if each holds a numpy
+    integer for each of ``agents`` and for no other agent (RLlib's actions in the discrete
+    spaces, in whatever order its dicts hold them: RLlib builds them by iterating sets of agent
+    ids, whose order follows the string-hash seed); else None."""
+    n = len(agents)
+    if any(len(a) != n for a in actions):
         return None
-    expected = set(agents)
-    for names in per_env:
-        if names != agents and (len(names) != len(agents) or set(names) != expected):
-            return None
-    out = np.empty((len(per_env), len(agents)), np.int64)
-    for c, agent in enumerate(agents):
-        kind, data = blobs[agent]
-        if kind != "array" or data[1] is not None or np.dtype(data[0]).kind not in "iu":
-            return None
-        out[:, c] = np.frombuffer(data[2], data[0])
-    return out
+    try:
+        rows = [[a[x] for x in agents] for a in actions]
+    except KeyError:
+        return None
+    integer = np.integer
+    for row in rows:
+        for v in row:
+            if not isinstance(v, integer):
+                return None
+    return np.array(rows, np.int64)
 
 
 def _block(arrays: list[np.ndarray]) -> tuple:
@@ -217,6 +261,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     autoreset = [False] * num_envs
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
+    poller = _poller(conn.fileno())
     #: work that no request waits for, in order: ("prepare", i) computes ahead what sub-env i's
     #: next step needs that the actions do not change (its scripted seats' actions:
     #: ``prepare_step``, where the env has it); ("reset", i) resets it ahead of its next step;
@@ -260,7 +305,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             later.append(("counts", lo + j, getattr(envs[lo + j], "market", None)))
 
     while True:
-        if later and not conn.poll():  # nothing asked: a piece of the work left
+        if later and not poller.poll(0):  # nothing asked: a piece of the work left
             t0 = clock()
             try:
                 finish(later.pop(0))
@@ -269,18 +314,23 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             busy += clock() - t0
             continue
         try:
+            _spin(poller, SPIN_SECONDS)
             msg = conn.recv()
         except EOFError:  # the runner is gone
             break
         cmd = msg[0]
         try:
-            if cmd == "step":
-                _, lo, actions = msg
-                k = len(actions[0])
-                matrix = None
-                if vectors and not any(autoreset[lo : lo + k]):
-                    matrix = _action_matrix(actions, agent_order)
-                if matrix is not None:
+            if cmd in ("step", "vstep"):
+                if cmd == "vstep":  # the actions as one int64 matrix (MarketsProcess.step_async)
+                    _, lo, k, data = msg
+                    matrix = np.frombuffer(data, np.int64).reshape(k, len(agent_order))
+                    actions = None
+                else:  # pack-ed action dicts
+                    _, lo, actions = msg
+                    k = len(actions[0])
+                    matrix = None
+                # (a step that hands out a reset's observations answers with dicts)
+                if matrix is not None and vectors and not any(autoreset[lo : lo + k]):
                     t0 = clock()
                     blocks, rewards, ended = [], [], []
                     for j in range(k):
@@ -301,7 +351,10 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
                     conn.send(("ok", ("vector", groups, _block(rewards), ended)))
                     after_step(lo, k, ended)
                     continue
-                actions = unpack(actions)
+                if actions is None:  # (numpy integers, as RLlib's)
+                    actions = [dict(zip(agent_order, row, strict=True)) for row in matrix]
+                else:
+                    actions = unpack(actions)
                 out_obs, out_rew, out_term, out_trunc, out_info, ended = [], [], [], [], [], []
                 t0 = clock()
                 for j, action in enumerate(actions):
@@ -369,11 +422,11 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
 
 def env_spec(env) -> dict:
     """The agents and spaces of a sub-env (what :class:`MarketsProcess` needs up front)."""
-    env = env.unwrapped
     return {
-        "possible_agents": list(env.possible_agents),
-        "observation_spaces": dict(env.observation_spaces),
-        "action_spaces": dict(env.action_spaces),
+        "possible_agents": list(env.unwrapped.possible_agents),
+        "observation_spaces": dict(env.unwrapped.observation_spaces),
+        "action_spaces": dict(env.unwrapped.action_spaces),
+        "vector_ok": bool(getattr(env, "vector_ok", False)),  # whether it has step_vector
     }
 
 
@@ -453,7 +506,8 @@ class MarketsProcess:
             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         theirs.close()
-        self._conn = Connection(mine.detach())
+        self._conn = _Conn(mine.detach())
+        self._poller = _poller(self._conn.fileno())
         self._conn.send((env_cls, dict(env_ctx), int(getattr(env_ctx, "worker_index", 0)),
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
@@ -466,6 +520,8 @@ class MarketsProcess:
         if spec is None:
             spec = self._ok()
         self.num_envs = num_envs
+        self._agents = tuple(spec["possible_agents"])
+        self._vectors = bool(spec.get("vector_ok", False))  # the sub-envs have step_vector
         self.envs = [RemoteMarket(spec, self) for _ in range(num_envs)]
         self.single_observation_spaces = spec["observation_spaces"]
         self.single_action_spaces = spec["action_spaces"]
@@ -485,6 +541,7 @@ class MarketsProcess:
 
     def _recv(self) -> tuple:
         try:
+            _spin(self._poller, SPIN_SECONDS)
             return self._conn.recv()
         except (EOFError, OSError) as e:
             try:
@@ -536,8 +593,13 @@ class MarketsProcess:
         return unpack(obs), infos
 
     def step_async(self, lo: int, actions: list[dict]) -> None:
-        """Send the actions of sub-envs ``lo .. lo + len(actions) - 1``; do not wait."""
-        self._conn.send(("step", lo, pack(actions)))
+        """Send the actions of sub-envs ``lo .. lo + len(actions) - 1``; do not wait. RLlib's
+        integer actions, where the sub-envs step from action vectors, go as one matrix."""
+        matrix = _int_matrix(actions, self._agents) if self._vectors and actions else None
+        if matrix is not None:
+            self._conn.send(("vstep", lo, len(actions), matrix.tobytes()))
+        else:
+            self._conn.send(("step", lo, pack(actions)))
         self._pending.append(lo)
 
     def step_wait(self):
@@ -642,7 +704,7 @@ def main(argv: list[str] | None = None) -> None:
     """The child's entry point: ``python -m agents.env_process <socket fd>``; the first message
     is ``(env class, env context dict, worker index, number of workers, number of sub-envs)``."""
     argv = sys.argv[1:] if argv is None else argv
-    conn = Connection(int(argv[0]))
+    conn = _Conn(int(argv[0]))
     try:
         init = conn.recv()
     except EOFError:

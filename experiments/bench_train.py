@@ -23,9 +23,9 @@ Figures:
   (adapter and market), of which inside the market's PettingZoo env
   (:class:`twin.env.MarketEnv`), and in the episode-end market measures
   (:class:`agents.callbacks.MarketMetricsCallback`); with the markets in a child process, the
-  driver's waits for the child's results (:meth:`agents.env_process.MarketsProcess.step_wait`,
-  ``reset``, and ``flush_counts``: the episode measures still to come at the end of a
-  ``sample()`` call), while the child's own time inside the markets (overlapping the driver's work) is
+  driver's time handing its actions to the child and waiting for and reading the child's results
+  (:meth:`agents.env_process.MarketsProcess.step_async`, ``step_wait``, ``reset``, and
+  ``flush_counts``: the episode measures still to come at the end of a ``sample()`` call), while the child's own time inside the markets (overlapping the driver's work) is
   reported apart as ``child busy``. The rest is RLlib (connectors, RLModule forward passes,
   episode bookkeeping).
 
@@ -65,7 +65,7 @@ def _instrument(algo) -> Timers:
     clocks = Timers()
     er = algo.env_runner
     if isinstance(er.env, MarketsProcess):
-        for name in ("step_wait", "reset", "flush_counts"):
+        for name in ("step_async", "step_wait", "reset", "flush_counts"):
             clocks.wrap(er.env, name, "env")
         clocks.seconds.setdefault("market", float("nan"))
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -116,23 +117,26 @@ def test_pack_round_trip():
 
 def test_actions_in_any_agent_order_make_one_action_matrix():
     """RLlib's action dicts hold the agents in the order of its sets of agent ids, which depends
-    on the string-hash seed: whatever the order, the lane's actions are one matrix (sub-envs x
-    agents, in the env's agent order), so the child steps from action vectors. Actions that
-    are not integer numpy scalars, or that miss or add an agent, make none (the dict path)."""
-    from agents.env_process import _action_matrix
+    on the string-hash seed: whatever the order, the lane's actions cross to the child as one
+    int64 matrix (sub-envs x agents, in the env's agent order), so the child steps from action
+    vectors. Actions that are not numpy integers, or that miss or add an agent, make none (they
+    cross as dicts)."""
+    from agents.env_process import _int_matrix
 
     agents = ("rp_0", "rp_1", "jc_2")
     lane = [
         {"rp_1": np.int32(4), "rp_0": np.int32(3), "jc_2": np.int32(1)},
-        {"jc_2": np.int32(0), "rp_0": np.int32(7), "rp_1": np.int32(2)},
+        {"jc_2": np.int64(0), "rp_0": np.int64(7), "rp_1": np.int64(2)},
     ]
-    np.testing.assert_array_equal(_action_matrix(pack(lane), agents), [[3, 4, 1], [7, 2, 0]])
-    assert _action_matrix(pack([{"rp_0": np.int32(1), "rp_1": np.int32(2)}]), agents) is None
-    extra = [{**lane[0], "med_0": np.int32(1)}]
-    assert _action_matrix(pack(extra), agents) is None
-    floats = [{a: np.float32(v) for a, v in lane[0].items()}]
-    assert _action_matrix(pack(floats), agents) is None
-    assert _action_matrix(pack([{a: int(v) for a, v in lane[0].items()}]), agents) is None
+    m = _int_matrix(lane, agents)
+    assert m.dtype == np.int64
+    np.testing.assert_array_equal(m, [[3, 4, 1], [7, 2, 0]])
+    assert _int_matrix([{"rp_0": np.int32(1), "rp_1": np.int32(2)}], agents) is None
+    assert _int_matrix([{"rp_0": np.int32(1), "rp_1": np.int32(2), "x": np.int32(0)}],
+                       agents) is None  # fmt: skip
+    assert _int_matrix([{**lane[0], "med_0": np.int32(1)}], agents) is None
+    assert _int_matrix([{a: np.float32(v) for a, v in lane[0].items()}], agents) is None
+    assert _int_matrix([{a: int(v) for a, v in lane[0].items()}], agents) is None
 
 
 def test_markets_process_steps_as_rllibs_vector_env():
@@ -286,6 +290,35 @@ def test_a_dead_env_process_is_reported():
         proc.step_async(0, [{}])
         with pytest.raises(EnvProcessError, match=r"died \(exit code -9\)"):
             proc.step_wait()
+    finally:
+        proc.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux: /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_env_process_stops_polling_and_sleeps():
+    """Between requests the child polls its socket for at most SPIN_SECONDS (waking a blocked
+    process is dear on a VM), then blocks: with nothing asked for a second (the runner learning,
+    say), it uses almost no CPU. A child that kept polling would use the whole second. The runner's
+    wait polls the same way, then blocks too: the answer still arrives."""
+    from agents.env_process import SPIN_SECONDS
+
+    assert 0 < SPIN_SECONDS <= 0.05
+    proc = MarketsProcess(TwinMultiAgentEnv, _ctx(), 2)
+    try:
+        proc.reset(seed=1)
+        proc.busy_seconds()  # (the child has nothing left to do ahead)
+        before = _cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        idle = _cpu_seconds(proc.pid) - before
+        assert idle < 0.3, idle  # a spinning child: about 1.0
+        obs, _ = proc.reset(seed=2)
+        assert len(obs) == 2
     finally:
         proc.close()
 
