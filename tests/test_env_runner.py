@@ -190,3 +190,21 @@ def test_batched_timers_push_what_timed_blocks_push(monkeypatch):
     # RLlib's EMA (coefficient 0.01): 1, then 0.99 * 1 + 0.01 * 2, then 0.99 * that + 0.01 * 4
     assert logger.peek(("t", "a")) == pytest.approx(0.99 * (0.99 + 0.02) + 0.04)
     assert logger.peek(("t", "b")) == 8.0 and logger.peek("n") == 3
+
+
+def test_the_first_sample_call_freezes_the_objects_alive_then(monkeypatch):
+    """The runner's first ``sample()`` call moves the objects alive then (torch, RLlib, the
+    modules) out of the garbage collector's generations, once per process
+    (:func:`twin.env.freeze_gc_once`): with the markets in a child process, no market reset in
+    the runner's process does it."""
+    import gc
+
+    import twin.env
+
+    class Runner:  # stands in for TwinEnvRunner: only its loop is replaced
+        def _sample_call(self, **kwargs):
+            return kwargs
+
+    monkeypatch.setattr(twin.env, "_gc_frozen", False)  # as in a process that stepped no market
+    assert TwinEnvRunner._sample(Runner(), num_timesteps=5) == {"num_timesteps": 5}
+    assert twin.env._gc_frozen and gc.get_freeze_count() > 0
