@@ -77,10 +77,10 @@ GC_YOUNG_THRESHOLD = 100_000
 
 #: how long (seconds) either side, with nothing else to do, polls the socket for the other's next
 #: message before it blocks in a read. Waking a process blocked in a read is dear on a virtual
-#: machine: the writer's send took about 50 us instead of 5 (the wake-up is charged to it), and the
-#: woken child stepped its markets a fifth slower; between a lane's answer and its next request
-#: there is about a millisecond of the runner's work. After this long (the runner is learning, or
-#: gone) the waiting side blocks and uses no CPU.
+#: machine: the runner's send that woke the child took about 50 us instead of 13 (the wake-up is
+#: charged to the writer), and the woken child stepped its markets a fifth slower; between a
+#: lane's answer and its next request there is about a millisecond of the runner's work. After
+#: this long (the runner is learning, or gone) the waiting side blocks and uses no CPU.
 SPIN_SECONDS = 0.005
 
 
