@@ -30,7 +30,7 @@ policies. :class:`TwinEnvRunner` keeps its sampling loop and its results, and ch
   freezes the objects alive then (:func:`twin.env.freeze_gc_once`, once per process, as a market
   does at its first reset): the collections then skip them. With the markets in a child process
   nothing else did so in the runner's process; sampling at 8 markets of the default market got
-  1.12-1.19x faster in agent-steps/s (3 alternating pairs, 2026-12-08).
+  1.05-1.15x faster in agent-steps/s (3 alternating pairs, 2026-12-08).
 
 With the default market's 25 seats exposed and 4 markets per runner, the first three cuts take
 RLlib's part of a tick from 2.22 ms to 1.37 (counters), 1.15 (numpy once) and 1.05 ms (no copy);
