@@ -85,35 +85,39 @@ SPIN_SECONDS = 0.005
 
 
 class _Conn(Connection):
-    """A ``multiprocessing`` connection whose ``send`` pickles with the plain pickler.
-    ``Connection.send`` pickles with ``multiprocessing``'s ``ForkingPickler``, which copies its
-    table of reducers at every call: 26 us a message in a runner that has imported torch and
-    RLlib (they register reducers there), against 2 us. What crosses here (numbers, bytes,
-    arrays, dicts, spaces, the env class by reference) needs none of those reducers."""
+    """A ``multiprocessing`` connection (the same messages on the wire) with cheaper ends:
+
+    - ``send`` pickles with the plain pickler. ``Connection.send`` pickles with
+      ``multiprocessing``'s ``ForkingPickler``, which copies its table of reducers at every
+      call: 26 us a message in a runner that has imported torch and RLlib (they register
+      reducers there), against 2 us. What crosses here (numbers, bytes, arrays, dicts, spaces,
+      the env class by reference) needs none of those reducers.
+    - ``recv`` polls the socket for up to :data:`SPIN_SECONDS` before it blocks in a read.
+    - :meth:`ready` asks whether a message (or the peer's end) is there with one ``poll`` system
+      call, not a selector built per call as ``Connection.poll`` does.
+    """
+
+    def __init__(self, handle: int) -> None:
+        super().__init__(handle)
+        self._poller = select.poll()
+        self._poller.register(handle, select.POLLIN)
 
     def send(self, obj: Any) -> None:
         self._check_closed()
         self._check_writable()
         self._send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
+    def ready(self) -> bool:
+        """Whether a message, or the peer's end, is there to read (no waiting)."""
+        return bool(self._poller.poll(0))
 
-def _poller(fileno: int) -> select.poll:
-    """A poll object on ``fileno`` for input (one system call a poll, not a selector built per
-    call as ``Connection.poll`` does)."""
-    p = select.poll()
-    p.register(fileno, select.POLLIN)
-    return p
-
-
-def _spin(poller: select.poll, seconds: float) -> None:
-    """Poll until a message (or the peer's end) is there or ``seconds`` have passed."""
-    if poller.poll(0):
-        return
-    clock = time.perf_counter
-    end = clock() + seconds
-    while clock() < end:
-        if poller.poll(0):
-            return
+    def recv(self) -> Any:
+        if not self.ready():  # poll a while before blocking (see SPIN_SECONDS)
+            clock = time.perf_counter
+            end = clock() + SPIN_SECONDS
+            while clock() < end and not self.ready():
+                pass
+        return super().recv()
 
 
 class EnvProcessError(RuntimeError):
@@ -261,7 +265,6 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     autoreset = [False] * num_envs
     ready: dict[int, tuple] = {}  # sub-env -> (obs, infos) of a reset done ahead of its step
-    poller = _poller(conn.fileno())
     #: work that no request waits for, in order: ("prepare", i) computes ahead what sub-env i's
     #: next step needs that the actions do not change (its scripted seats' actions:
     #: ``prepare_step``, where the env has it); ("reset", i) resets it ahead of its next step;
@@ -279,9 +282,7 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
         if kind == "prepare":
             prepares[i]()
         elif kind == "counts":
-            market = task[2]
-            counts = envs[i].episode_counts() if market is None else envs[i].episode_counts(market)
-            conn.send(("counts", {i: counts}))
+            conn.send(("counts", {i: envs[i].episode_counts(task[2])}))
         else:
             ready[i] = envs[i].reset()
 
@@ -302,10 +303,10 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             if prepares[lo + j]:
                 later.append(("prepare", lo + j))
         for j in ended:  # the measures last: no step waits for them
-            later.append(("counts", lo + j, getattr(envs[lo + j], "market", None)))
+            later.append(("counts", lo + j, envs[lo + j].market))
 
     while True:
-        if later and not poller.poll(0):  # nothing asked: a piece of the work left
+        if later and not conn.ready():  # nothing asked: a piece of the work left
             t0 = clock()
             try:
                 finish(later.pop(0))
@@ -314,7 +315,6 @@ def _serve(conn, env_cls, ctx: dict, worker_index: int, num_workers: int, num_en
             busy += clock() - t0
             continue
         try:
-            _spin(poller, SPIN_SECONDS)
             msg = conn.recv()
         except EOFError:  # the runner is gone
             break
@@ -507,7 +507,6 @@ class MarketsProcess:
         )  # fmt: skip
         theirs.close()
         self._conn = _Conn(mine.detach())
-        self._poller = _poller(self._conn.fileno())
         self._conn.send((env_cls, dict(env_ctx), int(getattr(env_ctx, "worker_index", 0)),
                          int(getattr(env_ctx, "num_workers", 0)), num_envs))  # fmt: skip
         self._pending: list[int] = []  # the first sub-env of each unanswered step
@@ -541,7 +540,6 @@ class MarketsProcess:
 
     def _recv(self) -> tuple:
         try:
-            _spin(self._poller, SPIN_SECONDS)
             return self._conn.recv()
         except (EOFError, OSError) as e:
             try:

@@ -25,8 +25,9 @@ Figures:
   (:class:`agents.callbacks.MarketMetricsCallback`); with the markets in a child process, the
   driver's time handing its actions to the child and waiting for and reading the child's results
   (:meth:`agents.env_process.MarketsProcess.step_async`, ``step_wait``, ``reset``, and
-  ``flush_counts``: the episode measures still to come at the end of a ``sample()`` call), while the child's own time inside the markets (overlapping the driver's work) is
-  reported apart as ``child busy``. The rest is RLlib (connectors, RLModule forward passes,
+  ``flush_counts``: the episode measures still to come at the end of a ``sample()`` call),
+  while the child's own time inside the markets (overlapping the driver's work) is reported
+  apart as ``child busy``. The rest is RLlib (connectors, RLModule forward passes,
   episode bookkeeping).
 
 The target is an env share of at most 10 %: the simulator must not be what limits training.
